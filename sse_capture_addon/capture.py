@@ -1,0 +1,254 @@
+"""The capture addon: thin glue between mitmproxy's hooks and ``StreamRecorder``."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Optional
+
+import orjson
+from mitmproxy import ctx, exceptions, flowfilter, http
+
+from .recording import FORMAT, FORMAT_VERSION
+from .recorder import StreamRecorder
+from .redact import DEFAULT_HEADERS, Redactor
+from .sse import DEFAULT_MAX_EVENT_SIZE
+from .writer import RecordingFile, new_stream_id, recording_name
+
+log = logging.getLogger("sse_capture")
+
+RAW_CHUNK_CHOICES = ("auto", "on", "off")
+
+
+def is_sse(response: http.Response | None) -> bool:
+    if response is None:
+        return False
+    media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type == "text/event-stream"
+
+
+def _address(addr) -> dict | None:
+    if not addr:
+        return None
+    return {"host": str(addr[0]), "port": int(addr[1])}
+
+
+def _ending_of(flow: http.HTTPFlow) -> tuple[str, str]:
+    """Map mitmproxy's error on a streamed flow to who ended the stream."""
+    msg = flow.error.msg if flow.error else "unknown error"
+    lowered = msg.lower()
+    if "client" in lowered or lowered.startswith("connection killed") and "server" not in lowered:
+        return "client_disconnected", msg
+    return "server_error", msg
+
+
+class SSECapture:
+    def __init__(self) -> None:
+        self.filter: flowfilter.TFilter | None = None
+        self.redactor = Redactor()
+        self.raw_chunks = True
+        self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow]] = {}
+
+    def load(self, loader):
+        loader.add_option("sse_capture_dir", str, "recordings",
+                          "Directory for SSE recordings (one .jsonl file per stream, in a folder per UTC day).")
+        loader.add_option("sse_capture_filter", Optional[str], None,
+                          "Only record SSE flows matching this mitmproxy filter expression (e.g. '~u /chat'). "
+                          "Other SSE flows are still streamed through unchanged.")
+        loader.add_option("sse_capture_raw_chunks", str, "auto",
+                          "Also record the raw chunks as they arrived, for byte-exact replay: on, off, or auto "
+                          "(on unless sse_capture_redact_keys is set, since raw bytes cannot be redacted).",
+                          choices=RAW_CHUNK_CHOICES)
+        loader.add_option("sse_capture_fsync", bool, False,
+                          "fsync the recording after every chunk (survives power loss; slower).")
+        loader.add_option("sse_capture_max_event_size", int, DEFAULT_MAX_EVENT_SIZE,
+                          "Largest event (in characters) whose data is recorded; larger events are recorded as "
+                          "'oversized' with their size and a prefix, and the stream keeps flowing.")
+        loader.add_option("sse_capture_max_body", int, 1024 * 1024,
+                          "Largest request body (bytes) stored in a recording's header; longer ones are cut.")
+        loader.add_option("sse_capture_redact", bool, True,
+                          "Redact Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and Api-Key "
+                          "header values in recordings.")
+        loader.add_option("sse_capture_redact_headers", Sequence[str], [],
+                          "More header names whose values are redacted in recordings.")
+        loader.add_option("sse_capture_redact_keys", Sequence[str], [],
+                          "JSON object keys whose values are redacted in request bodies and event data.")
+
+    def configure(self, updated):
+        opts = ctx.options
+        if "listen_host" in updated and opts.listen_host == "":
+            # mitmproxy's default is every interface; recordings hold production data, so unless the user
+            # names an address, listen on loopback only.
+            log.info("sse-capture: listening on 127.0.0.1 only (pass --listen-host 0.0.0.0 to listen on every interface)")
+            opts.update(listen_host="127.0.0.1")
+        if "sse_capture_filter" in updated:
+            spec = opts.sse_capture_filter
+            if spec:
+                try:
+                    self.filter = flowfilter.parse(spec)
+                except ValueError as e:
+                    raise exceptions.OptionsError(f"sse_capture_filter: invalid filter expression {spec!r}: {e}")
+            else:
+                self.filter = None
+        for name in ("sse_capture_max_event_size", "sse_capture_max_body"):
+            if name in updated and getattr(opts, name) <= 0:
+                raise exceptions.OptionsError(f"{name} must be a positive number of bytes, "
+                                              f"got {getattr(opts, name)}")
+        if "sse_capture_dir" in updated:
+            _check_writable_dir(opts.sse_capture_dir)
+        if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys"}:
+            headers = set(DEFAULT_HEADERS) if opts.sse_capture_redact else set()
+            headers.update(opts.sse_capture_redact_headers)
+            for key in opts.sse_capture_redact_keys:
+                if not key:
+                    raise exceptions.OptionsError("sse_capture_redact_keys: empty key name")
+            self.redactor = Redactor(headers, opts.sse_capture_redact_keys)
+        if updated & {"sse_capture_raw_chunks", "sse_capture_redact_keys"}:
+            mode = opts.sse_capture_raw_chunks
+            if mode == "on" and opts.sse_capture_redact_keys:
+                raise exceptions.OptionsError(
+                    "sse_capture_raw_chunks=on would store the unredacted bytes of events that "
+                    "sse_capture_redact_keys redacts; use auto or off")
+            self.raw_chunks = mode == "on" or (mode == "auto" and not opts.sse_capture_redact_keys)
+
+    # -- hooks ------------------------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if not is_sse(flow.response):
+            return
+        if not flow.response.stream:
+            # mitmproxy buffers responses to the end by default, which swallows SSE (its issue #4469).
+            flow.response.stream = True
+        if self.filter is not None and not self.filter(flow):
+            return
+        try:
+            recorder = self._start(flow)
+        except Exception as e:  # noqa: BLE001 - never break traffic
+            log.error(f"sse-capture: NOT recording {flow.request.method} {flow.request.pretty_url}: "
+                      f"{type(e).__name__}: {e}")
+            return
+        self.active[flow.id] = (recorder, flow)
+        previous = flow.response.stream
+
+        def forward(chunk: bytes) -> bytes:
+            if callable(previous):
+                chunk = previous(chunk)
+                if not isinstance(chunk, bytes):
+                    chunk = b"".join(chunk)
+            recorder.feed(chunk)
+            return chunk
+
+        flow.response.stream = forward
+        log.info(f"sse-capture: recording {flow.request.method} {flow.request.pretty_url} -> {recorder.file.path}")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow, "complete", None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self.active:
+            self._finish(flow, *_ending_of(flow))
+
+    def done(self) -> None:
+        for flow_id in list(self.active):
+            self._finish(self.active[flow_id][1], "proxy_shutdown", "the proxy shut down mid-stream")
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _start(self, flow: http.HTTPFlow) -> StreamRecorder:
+        opts = ctx.options
+        started = time.time()
+        stream_id = new_stream_id()
+        req, resp = flow.request, flow.response
+        req_headers, hit_req = self.redactor.header_pairs(req.headers.fields_str())
+        resp_headers, hit_resp = self.redactor.header_pairs(resp.headers.fields_str())
+        ttfb = None
+        if resp.timestamp_start and req.timestamp_start:
+            ttfb = round(resp.timestamp_start - req.timestamp_start, 6)
+        header = {
+            "kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": stream_id,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)) + f".{int(started % 1 * 1e6):06d}Z",
+            "started_unix": round(started, 6),
+            "client": _address(flow.client_conn.peername),
+            "server": _address(flow.server_conn.peername or flow.server_conn.address),
+            "mode": flow.client_conn.proxy_mode.full_spec if flow.client_conn.proxy_mode else None,
+            "request": {
+                "method": req.method, "url": req.url, "pretty_url": req.pretty_url,
+                "http_version": req.http_version, "headers": req_headers,
+                **self._body(req, opts.sse_capture_max_body),
+            },
+            "response": {
+                "status": resp.status_code, "reason": resp.reason, "http_version": resp.http_version,
+                "headers": resp_headers,
+            },
+            "ttfb": ttfb,
+            "raw_chunks": self.raw_chunks,
+            "redacted_headers": sorted(set(hit_req) | set(hit_resp)),
+            "redacted_keys": sorted(self.redactor.json_keys),
+        }
+        file = RecordingFile(opts.sse_capture_dir, recording_name(started, req.method, req.url, stream_id),
+                             fsync=opts.sse_capture_fsync)
+        path = file.path
+        return StreamRecorder(
+            file, header,
+            content_encoding=resp.headers.get("content-encoding"),
+            raw_chunks=self.raw_chunks,
+            max_event_size=opts.sse_capture_max_event_size,
+            redactor=self.redactor,
+            on_error=lambda message: log.error(f"sse-capture: {path}: {message} (traffic continues)"),
+        )
+
+    def _body(self, req: http.Request, cap: int) -> dict:
+        raw = req.raw_content
+        if raw is None:
+            return {"body": None, "body_size": None}
+        try:
+            body = req.get_content(strict=True) or b""
+        except ValueError:
+            body = raw
+        size = len(body)
+        body = body[:cap]
+        if self.redactor.json_keys and size <= cap:
+            try:
+                value, changed = self.redactor.json_value(orjson.loads(body))
+                if changed:
+                    body = orjson.dumps(value)
+            except orjson.JSONDecodeError:
+                pass
+        out: dict = {"body_size": size, "body_truncated": size > cap}
+        try:
+            out["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            out["body"] = base64.b64encode(body).decode("ascii")
+            out["body_base64"] = True
+        return out
+
+    def _finish(self, flow: http.HTTPFlow, reason: str, message: str | None) -> None:
+        entry = self.active.pop(flow.id, None)
+        if entry is None:
+            return
+        recorder = entry[0]
+        try:
+            end = recorder.finish(reason, message)
+        except Exception as e:  # noqa: BLE001
+            log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
+            return
+        level = logging.INFO if end["reason"] == "complete" else logging.WARNING
+        log.log(level, f"sse-capture: {end['reason']} {flow.request.method} {flow.request.pretty_url}: "
+                       f"{end['events']} events in {recorder.duration:.3f}s -> {recorder.file.path}"
+                       + (f" ({message})" if message else ""))
+
+
+def _check_writable_dir(directory: str) -> None:
+    if not directory:
+        raise exceptions.OptionsError("sse_capture_dir must not be empty")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise exceptions.OptionsError(
+            f"sse_capture_dir: cannot write recordings to {directory!r}: {e.strerror or e}") from None

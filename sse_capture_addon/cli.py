@@ -1,0 +1,80 @@
+"""The ``sse-capture`` command: thin glue over the library."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+ADDON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "addon.py")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sse-capture")
+def main() -> None:
+    """Record Server-Sent Events streams through mitmproxy, then inspect and replay them."""
+
+
+def find_mitmproxy_tool(name: str) -> str:
+    """The mitmdump/mitmproxy/mitmweb next to this Python (the venv's), else on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(here):
+        return here
+    found = shutil.which(name)
+    if not found:
+        raise click.ClickException(f"{name} not found; install mitmproxy 12 (pip install 'mitmproxy>=12,<13')")
+    return found
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--tool", type=click.Choice(["mitmdump", "mitmproxy", "mitmweb"]), default="mitmdump",
+              show_default=True, help="Which mitmproxy front-end to start.")
+@click.option("-d", "--dir", "directory", default="recordings", show_default=True,
+              help="Where recordings are written (sse_capture_dir).")
+@click.argument("mitm_args", nargs=-1, type=click.UNPROCESSED)
+def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
+    """Start mitmproxy with the capture addon. Other arguments go to mitmproxy unchanged, e.g.
+
+    \b
+      sse-capture record                       # proxy on 127.0.0.1:8080
+      sse-capture record --mode reverse:https://staging.example --listen-port 9000
+      sse-capture record --set sse_capture_filter='~u /chat'
+    """
+    argv = [find_mitmproxy_tool(tool), "-s", ADDON, "--set", f"sse_capture_dir={directory}", *mitm_args]
+    os.execv(argv[0], argv)
+
+
+@main.command()
+@click.option("-d", "--dir", "directory", default="recordings", show_default=True,
+              help="Where the demo recording is written.")
+def demo(directory: str) -> None:
+    """Start a bundled example agent server and the capturing proxy, send one chat through the proxy,
+    and show what was recorded. Needs no backend of your own; everything stays on 127.0.0.1."""
+    from .demo import run_demo
+
+    path = run_demo(directory, echo=click.echo)
+    click.echo(f"\nrecorded {path} (raw chunk lines left out here):")
+    with open(path, encoding="utf-8") as f:
+        for text in f:
+            if '"kind":"chunk"' not in text:
+                click.echo("  " + text.rstrip("\n"))
+    click.echo(f"\ntry: grep '\"type\":\"tool_use\"' {path}")
+
+
+def _register_subcommands() -> None:
+    from . import inspect_cli, replay_cli
+
+    for module in (inspect_cli, replay_cli):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+try:
+    _register_subcommands()
+except ImportError:  # while the subcommand modules are being written
+    pass
+
+if __name__ == "__main__":
+    main()

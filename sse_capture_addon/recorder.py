@@ -1,0 +1,210 @@
+"""One stream's recording: chunks in, lines appended to the file. Knows nothing of mitmproxy.
+
+``StreamRecorder.feed`` is called with each chunk *before* the chunk is forwarded to the client and
+appends everything the chunk completed in a single write, so the file always holds at least what the
+client has seen. It never raises: a failure is remembered, reported through ``on_error`` once, and the
+caller keeps forwarding traffic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from .decoding import DecodeError, UnsupportedEncoding, make_decoder
+from .recording import chunk_line, encode_data, event_line, line
+from .redact import Redactor
+from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
+from .writer import RecordingFile
+
+
+class StreamRecorder:
+    def __init__(
+        self,
+        file: RecordingFile,
+        header: dict,
+        *,
+        content_encoding: str | None = None,
+        raw_chunks: bool = True,
+        max_event_size: int,
+        redactor: Redactor | None = None,
+        on_error: Callable[[str], None] = lambda message: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.file = file
+        self.header = header
+        self.raw_chunks = raw_chunks
+        self.redactor = redactor
+        self.on_error = on_error
+        self.clock = clock
+        self.t0 = clock()
+        self.parser: SSEParser | None = SSEParser(max_event_size=max_event_size)
+        self.decoder = None
+        self.events = 0
+        self.comments = 0
+        self.oversized = 0
+        self.chunks = 0
+        self.bytes = 0
+        self.decoded_bytes = 0
+        self.errors: list[str] = []
+        self.lost_lines = 0
+        self.write_failed = False
+        self.finished = False
+        pending = [line(header)]
+        try:
+            self.decoder = make_decoder(content_encoding)
+        except UnsupportedEncoding as e:
+            self.parser = None
+            pending.append(self._error_line(0.0, "decode", f"cannot decode Content-Encoding: {e}; events not parsed"))
+        self._append(b"".join(pending))
+
+    # -- hot path ---------------------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        if self.finished or not chunk:
+            return
+        t = self.clock() - self.t0
+        self.chunks += 1
+        self.bytes += len(chunk)
+        out = []
+        if self.raw_chunks:
+            out.append(chunk_line(t, self.chunks, chunk))
+        if self.parser is not None:
+            try:
+                data = chunk if self.decoder is None else self.decoder.decode(chunk)
+                self.decoded_bytes += len(data)
+                for item in self.parser.feed(data):
+                    out.append(self._item_line(t, item))
+            except DecodeError as e:
+                out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
+            except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
+                out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
+        if out:
+            self._append(b"".join(out))
+
+    def _item_line(self, t: float, item: Any) -> bytes:
+        if type(item) is Event:
+            self.events += 1
+            data = encode_data(item.data)
+            redacted = False
+            if self.redactor is not None and self.redactor.json_keys:
+                data, redacted = self._redact_data(data)
+            return event_line(t, item.type, data, item.last_event_id, item.retry, redacted)
+        if type(item) is Comment:
+            self.comments += 1
+            return line({"t": round(t, 6), "kind": "comment", "text": item.text})
+        if type(item) is NoDispatch:
+            record: dict[str, Any] = {"t": round(t, 6), "kind": "no_dispatch"}
+            if item.id_changed:
+                record["id"] = item.last_event_id
+            if item.retry is not None:
+                record["retry"] = item.retry
+            return line(record)
+        if type(item) is Oversized:
+            self.oversized += 1
+            record = {"t": round(t, 6), "kind": "oversized", "event": item.type, "size": item.size}
+            if item.last_event_id:
+                record["id"] = item.last_event_id
+            if item.retry is not None:
+                record["retry"] = item.retry
+            prefix = item.data_prefix
+            if self.redactor is not None and self.redactor.json_keys:
+                prefix = ""  # a cut-off prefix cannot be parsed, so it cannot be redacted
+            record["data_prefix"] = prefix
+            return line(record)
+        if type(item) is Ignored:
+            return line({"t": round(t, 6), "kind": "ignored", "field": item.field, "value": item.value,
+                         "reason": item.reason})
+        raise TypeError(f"unexpected parser output {item!r}")
+
+    def _redact_data(self, data: Any) -> tuple[Any, bool]:
+        value = data
+        if isinstance(data, str):
+            if data[:1] not in ("{", "["):
+                return data, False
+            try:
+                value = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return data, False
+        redacted_value, changed = self.redactor.json_value(value)
+        return (redacted_value, True) if changed else (data, False)
+
+    # -- failures ---------------------------------------------------------------------------------------
+
+    def _error_line(self, t: float, what: str, message: str) -> bytes:
+        self.errors.append(message)
+        self.on_error(message)
+        return line({"t": round(t, 6), "kind": "error", "what": what, "message": message})
+
+    def _stop_parsing(self, t: float, what: str, message: str) -> bytes:
+        self.parser = None
+        return self._error_line(t, what, message)
+
+    def _append(self, data: bytes) -> None:
+        if self.file is None:
+            return
+        if self.lost_lines:
+            lost = (f"{self.lost_lines} line(s) were lost while the file could not be written "
+                    f"(first error: {self.errors[0]})")
+            data = line({"t": round(self.clock() - self.t0, 6), "kind": "error", "what": "write",
+                         "message": lost}) + data
+        try:
+            self.file.append(data)
+        except OSError as e:
+            if not self.write_failed:
+                self.write_failed = True
+                message = f"writing {self.file.path} failed: {e.strerror or e}"
+                self.errors.append(message)
+                self.on_error(message)
+            self.lost_lines += data.count(b"\n")
+        else:
+            self.lost_lines = 0
+
+    # -- the end ----------------------------------------------------------------------------------------
+
+    def finish(self, reason: str, message: str | None = None) -> dict:
+        """Write the end line and close the file. Idempotent; returns the end record."""
+        if self.finished:
+            return self._end
+        self.finished = True
+        t = self.clock() - self.t0
+        tail = None
+        out = []
+        parser = self.parser
+        if parser is not None:
+            try:
+                if self.decoder is not None:
+                    rest = self.decoder.flush()
+                    for item in parser.feed(rest):
+                        out.append(self._item_line(t, item))
+                tail = parser.close()
+            except Exception as e:  # noqa: BLE001
+                out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))
+        end: dict[str, Any] = {"t": round(t, 6), "kind": "end", "reason": reason, "message": message}
+        if self.write_failed:
+            # the stream itself may have ended well; the recording did not
+            end["reason"], end["stream_ended"] = "recording_failed", reason
+        end.update({
+            "events": self.events, "comments": self.comments, "oversized": self.oversized,
+            "bytes": self.bytes, "decoded_bytes": self.decoded_bytes, "chunks": self.chunks,
+            "tail": tail,
+        })
+        if parser is not None:
+            end["tail_truncated"] = parser.tail_truncated
+            end["bom"] = parser.bom
+            end["line_endings"] = dict(parser.line_endings)
+        end["errors"] = self.errors
+        out.append(line(end))
+        self._append(b"".join(out))
+        self._end = end
+        if self.file is not None:
+            self.file.close()
+        return end
+
+    @property
+    def duration(self) -> float:
+        return self.clock() - self.t0
+

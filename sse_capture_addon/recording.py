@@ -1,0 +1,328 @@
+"""The recording format: one JSON object per line, knows nothing of mitmproxy.
+
+A recording is a header line, then one line per thing that happened on the stream, in order, then an
+end line. Every line after the header has ``t``: seconds since the response headers reached the proxy.
+See ``recording.schema.json`` for the full description of each kind of line.
+
+Event data is stored so that it stays both grep-friendly and exact: when the data is JSON whose compact
+re-serialisation gives back exactly the original text, it is stored as that JSON value (so
+``grep '"type":"tool_use"'`` finds it); otherwise it is stored as a string. ``decode_data`` reverses
+this byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+FORMAT = "sse-capture"
+FORMAT_VERSION = 1
+
+#: How a stream ended: the ``reason`` of the end line. ``proxy_died`` is never written; readers report it
+#: for a file with no end line whose writer is gone.
+END_REASONS = (
+    "complete",
+    "client_disconnected",
+    "server_error",
+    "proxy_shutdown",
+    "recording_failed",
+)
+PROXY_DIED = "proxy_died"
+IN_PROGRESS = "in_progress"
+
+RECORD_KINDS = ("event", "comment", "no_dispatch", "oversized", "ignored", "chunk", "error", "end")
+
+#: Lines longer than this are refused by the reader (a hostile or corrupt file must not exhaust memory).
+DEFAULT_MAX_LINE = 256 * 1024 * 1024
+
+
+# --- event data ----------------------------------------------------------------------------------------
+
+def encode_data(data: str) -> Any:
+    """The value stored under ``data``: a JSON value when that round-trips exactly, else the string."""
+    if data[:1] in ("{", "[") and data[-1:] in ("}", "]"):
+        raw = data.encode("utf-8", "surrogatepass")
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return data
+        try:
+            if orjson.dumps(value) == raw:
+                return value
+        except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+            pass
+    return data
+
+
+def decode_data(value: Any) -> str:
+    """The exact event data text for a stored ``data`` value."""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode("utf-8")
+
+
+# --- writing lines -------------------------------------------------------------------------------------
+
+def _t(seconds: float) -> float:
+    return round(seconds, 6)
+
+
+def line(record: dict) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def event_line(t: float, event_type: str, data: Any, last_event_id: str, retry: int | None,
+               redacted: bool = False) -> bytes:
+    record: dict[str, Any] = {"t": _t(t), "kind": "event", "event": event_type}
+    if last_event_id:
+        record["id"] = last_event_id
+    if retry is not None:
+        record["retry"] = retry
+    if redacted:
+        record["redacted"] = True
+    record["data"] = data
+    return line(record)
+
+
+def chunk_line(t: float, n: int, raw: bytes) -> bytes:
+    return line({"t": _t(t), "kind": "chunk", "n": n, "b64": base64.b64encode(raw).decode("ascii")})
+
+
+# --- reading -------------------------------------------------------------------------------------------
+
+class RecordingError(ValueError):
+    """A recording file is not valid; ``str()`` is ``file:line: what is wrong``."""
+
+    def __init__(self, path: str | os.PathLike, lineno: int, message: str):
+        self.path = os.fspath(path)
+        self.lineno = lineno
+        self.message = message
+        super().__init__(f"{self.path}:{lineno}: {message}")
+
+
+_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+               int: "integer", float: "number"}
+
+
+def _type_name(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+_NUMBER = (int, float)
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+
+# Required fields per kind, with their allowed types (bool is excluded from numbers below).
+_REQUIRED: dict[str, dict[str, tuple]] = {
+    "event": {"event": (str,), "data": (str, dict, list)},
+    "comment": {"text": (str,)},
+    "no_dispatch": {},
+    "oversized": {"event": (str,), "size": (int,)},
+    "ignored": {"field": (str,), "value": (str,), "reason": (str,)},
+    "chunk": {"n": (int,), "b64": (str,)},
+    "error": {"message": (str,)},
+    "end": {"reason": (str,), "events": (int,), "bytes": (int,)},
+}
+_OPTIONAL: dict[str, dict[str, tuple]] = {
+    "event": {"id": (str,), "retry": (int,), "redacted": (bool,)},
+    "no_dispatch": {"id": (str,), "retry": (int,)},
+    "oversized": {"id": (str,), "retry": (int,), "data_prefix": (str,)},
+    "error": {"what": (str,)},
+    "end": {"message": _OPT_STR, "tail": _OPT_STR, "comments": (int,), "chunks": (int,),
+            "tail_truncated": (bool,), "bom": (bool,), "line_endings": (dict,), "errors": (list,),
+            "decoded_bytes": (int,), "oversized": (int,), "stream_ended": (str,)},
+}
+
+_HEADER_REQUIRED: dict[str, tuple] = {
+    "format": (str,), "version": (int,), "stream_id": (str,), "started": (str,),
+    "request": (dict,), "response": (dict,),
+}
+
+
+def _check_fields(path, lineno: int, obj: dict, required: dict, optional: dict, what: str) -> None:
+    for name, types in required.items():
+        if name not in obj:
+            raise RecordingError(path, lineno, f"{what} is missing {name!r}")
+        _check_type(path, lineno, obj, name, types, what)
+    for name, types in optional.items():
+        if name in obj:
+            _check_type(path, lineno, obj, name, types, what)
+
+
+def _check_type(path, lineno, obj, name, types, what) -> None:
+    value = obj[name]
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        expected = " or ".join(_TYPE_NAMES[t] for t in types)
+        raise RecordingError(path, lineno, f"{what} field {name!r} must be {expected}, got {_type_name(value)}")
+
+
+def validate_header(path, lineno: int, obj: Any) -> dict:
+    if not isinstance(obj, dict):
+        raise RecordingError(path, lineno, f"header line must be a JSON object, got {_type_name(obj)}")
+    if obj.get("kind") != "header":
+        raise RecordingError(path, lineno, "missing header line (the first line must have \"kind\":\"header\")")
+    _check_fields(path, lineno, obj, _HEADER_REQUIRED, {}, "header")
+    if obj["format"] != FORMAT:
+        raise RecordingError(path, lineno, f"not an sse-capture recording (format {obj['format']!r})")
+    if obj["version"] != FORMAT_VERSION:
+        raise RecordingError(path, lineno, f"unsupported format version {obj['version']} "
+                                           f"(this sse-capture reads version {FORMAT_VERSION})")
+    request, response = obj["request"], obj["response"]
+    _check_fields(path, lineno, request, {"method": (str,), "url": (str,), "headers": (list,)}, {},
+                  "header.request")
+    _check_fields(path, lineno, response, {"status": (int,), "headers": (list,)}, {}, "header.response")
+    for part, what in ((request, "request"), (response, "response")):
+        for pair in part["headers"]:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise RecordingError(path, lineno, f"header.{what}.headers must be [name, value] string pairs")
+    return obj
+
+
+def validate_record(path, lineno: int, obj: Any) -> dict:
+    if not isinstance(obj, dict):
+        raise RecordingError(path, lineno, f"line must be a JSON object, got {_type_name(obj)}")
+    kind = obj.get("kind")
+    if kind == "header":
+        raise RecordingError(path, lineno, "a second header line")
+    if kind not in _REQUIRED:
+        raise RecordingError(path, lineno, f"unknown kind {kind!r}")
+    t = obj.get("t")
+    if not isinstance(t, _NUMBER) or isinstance(t, bool):
+        raise RecordingError(path, lineno, f"{kind} line is missing a numeric 't'")
+    if t < 0:
+        raise RecordingError(path, lineno, f"negative time t={t}")
+    _check_fields(path, lineno, obj, _REQUIRED[kind], _OPTIONAL.get(kind, {}), kind)
+    if kind == "end" and obj["reason"] not in END_REASONS:
+        raise RecordingError(path, lineno, f"unknown end reason {obj['reason']!r}")
+    if kind == "chunk":
+        try:
+            base64.b64decode(obj["b64"], validate=True)
+        except ValueError:
+            raise RecordingError(path, lineno, "chunk b64 is not valid base64") from None
+    return obj
+
+
+@dataclass
+class Recording:
+    """A recording read whole. ``records`` excludes the header and the end line."""
+
+    path: str
+    header: dict
+    records: list[dict] = field(default_factory=list)
+    end: dict | None = None
+    writer_alive: bool = False
+
+    @property
+    def ending(self) -> str:
+        """How the stream ended: an end reason, ``proxy_died`` or ``in_progress``."""
+        if self.end is not None:
+            return self.end["reason"]
+        return IN_PROGRESS if self.writer_alive else PROXY_DIED
+
+    @property
+    def events(self) -> list[dict]:
+        return [r for r in self.records if r["kind"] == "event"]
+
+    @property
+    def chunks(self) -> list[tuple[float, bytes]]:
+        return [(r["t"], base64.b64decode(r["b64"])) for r in self.records if r["kind"] == "chunk"]
+
+
+def writer_alive(path: str | os.PathLike) -> bool:
+    """True while a proxy still holds the recording open for writing (it keeps an exclusive lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Iterator[tuple[int, dict]]:
+    """Yield ``(lineno, object)`` for every line, validated; raises ``RecordingError`` at the first bad one.
+
+    Reads in bounded memory (one line at a time). A last line without a newline is reported as
+    truncated unless it is whole JSON (a file may be read while it is being written).
+    """
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
+    with f:
+        lineno = 0
+        seen_end = False
+        while True:
+            raw = f.readline(max_line + 1)
+            if not raw:
+                break
+            lineno += 1
+            if len(raw) > max_line and not raw.endswith(b"\n"):
+                raise RecordingError(path, lineno, f"line longer than {max_line} bytes")
+            if not raw.strip():
+                raise RecordingError(path, lineno, "empty line")
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
+                raise RecordingError(path, lineno, f"{what}: {e}") from None
+            if lineno == 1:
+                yield lineno, validate_header(path, lineno, obj)
+                continue
+            if seen_end:
+                raise RecordingError(path, lineno, "line after the end line")
+            obj = validate_record(path, lineno, obj)
+            seen_end = obj["kind"] == "end"
+            yield lineno, obj
+        if lineno == 0:
+            raise RecordingError(path, 1, "empty file: missing header line")
+
+
+def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:
+    """Read and validate a whole recording."""
+    it = iter_lines(path, max_line)
+    _, header = next(it)
+    rec = Recording(path=os.fspath(path), header=header)
+    for _, obj in it:
+        if obj["kind"] == "end":
+            rec.end = obj
+        else:
+            rec.records.append(obj)
+    if rec.end is None:
+        rec.writer_alive = writer_alive(path)
+    return rec
+
+
+def header_of(path: str | os.PathLike) -> dict:
+    """Only the validated header line (cheap: reads one line)."""
+    return next(iter_lines(path))[1]
+
+
+def find_recordings(path: str | os.PathLike) -> list[str]:
+    """A recording file itself, or every ``*.jsonl`` below a directory, sorted by name (= by time)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            found.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(".jsonl"))
+        return sorted(found, key=lambda p: os.path.relpath(p, path))
+    if not os.path.exists(path):
+        raise RecordingError(path, 0, "no such file or directory")
+    return [path]

@@ -1,0 +1,44 @@
+import itertools
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import HypercornServer, Mitmdump, UpstreamApp, make_certs  # noqa: E402
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def upstream_app():
+    return UpstreamApp()
+
+
+@pytest.fixture(scope="session")
+def servers(upstream_app, certs):
+    """One hypercorn per kind, shared by the session: {"h1": ..., "h1-tls": ..., "h2-tls": ...}."""
+    started = {kind: HypercornServer(upstream_app, kind, certs) for kind in ("h1", "h1-tls", "h2-tls")}
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture
+def scenario_name():
+    return f"s{next(_names)}"
+
+
+@pytest.fixture
+def mitm(certs, tmp_path):
+    """A real mitmdump with the capture addon, recording into tmp_path/recordings."""
+    with Mitmdump(certs, tmp_path) as m:
+        yield m
