@@ -163,8 +163,8 @@ class SSECapture:
         started = time.time()
         stream_id = new_stream_id()
         req, resp = flow.request, flow.response
-        req_headers, hit_req = self.redactor.header_pairs(req.headers.fields_str())
-        resp_headers, hit_resp = self.redactor.header_pairs(resp.headers.fields_str())
+        req_headers, hit_req = self.redactor.header_pairs(req.headers.items(multi=True))
+        resp_headers, hit_resp = self.redactor.header_pairs(resp.headers.items(multi=True))
         ttfb = None
         if resp.timestamp_start and req.timestamp_start:
             ttfb = round(resp.timestamp_start - req.timestamp_start, 6)
