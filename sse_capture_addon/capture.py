@@ -80,11 +80,6 @@ class SSECapture:
 
     def configure(self, updated):
         opts = ctx.options
-        if "listen_host" in updated and opts.listen_host == "":
-            # mitmproxy's default is every interface; recordings hold production data, so unless the user
-            # names an address, listen on loopback only.
-            log.info("sse-capture: listening on 127.0.0.1 only (pass --listen-host 0.0.0.0 to listen on every interface)")
-            opts.update(listen_host="127.0.0.1")
         if "sse_capture_filter" in updated:
             spec = opts.sse_capture_filter
             if spec:
@@ -102,20 +97,26 @@ class SSECapture:
             _check_writable_dir(opts.sse_capture_dir)
         if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys"}:
             headers = set(DEFAULT_HEADERS) if opts.sse_capture_redact else set()
-            headers.update(opts.sse_capture_redact_headers)
-            for key in opts.sse_capture_redact_keys:
-                if not key:
-                    raise exceptions.OptionsError("sse_capture_redact_keys: empty key name")
-            self.redactor = Redactor(headers, opts.sse_capture_redact_keys)
+            headers.update(_names(opts.sse_capture_redact_headers, "sse_capture_redact_headers"))
+            self.redactor = Redactor(headers, _names(opts.sse_capture_redact_keys, "sse_capture_redact_keys"))
         if updated & {"sse_capture_raw_chunks", "sse_capture_redact_keys"}:
             mode = opts.sse_capture_raw_chunks
-            if mode == "on" and opts.sse_capture_redact_keys:
+            if mode not in RAW_CHUNK_CHOICES:
+                raise exceptions.OptionsError(f"sse_capture_raw_chunks must be one of {', '.join(RAW_CHUNK_CHOICES)}, "
+                                              f"got {mode!r}")
+            if mode == "on" and self.redactor.json_keys:
                 raise exceptions.OptionsError(
                     "sse_capture_raw_chunks=on would store the unredacted bytes of events that "
                     "sse_capture_redact_keys redacts; use auto or off")
-            self.raw_chunks = mode == "on" or (mode == "auto" and not opts.sse_capture_redact_keys)
+            self.raw_chunks = mode == "on" or (mode == "auto" and not self.redactor.json_keys)
 
     # -- hooks ------------------------------------------------------------------------------------------
+
+    def running(self) -> None:
+        if ctx.options.listen_host in ("", "0.0.0.0", "::"):
+            log.warning("sse-capture: the proxy listens on every network interface and recordings may hold "
+                        "production data; pass --listen-host 127.0.0.1 to keep it local "
+                        "(sse-capture record and scripts/record do)")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if not is_sse(flow.response):
@@ -240,6 +241,14 @@ class SSECapture:
         log.log(level, f"sse-capture: {end['reason']} {flow.request.method} {flow.request.pretty_url}: "
                        f"{end['events']} events in {recorder.duration:.3f}s -> {recorder.file.path}"
                        + (f" ({message})" if message else ""))
+
+
+def _names(values: Sequence[str], option: str) -> list[str]:
+    """Names given as repeated --set values and/or comma-separated."""
+    names = [n.strip() for value in values for n in value.split(",")]
+    if any(not n for n in names):
+        raise exceptions.OptionsError(f"{option}: empty name in {list(values)!r}")
+    return names
 
 
 def _check_writable_dir(directory: str) -> None:

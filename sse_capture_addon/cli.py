@@ -42,7 +42,10 @@ def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
       sse-capture record --mode reverse:https://staging.example --listen-port 9000
       sse-capture record --set sse_capture_filter='~u /chat'
     """
-    argv = [find_mitmproxy_tool(tool), "-s", ADDON, "--set", f"sse_capture_dir={directory}", *mitm_args]
+    argv = [find_mitmproxy_tool(tool), "-s", ADDON, "--set", f"sse_capture_dir={directory}"]
+    if not any(a == "--listen-host" or a.startswith(("--listen-host=", "listen_host=")) for a in mitm_args):
+        argv += ["--listen-host", "127.0.0.1"]  # recordings hold production data: stay local unless asked
+    argv += mitm_args
     os.execv(argv[0], argv)
 
 

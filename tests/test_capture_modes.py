@@ -1,0 +1,158 @@
+"""Proxy modes, compression, options and key redaction, each through a real mitmdump."""
+
+import gzip
+import zlib
+from pathlib import Path
+
+import brotli
+import pytest
+import zstandard
+
+from harness import (LOOPBACK_HEX, Mitmdump, Scenario, free_port, httpx_client, listening_addresses,
+                     run_mitmdump_expect_failure, wait_until)
+from sse_capture_addon.recording import decode_data, read_recording
+
+EVENTS = b"".join(f"id: {i}\nevent: delta\ndata: {{\"i\":{i},\"text\":\"tok\u00e9n {i}\"}}\n\n".encode()
+                  for i in range(50))
+
+
+def _data(path):
+    return [decode_data(e["data"]) for e in read_recording(path).events]
+
+
+def test_reverse_mode_in_front_of_a_tls_backend(certs, tmp_path, servers, upstream_app, scenario_name):
+    import httpx
+
+    upstream_app.add(scenario_name, Scenario([b"data: a\n\n", 0.01, b"data: b\n\n"]))
+    backend = servers["h2-tls"]
+    with Mitmdump(certs, tmp_path, args=["--mode", f"reverse:{backend.base}"]) as mitm:
+        with httpx.Client(timeout=20) as client:  # the client talks plain HTTP to the proxy itself
+            assert client.get(f"{mitm.url}/sse/{scenario_name}").text == "data: a\n\ndata: b\n\n"
+        [path] = mitm.wait_for_recordings(1)
+        rec = read_recording(path)
+        assert _data(path) == ["a", "b"]
+        assert rec.header["mode"].startswith("reverse:")
+        assert rec.header["request"]["url"] == f"{backend.base}/sse/{scenario_name}"
+
+
+def test_upstream_mode_through_a_second_proxy(certs, tmp_path, servers, upstream_app, scenario_name):
+    upstream_app.add(scenario_name, Scenario([b"data: via upstream\n\n"]))
+    (tmp_path / "outer").mkdir()
+    with Mitmdump(certs, tmp_path, scripts=[]) as upstream_proxy, \
+            Mitmdump(certs, tmp_path / "outer", args=["--mode", f"upstream:{upstream_proxy.url}"]) as mitm:
+        with httpx_client(mitm, certs) as client:
+            assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").text == "data: via upstream\n\n"
+        [path] = mitm.wait_for_recordings(1)
+        assert _data(path) == ["via upstream"]
+
+
+def _compress(encoding: str, data: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        return brotli.compress(data)
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor().compress(data)
+    raise AssertionError(encoding)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_compressed_streams_are_parsed_and_forwarded_unchanged(mitm, certs, servers, upstream_app,
+                                                               scenario_name, encoding):
+    compressed = _compress(encoding, EVENTS)
+    pieces = [compressed[i:i + 97] for i in range(0, len(compressed), 97)]
+    steps = [p for piece in pieces for p in (piece, 0.002)]
+    upstream_app.add(scenario_name, Scenario(steps, headers=[("content-type", "text/event-stream"),
+                                                             ("content-encoding", encoding)]))
+    with httpx_client(mitm, certs) as client:
+        with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}",
+                           headers={"accept-encoding": encoding}) as r:
+            raw = b"".join(r.iter_raw())
+    assert raw == compressed  # the client gets the original encoded bytes
+    [path] = mitm.wait_for_recordings(1)
+    rec = read_recording(path)
+    assert [e["id"] for e in rec.events] == [str(i) for i in range(50)]
+    assert decode_data(rec.events[3]["data"]) == '{"i":3,"text":"tok\u00e9n 3"}'
+    assert rec.end["bytes"] == len(compressed) and rec.end["decoded_bytes"] == len(EVENTS)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "sse_capture_filter=~u ("], "sse_capture_filter"),
+    (["--set", "sse_capture_max_event_size=-5"], "sse_capture_max_event_size must be a positive"),
+    (["--set", "sse_capture_max_body=0"], "sse_capture_max_body must be a positive"),
+    (["--set", "sse_capture_dir=/proc/self/nope"], "sse_capture_dir: cannot write recordings"),
+    (["--set", "sse_capture_raw_chunks=maybe"], "sse_capture_raw_chunks"),
+    (["--set", "sse_capture_raw_chunks=on", "--set", "sse_capture_redact_keys=password"], "unredacted"),
+])
+def test_bad_options_stop_start_up_with_a_clear_message(certs, tmp_path, args, message):
+    code, output = run_mitmdump_expect_failure(certs, tmp_path, args)
+    assert code != 0
+    assert message in output, output
+
+
+def test_filter_limits_recording_but_every_sse_flow_still_streams(certs, tmp_path, servers, upstream_app,
+                                                                   scenario_name):
+    import threading
+
+    gate = threading.Event()
+    upstream_app.add(scenario_name + "-chat", Scenario([b"data: recorded\n\n"]))
+    upstream_app.add(scenario_name + "-other", Scenario([b"data: first\n\n", gate, b"data: second\n\n"]))
+    with Mitmdump(certs, tmp_path, args=["--set", "sse_capture_filter=~u -chat"]) as mitm:
+        with httpx_client(mitm, certs) as client:
+            assert client.get(f"{servers['h1'].base}/sse/{scenario_name}-chat").text == "data: recorded\n\n"
+            with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}-other") as r:
+                chunks = r.iter_raw()
+                assert next(chunks) == b"data: first\n\n"  # streamed although not recorded
+                gate.set()
+                assert b"".join(chunks) == b"data: second\n\n"
+        [path] = mitm.wait_for_recordings(1)
+        assert _data(path) == ["recorded"]
+
+
+def test_json_keys_redacted_in_body_and_events_and_raw_chunks_off(certs, tmp_path, servers, upstream_app,
+                                                                   scenario_name):
+    upstream_app.add(scenario_name, Scenario([
+        b'data: {"type":"auth","token":"tok-SECRET","nested":[{"Password":"pw-SECRET"}]}\n\n',
+        b'data: {"type":"delta","text":"fine"}\n\n',
+    ]))
+    with Mitmdump(certs, tmp_path, args=["--set", "sse_capture_redact_keys=token,password"]) as mitm:
+        with httpx_client(mitm, certs) as client:
+            client.post(f"{servers['h1'].base}/sse/{scenario_name}", json={"user": "u", "password": "pw-BODY"})
+        [path] = mitm.wait_for_recordings(1)
+    text = path.read_text()
+    assert "SECRET" not in text and "pw-BODY" not in text
+    rec = read_recording(path)
+    assert rec.header["raw_chunks"] is False and rec.chunks == []
+    first, second = rec.events
+    assert first["redacted"] is True
+    assert first["data"] == {"type": "auth", "token": "[REDACTED]", "nested": [{"Password": "[REDACTED]"}]}
+    assert "redacted" not in second and decode_data(second["data"]) == '{"type":"delta","text":"fine"}'
+    assert '"password":"[REDACTED]"' in rec.header["request"]["body"]
+
+
+def test_warns_loudly_when_listening_on_every_interface(certs, tmp_path):
+    port = free_port()
+    with Mitmdump(certs, tmp_path, port=port, listen_host=None) as mitm:  # mitmproxy's default
+        assert "00000000" in listening_addresses(port)
+        wait_until(lambda: "listens on every network interface" in mitm.log(), what="the warning")
+
+
+def test_sse_capture_record_listens_on_loopback_only_unless_asked(certs, tmp_path):
+    import subprocess
+    import sys
+
+    from harness import wait_for_port
+
+    port = free_port()
+    exe = Path(sys.executable).parent / "sse-capture"
+    cmd = [str(exe), "record", "--dir", str(tmp_path / "rec"), "--listen-port", str(port),
+           "--set", f"confdir={certs.mitm_confdir}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        assert listening_addresses(port) and listening_addresses(port) <= LOOPBACK_HEX
+    finally:
+        proc.terminate()
+        proc.wait(10)
