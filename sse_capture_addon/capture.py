@@ -12,6 +12,7 @@ from typing import Optional
 
 import orjson
 from mitmproxy import ctx, exceptions, flowfilter, http
+from mitmproxy.connection import ConnectionState
 
 from .recording import FORMAT, FORMAT_VERSION
 from .recorder import StreamRecorder
@@ -37,13 +38,20 @@ def _address(addr) -> dict | None:
     return {"host": str(addr[0]), "port": int(addr[1])}
 
 
-def _ending_of(flow: http.HTTPFlow) -> tuple[str, str]:
-    """Map mitmproxy's error on a streamed flow to who ended the stream."""
+def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
+    """Who ended a stream that mitmproxy reports as an error."""
     msg = flow.error.msg if flow.error else "unknown error"
-    lowered = msg.lower()
-    if "client" in lowered or lowered.startswith("connection killed") and "server" not in lowered:
-        return "client_disconnected", msg
-    return "server_error", msg
+    timeout = ctx.options.tcp_timeout
+    if timeout and idle_for >= timeout * 0.9:
+        # mitmproxy's watchdog closes idle connections and blames the client; on an SSE stream the
+        # client never sends, so the silence was the server's.
+        return "server_error", (f"no data from the server for {idle_for:.1f}s; mitmproxy closed the idle "
+                                f"connection (tcp_timeout={timeout}): {msg}")
+    client_gone = not flow.client_conn.state & ConnectionState.CAN_READ
+    server_gone = not flow.server_conn.state & ConnectionState.CAN_READ
+    if client_gone != server_gone:  # HTTP/2 says "peer closed connection" for either side
+        return ("client_disconnected" if client_gone else "server_error"), msg
+    return ("client_disconnected" if "client" in msg.lower() else "server_error"), msg
 
 
 class SSECapture:
@@ -150,8 +158,9 @@ class SSECapture:
         self._finish(flow, "complete", None)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.id in self.active:
-            self._finish(flow, *_ending_of(flow))
+        entry = self.active.get(flow.id)
+        if entry is not None:
+            self._finish(flow, *_ending_of(flow, entry[0].idle_for))
 
     def done(self) -> None:
         for flow_id in list(self.active):

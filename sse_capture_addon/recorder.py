@@ -47,6 +47,7 @@ class StreamRecorder:
         self.comments = 0
         self.oversized = 0
         self.chunks = 0
+        self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
         self.errors: list[str] = []
@@ -66,7 +67,7 @@ class StreamRecorder:
     def feed(self, chunk: bytes) -> None:
         if self.finished or not chunk:
             return
-        t = self.clock() - self.t0
+        t = self.last_chunk_t = self.clock() - self.t0
         self.chunks += 1
         self.bytes += len(chunk)
         out = []
@@ -207,4 +208,9 @@ class StreamRecorder:
     @property
     def duration(self) -> float:
         return self.clock() - self.t0
+
+    @property
+    def idle_for(self) -> float:
+        """Seconds since the last chunk (or since the headers)."""
+        return self.duration - self.last_chunk_t
 
