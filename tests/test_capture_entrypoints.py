@@ -1,0 +1,114 @@
+"""The ways a user starts capture: scripts/record, sse-capture record/demo, mitmweb, an installed package."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import ADDON, ROOT, Scenario, free_port, httpx_client, wait_for_port, wait_until
+from sse_capture_addon.recording import decode_data, find_recordings, read_recording
+
+BIN = Path(sys.executable).parent
+
+
+class _Proc:
+    """A proxy started by some user-facing command, with the client helpers the tests need."""
+
+    def __init__(self, cmd, port, cwd, env=None):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = Path(cwd) / f"proc-{port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        wait_for_port(port, timeout=120, proc=self.proc, log=self.log_path)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+def _stream_once(proxy, certs, server, upstream_app, name, record_dir):
+    upstream_app.add(name, Scenario([b'event: tool_use\ndata: {"type":"tool_use"}\n\n']))
+    with httpx_client(proxy, certs) as client:
+        assert client.get(f"{server.base}/sse/{name}").text == 'event: tool_use\ndata: {"type":"tool_use"}\n\n'
+    wait_until(lambda: find_recordings(record_dir) if record_dir.exists() else [], what="a recording")
+    [path] = find_recordings(record_dir)
+    wait_until(lambda: read_recording(path).end is not None, what="the end line")
+    assert [decode_data(e["data"]) for e in read_recording(path).events] == ['{"type":"tool_use"}']
+
+
+def test_scripts_record_starts_a_capturing_proxy(certs, tmp_path, servers, upstream_app, scenario_name):
+    port = free_port()
+    proxy = _Proc([str(ROOT / "scripts" / "record"), "--listen-port", str(port), "--set",
+                   f"confdir={certs.mitm_confdir}", "--set", f"ssl_verify_upstream_trusted_ca={certs.upstream_ca}"],
+                  port, tmp_path, env={"SSE_CAPTURE_VENV": str(BIN.parent)})
+    try:
+        _stream_once(proxy, certs, servers["h1-tls"], upstream_app, scenario_name, tmp_path / "recordings")
+    finally:
+        proxy.stop()
+
+
+def test_mitmweb_records_too(certs, tmp_path, servers, upstream_app, scenario_name):
+    port = free_port()
+    proxy = _Proc([str(BIN / "mitmweb"), "--no-web-open-browser", "--web-port", str(free_port()),
+                   "--listen-host", "127.0.0.1", "--listen-port", str(port), "-s", str(ADDON),
+                   "--set", f"confdir={certs.mitm_confdir}", "--set", f"sse_capture_dir={tmp_path / 'rec'}"],
+                  port, tmp_path)
+    try:
+        _stream_once(proxy, certs, servers["h1"], upstream_app, scenario_name, tmp_path / "rec")
+    finally:
+        proxy.stop()
+
+
+def test_installed_package_works_outside_the_checkout(certs, tmp_path, servers, upstream_app, scenario_name):
+    """pip install . (not editable): the -s script loads from site-packages and imports the package."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
+    addon = target / "sse_capture_addon" / "addon.py"
+    assert addon.exists() and (target / "sse_capture_addon" / "recording.schema.json").exists()
+    assert (target / "sse_capture_addon" / "replay").is_dir() and (target / "sse_capture_addon" / "inspect").is_dir()
+    port = free_port()
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {"PYTHONPATH": str(target)}
+    proxy = _Proc([sys.executable, "-m", "sse_capture_addon.cli", "record", "--dir", str(tmp_path / "rec"),
+                   "--listen-port", str(port), "--set", f"confdir={certs.mitm_confdir}"], port, cwd, env=env)
+    try:
+        _stream_once(proxy, certs, servers["h1"], upstream_app, scenario_name, tmp_path / "rec")
+        assert f"Loading script {addon}" in proxy.log_path.read_text()
+    finally:
+        proxy.stop()
+
+
+def test_demo_records_a_chat_from_the_bundled_agent(tmp_path):
+    out = subprocess.run([str(BIN / "sse-capture"), "demo", "--dir", str(tmp_path / "rec")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    [path] = find_recordings(tmp_path / "rec")
+    rec = read_recording(path)
+    assert rec.ending == "complete"
+    assert [e["event"] for e in rec.events] == ["message_start", "delta", "delta", "tool_use", "tool_result",
+                                                "delta", "delta", "done"]
+    assert '"type":"tool_use"' in out.stdout and str(path) in out.stdout
+
+
+@pytest.mark.parametrize("fsync", ["true", "false"])
+def test_fsync_option_records_the_same(certs, tmp_path, servers, upstream_app, scenario_name, fsync):
+    from harness import Mitmdump
+
+    upstream_app.add(scenario_name, Scenario([b"data: a\n\n", b"data: b\n\n"]))
+    with Mitmdump(certs, tmp_path, args=["--set", f"sse_capture_fsync={fsync}"]) as mitm:
+        with httpx_client(mitm, certs) as client:
+            client.get(f"{servers['h1'].base}/sse/{scenario_name}")
+        [path] = mitm.wait_for_recordings(1)
+    assert [decode_data(e["data"]) for e in read_recording(path).events] == ["a", "b"]
