@@ -1,0 +1,86 @@
+"""The capture addon's hooks driven by mitmproxy's own test helpers (beside the real-process tests)."""
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from sse_capture_addon.capture import SSECapture, is_sse
+from sse_capture_addon.recording import decode_data, read_recording
+
+
+def _sse_flow(content_type="text/event-stream"):
+    f = tflow.tflow(resp=tutils.tresp(headers=[(b"content-type", content_type.encode())], content=None))
+    f.response.stream = False
+    return f
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("text/event-stream", True), ("TEXT/EVENT-STREAM; charset=utf-8", True), (" text/event-stream ;x=1", True),
+    ("text/event-streams", False), ("text/plain", False), ("", False),
+])
+def test_is_sse(value, expected):
+    f = _sse_flow(value)
+    assert is_sse(f.response) is expected
+
+
+def test_streaming_is_enabled_even_for_flows_the_filter_excludes(tmp_path):
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path), sse_capture_filter="~u /only-this")
+        f = _sse_flow()
+        addon.responseheaders(f)
+        assert f.response.stream is True
+        assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+        addon.responseheaders(f)
+        assert callable(f.response.stream)
+        assert f.response.stream(b"data: a\n\nda") == b"data: a\n\nda"  # forwarded unchanged
+        assert f.response.stream(b"ta: b\n\n") == b"ta: b\n\n"
+        addon.done()
+    [path] = tmp_path.rglob("*.jsonl")
+    rec = read_recording(path)
+    assert [decode_data(e["data"]) for e in rec.events] == ["a", "b"]
+    assert rec.ending == "proxy_shutdown"
+
+
+def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        (tmp_path / "gone").mkdir()
+        tctx.options.sse_capture_dir = str(tmp_path / "gone")
+        (tmp_path / "gone").rmdir()
+        (tmp_path / "gone").write_text("now a file")  # the directory was replaced after start-up
+        f = _sse_flow()
+        addon.responseheaders(f)
+        assert f.response.stream is True  # still streamed, just not recorded
+    assert "NOT recording" in caplog.text
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("sse_capture_filter", "~q ((", "invalid filter expression"),
+    ("sse_capture_max_event_size", 0, "must be a positive"),
+    ("sse_capture_max_body", -1, "must be a positive"),
+    ("sse_capture_raw_chunks", "sometimes", "must be one of"),
+    ("sse_capture_redact_keys", ["a,,b"], "empty name"),
+])
+def test_bad_options_are_refused(tmp_path, option, value, message):
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        with pytest.raises(exceptions.OptionsError, match=message):
+            tctx.configure(addon, **{option: value})
+
+
+def test_unwritable_directory_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="sse_capture_dir: cannot write recordings"):
+            tctx.configure(addon, sse_capture_dir=str(tmp_path / "file" / "sub"))
