@@ -13,4 +13,6 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from sse_capture_addon.capture import SSECapture
 
-addons = [SSECapture()]
+from sse_capture_addon.contentview import SSEContentviewAddon  # noqa: E402
+
+addons = [SSECapture(), SSEContentviewAddon()]

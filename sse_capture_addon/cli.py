@@ -74,10 +74,7 @@ def _register_subcommands() -> None:
             main.add_command(command)
 
 
-try:
-    _register_subcommands()
-except ImportError:  # while the subcommand modules are being written
-    pass
+_register_subcommands()
 
 if __name__ == "__main__":
     main()

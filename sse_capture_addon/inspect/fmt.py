@@ -1,0 +1,124 @@
+"""Formatting shared by the commands: times, durations, shortened data, endings, colours, tables.
+
+Text is styled with ``click.style``; whether the colour reaches the terminal is decided when it is echoed
+(plain when piped, or with NO_COLOR set), see ``inspect_cli``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timezone
+
+import click
+import orjson
+
+from ..recording import IN_PROGRESS, PROXY_DIED
+
+ENDING_LABELS = {
+    "complete": "complete",
+    "client_disconnected": "client disconnected",
+    "server_error": "server error",
+    "proxy_shutdown": "proxy shut down",
+    "recording_failed": "recording failed",
+    PROXY_DIED: "proxy died",
+    IN_PROGRESS: "still being written",
+}
+
+_TYPE_COLOURS = ("cyan", "green", "magenta", "blue", "yellow", "bright_cyan", "bright_green",
+                 "bright_magenta", "bright_blue")
+
+
+def ending_label(ending: str) -> str:
+    return ENDING_LABELS.get(ending, ending)
+
+
+def ended_badly(ending: str) -> bool:
+    return ending not in ("complete", IN_PROGRESS)
+
+
+def style_ending(ending: str) -> str:
+    colour = "green" if ending == "complete" else "yellow" if ending == IN_PROGRESS else "red"
+    return click.style(ending_label(ending), fg=colour, bold=ending != "complete")
+
+
+def style_type(event_type: str) -> str:
+    """The same event type gets the same colour everywhere (a stable hash, not Python's salted one)."""
+    return click.style(event_type, fg=_TYPE_COLOURS[zlib.crc32(event_type.encode()) % len(_TYPE_COLOURS)])
+
+
+def dim(text: str) -> str:
+    return click.style(text, dim=True)
+
+
+def bold(text: str) -> str:
+    return click.style(text, bold=True)
+
+
+def bad(text: str) -> str:
+    return click.style(text, fg="red", bold=True)
+
+
+def warn(text: str) -> str:
+    return click.style(text, fg="yellow")
+
+
+def seconds(t: float | None) -> str:
+    """A time on the stream's own clock, e.g. ``12.345s``."""
+    return "-" if t is None else f"{t:.3f}s"
+
+
+def duration(s: float | None) -> str:
+    """A length of time for people: ``850ms``, ``3.20s``, ``2m05s``, ``1h02m``."""
+    if s is None:
+        return "-"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.2f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def utc(iso: str) -> str:
+    """A recording's ISO start time (UTC) as ``YYYY-MM-DD HH:MM:SS.mmm``."""
+    return iso.replace("T", " ").rstrip("Z")[:23]
+
+
+def started_at(header: dict) -> datetime:
+    if isinstance(header.get("started_unix"), (int, float)):
+        return datetime.fromtimestamp(header["started_unix"], timezone.utc)
+    return datetime.fromisoformat(header["started"].replace("Z", "+00:00"))
+
+
+def pretty_json(value) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def shorten(text: str, width: int | None) -> str:
+    """``text`` on one line, cut to ``width`` characters with a note of how much was left out."""
+    text = one_line(text)
+    if width is None or len(text) <= width:
+        return text
+    more = f"… (+{len(text) - width} chars)"
+    return text[:max(width - len(more), 10)] + more
+
+
+def table(rows: list[list[str]], headings: list[str], right: set[int] = frozenset()) -> list[str]:
+    """Rows of already-styled cells padded into columns (ANSI codes do not count towards the width)."""
+    widths = [len(h) for h in headings]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(click.unstyle(cell)))
+
+    def pad(i: int, cell: str) -> str:
+        gap = " " * (widths[i] - len(click.unstyle(cell)))
+        return gap + cell if i in right else cell + gap
+
+    lines = ["  ".join(pad(i, click.style(h, bold=True)) for i, h in enumerate(headings)).rstrip()]
+    lines += ["  ".join(pad(i, c) for i, c in enumerate(row)).rstrip() for row in rows]
+    return lines

@@ -1,0 +1,152 @@
+"""``lint``: spec and protocol problems in a recording, each tied to an event index and time.
+
+Spec checks always run; protocol checks come from a preset (auto-detected from the first event unless
+chosen) plus any rules the user declares (see ``protocols``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from ..recording import IN_PROGRESS, RecordingError, find_recordings
+from .protocols import PRESETS, Protocol, detect
+from .reader import EVENT_KINDS, RecordingStream
+
+ERROR, WARNING = "error", "warning"
+DEFAULT_MAX_STALL = 30.0
+
+
+@dataclass
+class Finding:
+    path: str
+    code: str
+    severity: str
+    message: str
+    index: int | None = None   # the event it is about (None: the stream as a whole)
+    t: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LintOptions:
+    preset: str = "auto"                  # auto, none, or a name in PRESETS
+    extra: Protocol | None = None         # the user's rules and terminal events
+    max_stall: float = DEFAULT_MAX_STALL
+
+
+def choose_protocol(options: LintOptions, first_event: dict | None, url: str) -> Protocol:
+    name = options.preset
+    if name == "auto":
+        name = detect(first_event, url) if first_event is not None else None
+    base = PRESETS[name]() if name in PRESETS else Protocol("none")
+    return base.extended(options.extra.fresh()) if options.extra else base
+
+
+class _Linter:
+    """Checks one recording as it streams past."""
+
+    def __init__(self, path: str, url: str, options: LintOptions):
+        self.path, self.url, self.options = path, url, options
+        self.findings: list[Finding] = []
+        self.protocol: Protocol | None = None
+        self.index = 0
+        self.last_event_t = 0.0
+        self.terminal: tuple[int, str] | None = None   # index and type of the first terminal event
+        self.after_terminal = 0
+
+    def emit_at(self, index: int | None, t: float | None) -> Callable[[str, str, str], None]:
+        def emit(code: str, severity: str, message: str) -> None:
+            self.findings.append(Finding(self.path, code, severity, message, index, t))
+        return emit
+
+    def record(self, record: dict) -> None:
+        kind, t = record["kind"], record["t"]
+        if kind == "ignored":
+            code = "id-null" if record["field"] == "id" else "retry-not-digits"
+            self.emit_at(self.index, t)(code, ERROR, f"{record['field']} field ignored by clients: {record['reason']} "
+                                                     f"(value {record['value']!r})")
+        elif kind == "error":
+            self.emit_at(self.index, t)("recording-error", WARNING,
+                                        f"the recording itself has a gap ({record.get('what', '?')}): "
+                                        f"{record['message']}")
+        elif kind in EVENT_KINDS:
+            self.event(record)
+
+    def event(self, record: dict) -> None:
+        index, t = self.index, record["t"]
+        emit = self.emit_at(index, t)
+        if self.protocol is None:
+            self.protocol = choose_protocol(self.options, record, self.url)
+        self.stall(self.last_event_t, t, "before the first event" if index == 0 else f"after event #{index - 1}",
+                   index)
+        if self.terminal is not None:
+            self.after_terminal += 1
+            if self.after_terminal == 1:
+                emit("after-terminal", ERROR, f"{record['event']} after the terminal event "
+                                              f"#{self.terminal[0]} ({self.terminal[1]})")
+        elif any(s.matches(record) for s in self.protocol.terminal):
+            self.terminal = (index, record["event"])
+        for rule in self.protocol.rules:
+            rule.check(record, index, emit)
+        self.index += 1
+        self.last_event_t = t
+
+    def stall(self, start: float, end: float, where: str, index: int | None) -> None:
+        if end - start > self.options.max_stall:
+            self.emit_at(index, start)("stall", ERROR, f"no event for {end - start:.3f}s {where} "
+                                                      f"(threshold {self.options.max_stall:g}s)")
+
+    def finish(self, stream: RecordingStream) -> None:
+        end, ending = stream.end, stream.ending
+        if self.protocol is None:
+            self.protocol = choose_protocol(self.options, None, self.url)
+        emit = self.emit_at(None, end["t"] if end else None)
+        if self.after_terminal > 1:
+            emit("after-terminal", ERROR, f"{self.after_terminal} events in all after the terminal event")
+        if ending == IN_PROGRESS:
+            return  # what is missing may still come
+        for rule in self.protocol.rules:
+            rule.finish(emit)
+        if self.protocol.terminal and self.terminal is None:
+            wanted = " or ".join(str(s) for s in self.protocol.terminal)
+            emit("no-terminal", ERROR, f"the stream never sent a terminal event ({wanted}); it ended: {ending}")
+        if end is None:
+            return
+        if self.index and end["t"] - self.last_event_t > self.options.max_stall:
+            self.stall(self.last_event_t, end["t"], f"after the last event #{self.index - 1}, until the end",
+                       self.index - 1)
+        if end.get("tail"):
+            self.emit_at(self.index, end["t"])(
+                "unterminated-event", ERROR,
+                f"the stream ended in the middle of an event (no blank line after it), which clients drop: "
+                f"{end['tail'][:80]!r}")
+        endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}
+        if len(endings) > 1:
+            counts = ", ".join(f"{v} {k.upper()}" for k, v in endings.items())
+            emit("mixed-line-endings", WARNING, f"mixed line endings: {counts}")
+        if end.get("bom"):
+            emit("bom", WARNING, "the stream starts with a UTF-8 byte order mark (clients strip it)")
+
+
+def lint_file(path: str, options: LintOptions) -> tuple[list[Finding], str, str]:
+    """Findings for one recording, the protocol it was checked against, and how it ended."""
+    stream = RecordingStream(path)
+    request = stream.header["request"]
+    linter = _Linter(path, request.get("pretty_url") or request["url"], options)
+    for record in stream:
+        linter.record(record)
+    linter.finish(stream)
+    linter.findings.sort(key=lambda f: f.index if f.index is not None else float("inf"))  # stable: stream-level last
+    return linter.findings, linter.protocol.name, stream.ending
+
+
+def lint_paths(path: str, options: LintOptions, errors: list[RecordingError]):
+    """Yield ``(path, findings, protocol, ending)`` for each recording below ``path``."""
+    for file in find_recordings(path):
+        try:
+            yield (file, *lint_file(file, options))
+        except RecordingError as e:
+            errors.append(e)

@@ -1,0 +1,303 @@
+"""Protocol rules for ``lint``: which events end a stream, and declarative rules over the event sequence,
+with built-in presets for OpenAI chat-completions and Anthropic Messages streaming.
+
+A rules file (TOML, or JSON when it ends in ``.json``) looks like::
+
+    preset = "anthropic"                 # optional: start from a built-in preset
+    terminal = ["done", "data=[DONE]"]   # selectors of events after which nothing may follow
+
+    [[rules]]                            # every tool_result must follow the tool_use with the same id
+    kind = "follows"
+    event = "tool_result"
+    after = "tool_use"
+    event_key = "data.tool_use_id"       # or key = "data.id" for the same path on both sides
+    after_key = "data.id"
+
+Rule kinds: ``follows`` (above), ``first`` (the first event, ignoring ``ignore``, must match ``event``),
+``block`` (``open``/``close`` pairs with the same ``key``, ``inside`` events only within an open one),
+``json`` (``event`` data must be JSON having the paths in ``has``; ``type_path`` must equal the event type),
+``types`` (event types outside ``known`` are reported as warnings).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .events import MISSING, Selector, format_path, lookup, parse_path, value_text
+
+#: emit(code, severity, message) for the event being checked (or the end of the stream)
+Emit = Callable[[str, str, str], None]
+
+
+def _key(record: dict, path: tuple | None) -> str | None:
+    if path is None:
+        return ""
+    value = lookup(record, path)
+    return None if value is MISSING else value_text(value)
+
+
+class Rule:
+    def check(self, record: dict, index: int, emit: Emit) -> None: ...
+
+    def finish(self, emit: Emit) -> None: ...
+
+    def fresh(self) -> "Rule":
+        """A copy without state, for the next recording."""
+        return type(self)(**{k: v for k, v in self.__dict__.items() if not k.startswith("_")})
+
+
+@dataclass
+class Follows(Rule):
+    event: Selector
+    after: Selector
+    event_key: tuple | None = None
+    after_key: tuple | None = None
+    _seen: set = field(default_factory=set)
+
+    def check(self, record, index, emit):
+        if self.after.matches(record):
+            key = _key(record, self.after_key)
+            if key is not None:
+                self._seen.add(key)
+        if self.event.matches(record):
+            key = _key(record, self.event_key)
+            what = "" if self.event_key is None else f" with {format_path(self.after_key)} = {key!r}"
+            if key is None:
+                emit("rule-follows", "error", f"{self.event} has no {format_path(self.event_key)}")
+            elif key not in self._seen:
+                emit("rule-follows", "error", f"{record['event']} without an earlier {self.after}{what}")
+
+
+@dataclass
+class First(Rule):
+    event: Selector
+    ignore: list[Selector] = field(default_factory=list)
+    _done: bool = False
+
+    def check(self, record, index, emit):
+        if self._done or any(s.matches(record) for s in self.ignore):
+            return
+        self._done = True
+        if not self.event.matches(record):
+            emit("rule-first", "error", f"stream starts with {record['event']}, expected {self.event}")
+
+
+@dataclass
+class Block(Rule):
+    open: Selector
+    close: Selector
+    key: tuple
+    inside: list[Selector] = field(default_factory=list)
+    _open: dict = field(default_factory=dict)   # key -> index of the opening event
+
+    def check(self, record, index, emit):
+        key = _key(record, self.key)
+        shown = f"{format_path(self.key)} = {key!r}"
+        if self.open.matches(record):
+            if key in self._open:
+                emit("rule-block", "error", f"{self.open} {shown} again while still open (since #{self._open[key]})")
+            self._open[key] = index
+        elif self.close.matches(record):
+            if self._open.pop(key, None) is None:
+                emit("rule-block", "error", f"{self.close} {shown} without an open {self.open}")
+        elif any(s.matches(record) for s in self.inside) and key not in self._open:
+            emit("rule-block", "error", f"{record['event']} {shown} outside an open {self.open}")
+
+    def finish(self, emit):
+        for key, index in self._open.items():
+            emit("rule-block", "error", f"{self.open} #{index} ({format_path(self.key)} = {key!r}) never closed "
+                                        f"by {self.close}")
+
+
+@dataclass
+class Json(Rule):
+    event: Selector
+    has: list[tuple] = field(default_factory=list)
+    type_path: tuple | None = None
+    unless: list[Selector] = field(default_factory=list)
+
+    def check(self, record, index, emit):
+        if record["kind"] != "event" or not self.event.matches(record) or any(s.matches(record) for s in self.unless):
+            return
+        if lookup(record, ("data",)) is MISSING or not isinstance(lookup(record, ("data",)), (dict, list)):
+            emit("rule-json", "error", f"{record['event']} data is not JSON")
+            return
+        for path in self.has:
+            if lookup(record, path) is MISSING:
+                emit("rule-json", "error", f"{record['event']} data has no {format_path(path)}")
+        if self.type_path is not None:
+            value = lookup(record, self.type_path)
+            if value != record["event"]:
+                shown = "missing" if value is MISSING else repr(value_text(value))
+                emit("rule-json", "error", f"{format_path(self.type_path)} is {shown}, but the event type is "
+                                           f"{record['event']!r}")
+
+
+@dataclass
+class KnownTypes(Rule):
+    known: list[str]
+    _reported: set = field(default_factory=set)
+
+    def check(self, record, index, emit):
+        event_type = record["event"]
+        if event_type not in self.known and event_type not in self._reported:
+            self._reported.add(event_type)
+            emit("unknown-type", "warning", f"event type {event_type!r} is not one of {', '.join(self.known)}")
+
+
+@dataclass
+class Protocol:
+    name: str
+    terminal: list[Selector] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+
+    def fresh(self) -> "Protocol":
+        return Protocol(self.name, list(self.terminal), [r.fresh() for r in self.rules])
+
+    def extended(self, other: "Protocol") -> "Protocol":
+        return Protocol(f"{self.name}+{other.name}" if self.rules or self.terminal else other.name,
+                        self.terminal + other.terminal, self.rules + other.rules)
+
+
+S = Selector.parse
+P = parse_path
+
+ANTHROPIC_TYPES = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                   "message_delta", "message_stop", "ping", "error"]
+
+
+def anthropic() -> Protocol:
+    """Anthropic Messages streaming: message_start, content blocks opened/delta'd/closed by index,
+    message_delta, message_stop; ping anywhere; an error event ends the stream."""
+    return Protocol("anthropic", [S("message_stop"), S("error")], [
+        KnownTypes(ANTHROPIC_TYPES),
+        First(S("message_start"), [S("ping"), S("error")]),
+        Json(S("*"), type_path=P("data.type")),
+        Json(S("message_start"), has=[P("data.message")]),
+        Json(S("content_block_start"), has=[P("data.index"), P("data.content_block")]),
+        Json(S("content_block_delta"), has=[P("data.index"), P("data.delta")]),
+        Block(S("content_block_start"), S("content_block_stop"), P("data.index"), [S("content_block_delta")]),
+        Follows(S("message_stop"), S("message_delta")),
+    ])
+
+
+def openai() -> Protocol:
+    """OpenAI chat-completions streaming: unnamed events whose data is a chat.completion.chunk object with
+    ``choices``, ended by ``data: [DONE]``."""
+    done = S("data=[DONE]")
+    return Protocol("openai", [done], [
+        KnownTypes(["message"]),
+        Json(S("message"), has=[P("data.choices")], unless=[done]),
+    ])
+
+
+PRESETS: dict[str, Callable[[], Protocol]] = {"anthropic": anthropic, "openai": openai}
+
+
+def detect(first_event: dict, url: str) -> str | None:
+    """Which preset a stream speaks, from its first event (or its URL)."""
+    if first_event.get("event") in ("message_start", "ping") or url.rstrip("/").endswith("/v1/messages"):
+        return "anthropic"
+    data = first_event.get("data")
+    if isinstance(data, dict) and ("choices" in data or data.get("object") == "chat.completion.chunk"):
+        return "openai"
+    if url.rstrip("/").endswith("/chat/completions"):
+        return "openai"
+    return None
+
+
+# --- declaring rules ----------------------------------------------------------------------------------------
+
+_RULE = re.compile(r"^\s*(\S+)\s+after\s+(\S+)(?:\s+by\s+([^=\s]+)(?:=(\S+))?)?\s*$")
+
+
+def parse_rule(text: str) -> Rule:
+    """The command-line form ``EVENT after PREVIOUS [by KEY[=PREVIOUS_KEY]]``, e.g.
+    ``tool_result after tool_use by data.tool_use_id=data.id``."""
+    m = _RULE.match(text)
+    if not m:
+        raise ValueError(f"bad rule {text!r}: expected 'EVENT after PREVIOUS [by KEY[=PREVIOUS_KEY]]'")
+    event, after, key, after_key = m.groups()
+    return Follows(S(event), S(after), P(key) if key else None, P(after_key or key) if key else None)
+
+
+def _selectors(value: Any, name: str) -> list[Selector]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a selector string or a list of them")
+    return [S(v) for v in value]
+
+
+def _path(rule: dict, name: str) -> tuple | None:
+    value = rule.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a path string like data.id")
+    return P(value)
+
+
+def _one(rule: dict, name: str) -> Selector:
+    if not isinstance(rule.get(name), str):
+        raise ValueError(f"a {rule.get('kind')} rule needs {name} = \"SELECTOR\"")
+    return S(rule[name])
+
+
+def rule_from_dict(rule: dict) -> Rule:
+    kind = rule.get("kind")
+    if kind == "follows":
+        key = _path(rule, "key")
+        return Follows(_one(rule, "event"), _one(rule, "after"),
+                       _path(rule, "event_key") or key, _path(rule, "after_key") or key)
+    if kind == "first":
+        return First(_one(rule, "event"), _selectors(rule.get("ignore", []), "ignore"))
+    if kind == "block":
+        key = _path(rule, "key")
+        if key is None:
+            raise ValueError("a block rule needs key = \"PATH\"")
+        return Block(_one(rule, "open"), _one(rule, "close"), key, _selectors(rule.get("inside", []), "inside"))
+    if kind == "json":
+        has = rule.get("has", [])
+        if not isinstance(has, list) or not all(isinstance(h, str) for h in has):
+            raise ValueError("has must be a list of paths")
+        return Json(_one(rule, "event"), [P(h) for h in has], _path(rule, "type_path"),
+                    _selectors(rule.get("unless", []), "unless"))
+    if kind == "types":
+        known = rule.get("known")
+        if not isinstance(known, list) or not all(isinstance(k, str) for k in known):
+            raise ValueError("a types rule needs known = [\"type\", ...]")
+        return KnownTypes(known)
+    raise ValueError(f"unknown rule kind {kind!r} (follows, first, block, json, types)")
+
+
+def load_rules(path: str) -> Protocol:
+    """A protocol from a rules file; raises ValueError naming the file and the problem."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        doc = orjson.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read rules: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: rules must be a table/object")
+    try:
+        base = Protocol(path)
+        if "preset" in doc:
+            if doc["preset"] not in PRESETS:
+                raise ValueError(f"unknown preset {doc['preset']!r} ({', '.join(PRESETS)})")
+            base = PRESETS[doc["preset"]]()
+        rules = doc.get("rules", [])
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise ValueError("rules must be a list of tables")
+        own = Protocol(path, _selectors(doc.get("terminal", []), "terminal"),
+                       [rule_from_dict(r) for r in rules])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return base.extended(own)

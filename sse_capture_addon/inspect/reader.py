@@ -1,0 +1,99 @@
+"""Reading one recording as a stream: the header at once, the records as you iterate, the end line after.
+
+``RecordingStream(path, follow=True)`` keeps reading a file a proxy is still writing, like ``tail -f``,
+and stops at the end line or when the writer lets go of its lock (the proxy died).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import orjson
+
+from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, RecordingError, iter_lines,
+                         validate_header, validate_record, writer_alive)
+
+#: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
+EVENT_KINDS = ("event", "oversized")
+
+
+class RecordingStream:
+    """Iterate to get every record except the header and end line; ``end``/``ending`` are set afterwards."""
+
+    def __init__(self, path: str | os.PathLike, *, follow: bool = False, poll: float = 0.2):
+        self.path = os.fspath(path)
+        self._lines = follow_lines(self.path, poll) if follow else iter_lines(self.path)
+        try:
+            _, self.header = next(self._lines)
+        except StopIteration:
+            raise RecordingError(self.path, 1, "empty file: missing header line") from None
+        self.end: dict | None = None
+        self.writer_alive = False
+        self.finished = False
+
+    def __iter__(self) -> Iterator[dict]:
+        for _, record in self._lines:
+            if record["kind"] == "end":
+                self.end = record
+            else:
+                yield record
+        if self.end is None:
+            self.writer_alive = writer_alive(self.path)
+        self.finished = True
+
+    @property
+    def ending(self) -> str:
+        if self.end is not None:
+            return self.end["reason"]
+        return IN_PROGRESS if self.writer_alive else PROXY_DIED
+
+
+def _parse(path: str, lineno: int, raw: bytes) -> dict:
+    if not raw.strip():
+        raise RecordingError(path, lineno, "empty line")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise RecordingError(path, lineno, f"invalid JSON: {e}") from None
+    return validate_header(path, lineno, obj) if lineno == 1 else validate_record(path, lineno, obj)
+
+
+def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE) -> Iterator[tuple[int, dict]]:
+    """Like ``iter_lines`` but waits for more lines while the writer holds its lock."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
+    with f:
+        buf = b""
+        lineno = 0
+        writer_gone = False
+        opened = time.monotonic()
+        while True:
+            chunk = f.read(1 << 16)
+            if chunk:
+                buf += chunk
+                while (cut := buf.find(b"\n")) >= 0:
+                    raw, buf = buf[:cut + 1], buf[cut + 1:]
+                    lineno += 1
+                    record = _parse(path, lineno, raw)
+                    yield lineno, record
+                    if record.get("kind") == "end":
+                        return
+                if len(buf) > max_line:
+                    raise RecordingError(path, lineno + 1, f"line longer than {max_line} bytes")
+                continue
+            if writer_gone:
+                break
+            # Read once more after seeing the lock gone: the last lines may land just before it is released.
+            # A file without a header yet may have been created a moment before its writer locked it.
+            if not writer_alive(path) and (lineno > 0 or time.monotonic() - opened > 1.0):
+                writer_gone = True
+                continue
+            time.sleep(poll)
+        if buf:
+            raise RecordingError(path, lineno + 1, "truncated line (no newline at end of file)")
+        if lineno == 0:
+            raise RecordingError(path, 1, "empty file: missing header line")

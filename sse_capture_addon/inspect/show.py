@@ -1,0 +1,115 @@
+"""``show``: a recording as readable lines, one per event (``ShowRenderer`` keeps the running state so the
+same code serves a finished file and ``--follow``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..recording import IN_PROGRESS
+from .events import MISSING, data_json, data_text
+from .fmt import (bad, bold, dim, duration, ending_label, pretty_json, seconds, shorten, style_ending, style_type,
+                  utc, warn)
+from .reader import EVENT_KINDS, RecordingStream
+
+
+@dataclass
+class ShowOptions:
+    pretty: bool = False      # pretty-print JSON data on the lines below the event
+    width: int | None = 160   # shorten data to this many characters; None = never
+
+
+def header_lines(header: dict) -> list[str]:
+    request, response = header["request"], header["response"]
+    url = request.get("pretty_url") or request["url"]
+    return [bold(f"{request['method']} {url}") + f"  → {response['status']}",
+            dim(f"started {utc(header['started'])} UTC · stream {header['stream_id']}"
+                + (f" · ttfb {duration(header['ttfb'])}" if isinstance(header.get("ttfb"), (int, float)) else ""))]
+
+
+class ShowRenderer:
+    def __init__(self, options: ShowOptions):
+        self.options = options
+        self.index = 0
+        self.previous_t = 0.0
+        self.last_id = ""
+        self.last_t = 0.0
+
+    def lines(self, record: dict) -> list[str]:
+        kind, t = record["kind"], record["t"]
+        self.last_t = t
+        when = f"{seconds(t):>9}"
+        if kind in EVENT_KINDS:
+            return self._event(record, when)
+        blank = " " * 5
+        if kind == "comment":
+            return [dim(f"{blank}{when}  {'':>9}  :{shorten(record['text'], self.options.width)}")]
+        if kind == "no_dispatch":
+            fields = " ".join(f"{k}={record[k]}" for k in ("id", "retry") if k in record)
+            if "id" in record:
+                self.last_id = record["id"]
+            return [dim(f"{blank}{when}  {'':>9}  (no event; sets {fields})")]
+        if kind == "ignored":
+            return [warn(f"{blank}{when}  {'':>9}  ignored {record['field']} field "
+                         f"{shorten(repr(record['value']), 60)}: {record['reason']}")]
+        if kind == "error":
+            return [bad(f"{blank}{when}  {'':>9}  recording error ({record.get('what', '?')}): {record['message']}")]
+        return []  # raw chunks are for replay, not for reading
+
+    def _event(self, record: dict, when: str) -> list[str]:
+        gap = record["t"] - self.previous_t
+        self.previous_t = record["t"]
+        parts = [f"#{self.index:<4}", when, dim(f"+{gap:.3f}s".rjust(9)), style_type(record["event"])]
+        self.index += 1
+        event_id = record.get("id", "")
+        if event_id != self.last_id:
+            parts.append(dim(f"id={event_id}"))
+            self.last_id = event_id
+        if "retry" in record:
+            parts.append(dim(f"retry={record['retry']}"))
+        below = []
+        if record["kind"] == "oversized":
+            parts.append(warn(f"[oversized: {record['size']} chars, data not kept] ")
+                         + shorten(record.get("data_prefix", ""), self.options.width))
+        else:
+            value = data_json(record) if self.options.pretty else MISSING
+            if value is not MISSING and isinstance(value, (dict, list)):
+                below = ["        " + line for line in pretty_json(value).splitlines()]
+            else:
+                parts.append(shorten(data_text(record), self.options.width))
+            if record.get("redacted"):
+                parts.append(dim("(redacted)"))
+        return ["  ".join(parts), *below]
+
+    def ending_lines(self, stream: RecordingStream) -> list[str]:
+        end = stream.end
+        ending = stream.ending
+        t = end["t"] if end else self.last_t
+        text = f"── {style_ending(ending)} after {duration(t)}, {self.index} events"
+        if end and end.get("message"):
+            text += f": {end['message']}"
+        out = [text]
+        if end and end.get("tail"):
+            cut = " (cut)" if end.get("tail_truncated") else ""
+            out.append(bad(f"── unterminated last event, not delivered{cut}: ")
+                       + shorten(end["tail"], self.options.width))
+        if ending == IN_PROGRESS:
+            out.append(dim("   (the proxy is still writing this recording; use --follow to watch it)"))
+        return out
+
+
+def json_lines(stream: RecordingStream) -> Iterator[dict]:
+    """Machine-readable ``show``: every event/comment/... with its index and gap, then the ending."""
+    index, previous_t = 0, 0.0
+    for record in stream:
+        if record["kind"] == "chunk":
+            continue
+        out = dict(record)
+        if record["kind"] in EVENT_KINDS:
+            out.update(index=index, gap=round(record["t"] - previous_t, 6))
+            if record["kind"] == "event":
+                out["data"] = data_text(record)
+            index += 1
+            previous_t = record["t"]
+        yield out
+    yield {**(stream.end or {"kind": "end"}), "ending": stream.ending, "ending_label": ending_label(stream.ending)}

@@ -1,0 +1,60 @@
+"""``timeline``: the page drawn from real recordings, opened in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+
+from harness import browser
+from inspect_helpers import run
+
+pytest_plugins = ["inspect_fixtures"]  # the session-wide `recs` recordings
+
+
+def test_timeline_page_in_a_real_browser(recs, tmp_path):
+    page_file = tmp_path / "timeline.html"
+    r = run("timeline", recs["anthropic-ok"], recs["stall"], recs["openai-reset"], recs["killed"],
+            "-o", page_file, "--stall", "1")
+    assert r.code == 0, r.err
+    html = page_file.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # self-contained: nothing to fetch
+
+    with browser() as ctx:
+        requests = []
+        page = ctx.new_page()
+        page.on("request", lambda req: requests.append(req.url))
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(page_file.as_uri())
+        assert [u for u in requests if not u.startswith("file:")] == []
+        lanes = page.locator("g.lane")
+        assert lanes.count() == 4
+        assert [lanes.nth(i).get_attribute("data-ending") for i in range(4)] == \
+            ["complete", "complete", "server_error", "proxy_died"]
+        assert page.locator("g.lane").nth(0).locator("rect.ev").count() == 8
+        assert "message_start 1" in page.locator(".legend").inner_text()
+        # the 1.3s silence in the second recording is shaded and labelled
+        stall = page.locator("g.lane").nth(1).locator("text.stall-label")
+        assert re.fullmatch(r"stall 1\.\d\ds", stall.text_content())
+        assert page.locator("g.lane").nth(2).locator("text.end-label").text_content() == "server error"
+        assert page.locator("g.lane").nth(3).locator("text.end-label").text_content() == "proxy died"
+        # event colours follow the type, the same in every lane
+        colours = page.eval_on_selector_all("rect.ev", "els => els.map(e => e.getAttribute('fill'))")
+        assert len(set(colours)) >= 6
+        # hovering an event shows its data
+        page.locator("g.lane").nth(0).locator("rect.ev").nth(3).hover()
+        tip = page.locator("#tip")
+        assert tip.is_visible()
+        assert tip.inner_text().startswith("#3 content_block_delta")
+        assert '"text": "Hel"' in tip.inner_text()
+        page.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
+    assert (tmp_path / "timeline.png").stat().st_size > 10_000
+
+
+def test_timeline_of_a_directory_and_bad_input(recs, tmp_path):
+    out = tmp_path / "all.html"
+    r = run("timeline", recs["dir"], "-o", out)
+    assert r.code == 0 and r.out.strip() == f"wrote {out} (10 recording(s))"
+    assert out.read_text().count('<g class="lane"') == 10
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("timeline", empty, "-o", out)
+    assert r.code == 2 and r.err.strip() == f"sse-capture: {empty}: no recordings (*.jsonl) here"

@@ -1,0 +1,195 @@
+"""Library pieces and bad input, on hand-made recordings (the commands on real ones are in
+test_inspect_commands.py)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tracemalloc
+
+import orjson
+import pytest
+
+from inspect_helpers import run
+from sse_capture_addon.inspect.diff import strip
+from sse_capture_addon.inspect.events import Selector, parse_path
+from sse_capture_addon.inspect.stats import EXACT_LIMIT, Distribution, stream_stats
+from sse_capture_addon.recording import event_line, line
+
+pytest_plugins = ["inspect_fixtures"]  # the session-wide `recs` recordings
+
+COMMANDS = [["ls"], ["show"], ["stats"], ["lint"], ["diff", "{f}"], ["cat"], ["timeline", "-o", "{tmp}/x.html"]]
+
+
+def header(**extra) -> bytes:
+    return line({"kind": "header", "format": "sse-capture", "version": 1, "stream_id": "s1",
+                 "started": "2024-05-01T12:00:00.000000Z", "started_unix": 1714564800.0,
+                 "request": {"method": "GET", "url": "http://x/sse", "headers": []},
+                 "response": {"status": 200, "headers": []}, **extra})
+
+
+def end(t: float, events: int, **extra) -> bytes:
+    return line({"t": t, "kind": "end", "reason": "complete", "events": events, "bytes": 0, **extra})
+
+
+def write(path, *events, **end_fields):
+    path.write_bytes(header() + b"".join(event_line(t, ty, data, "", None) for t, ty, data in events)
+                     + end(events[-1][0] if events else 0, len(events), **end_fields))
+    return path
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+
+def _command(args, path, tmp_path):
+    out = [a.format(f=path, tmp=tmp_path) for a in args]
+    return [out[0], path, *out[1:]]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: a[0])
+def test_bad_input_is_one_line_naming_file_and_line(args, recs, tmp_path):
+    not_rec = tmp_path / "notes.jsonl"
+    not_rec.write_text('{"hello": "world"}\n')
+    truncated = tmp_path / "cut.jsonl"
+    data = recs["anthropic-ok"].read_bytes()
+    truncated.write_bytes(data[:data.index(b"\n", 2000) - 7])  # a real recording cut mid-line
+    empty_file = tmp_path / "empty.jsonl"
+    empty_file.write_bytes(b"")
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    lines_of_truncated = data[:data.index(b"\n", 2000)].count(b"\n") + 1
+    cases = {
+        not_rec: f"{not_rec}:1: missing header line",
+        truncated: f"{truncated}:{lines_of_truncated}: truncated line (no newline at end of file)",
+        empty_file: f"{empty_file}:1: empty file: missing header line",
+        tmp_path / "missing.jsonl": f"{tmp_path / 'missing.jsonl'}: no such file or directory",
+    }
+    if args[0] in ("show", "cat", "diff"):
+        cases[empty_dir] = f"{empty_dir}: is a directory; expected a recording file"
+    else:
+        cases[empty_dir] = f"{empty_dir}: no recordings (*.jsonl) here"
+    for path, expected in cases.items():
+        r = run(*_command(args, path, tmp_path))
+        assert r.code == 2, (path, r.out, r.err)
+        assert r.err.count("\n") == 1 and r.err.startswith(f"sse-capture: {expected}"), (path, r.err)
+        assert "Traceback" not in r.out + r.err
+
+
+def test_a_bad_file_in_a_directory_does_not_hide_the_good_ones(recs, tmp_path):
+    shutil.copy(recs["anthropic-ok"], tmp_path / "good.jsonl")
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    r = run("ls", tmp_path, "--json")
+    assert r.code == 2 and len(orjson.loads(r.out)) == 1
+    assert r.err.startswith(f"sse-capture: {tmp_path / 'bad.jsonl'}:1: invalid JSON")
+    r = run("stats", tmp_path, "--json")
+    assert r.code == 2 and orjson.loads(r.out)["totals"]["events"] == 8
+
+
+def test_every_command_explains_itself():
+    for name in ("ls", "show", "stats", "lint", "diff", "cat", "timeline"):
+        r = run(name, "--help")
+        assert r.code == 0 and "Usage:" in r.out and len(r.out.splitlines()) > 8, name
+
+
+# --- lint, diff, stats on small hand-made recordings ---------------------------------------------------------
+
+def test_lint_strict_fails_on_warnings_only(tmp_path):
+    rec = write(tmp_path / "bom.jsonl", (0.1, "message", "hi"), bom=True, line_endings={"lf": 3})
+    assert run("lint", rec).code == 0
+    r = run("lint", rec, "--strict")
+    assert r.code == 1 and "warning bom:" in r.out
+
+
+def test_lint_anthropic_block_rules(tmp_path):
+    def ev(t, kind, **fields):
+        return (t, kind, {"type": kind, **fields})
+
+    rec = write(tmp_path / "a.jsonl", ev(0.1, "message_start", message={}), ev(0.2, "content_block_start", index=0,
+                content_block={}), ev(0.3, "content_block_delta", index=1, delta={}), ev(0.4, "message_delta"),
+                ev(0.5, "message_stop"), (0.6, "surprise", {"type": "ping"}))
+    r = run("lint", rec, "--json")
+    findings = [(f["index"], f["code"], f["severity"]) for f in orjson.loads(r.out)["recordings"][0]["findings"]]
+    assert findings == [(2, "rule-block", "error"), (5, "after-terminal", "error"), (5, "unknown-type", "warning"),
+                        (5, "rule-json", "error"), (None, "rule-block", "error")]
+
+
+def test_diff_compares_json_not_its_spelling(tmp_path):
+    a = write(tmp_path / "a.jsonl", (0.1, "m", '{"a": 1, "b": [1, 2]}'), (0.2, "m", "text"))
+    b = write(tmp_path / "b.jsonl", (0.5, "m", {"b": [1, 2], "a": 1}), (0.6, "m", "text"))
+    assert run("diff", a, b).code == 0
+    c = write(tmp_path / "c.jsonl", (0.1, "m", {"b": [1, 3], "a": 1}), (0.2, "m", "text"))
+    r = run("diff", a, c)
+    assert r.code == 1 and "data.b[1]: 2 ≠ 3" in r.out
+    assert run("diff", a, c, "-i", "data.b[*]").code == 0
+
+
+def test_strip_paths_with_wildcards():
+    value = {"id": 1, "message": {"id": 2, "items": [{"id": 3, "x": 1}]}, "created": 5}
+    assert strip(value, parse_path("data.**.id")[1:]) == {"message": {"items": [{"x": 1}]}, "created": 5}
+    assert strip(value, parse_path("data.message.*")[1:]) == {"id": 1, "message": {}, "created": 5}
+    assert strip(value, parse_path("data.message.items[0].x")[1:])["message"]["items"] == [{"id": 3}]
+
+
+def test_selectors():
+    done = {"kind": "event", "event": "message", "data": "[DONE]", "t": 0}
+    tool = {"kind": "event", "event": "content_block_start", "t": 0,
+            "data": {"type": "content_block_start", "content_block": {"type": "tool_use"}}}
+    assert Selector.parse("data=[DONE]").matches(done)
+    assert not Selector.parse("data=[DONE]").matches(tool)
+    assert Selector.parse("content_block_start&data.content_block.type=tool_use").matches(tool)
+    assert not Selector.parse("content_block_start&data.content_block.type=text").matches(tool)
+    assert Selector.parse("*").matches(done)
+    with pytest.raises(ValueError):
+        parse_path("payload.id")
+
+
+def test_distribution_is_exact_then_within_one_percent():
+    rng = random.Random(4)
+    samples = [rng.expovariate(20) for _ in range(EXACT_LIMIT * 5)]
+    small = Distribution()
+    for x in samples[:1000]:
+        small.add(x)
+    ordered = sorted(samples[:1000])
+    assert small.quantile(0.5) == ordered[499] and small.quantile(0.99) == ordered[989]
+    big = Distribution()
+    for x in samples:
+        big.add(x)
+    ordered = sorted(samples)
+    for p in (0.5, 0.9, 0.99):
+        exact = ordered[int(p * len(samples)) - 1]
+        assert abs(big.quantile(p) - exact) <= 0.011 * exact, p
+    assert big.max == max(samples) and big.count == len(samples)
+
+
+def test_stats_memory_does_not_grow_with_the_recording(tmp_path):
+    def make(n: int):
+        path = tmp_path / f"r{n}.jsonl"
+        with open(path, "wb") as f:
+            f.write(header())
+            for i in range(n):
+                f.write(event_line(i * 0.01, "delta" if i % 7 else "ping", {"i": i, "text": "x" * 60}, "", None))
+            f.write(end(n * 0.01, n))
+        return path
+
+    def peak(path) -> int:
+        tracemalloc.start()
+        stats = stream_stats(str(path))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, stats
+
+    small_peak, _ = peak(make(2_000))
+    big_peak, stats = peak(make(120_000))   # ~12 MB
+    assert stats.events == 120_000 and stats.gap_summary["gap_p50"] == pytest.approx(0.01, rel=0.02)
+    assert big_peak < small_peak + 1_000_000, (small_peak, big_peak)
+
+
+def test_the_rules_file_example_in_the_docs_loads(tmp_path):
+    from harness import ROOT
+    from sse_capture_addon.inspect.protocols import Block, First, Follows, Json, KnownTypes, load_rules
+
+    docs = (ROOT / "docs" / "inspect.md").read_text()
+    example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "agent.toml").write_text(example)
+    protocol = load_rules(str(tmp_path / "agent.toml"))
+    assert [type(r) for r in protocol.rules][-5:] == [Follows, First, Block, Json, KnownTypes]
+    assert [str(s) for s in protocol.terminal] == ["message_stop", "error", "done"]
