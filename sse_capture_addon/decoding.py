@@ -1,6 +1,7 @@
-"""Incremental Content-Encoding decoders, so a compressed stream can be parsed as it flows.
+"""Incremental Content-Encoding decoders: gzip, deflate (zlib-wrapped or raw), br, zstd, and chains of them.
 
-The client always gets the original bytes; these decoders only feed the parser.
+Each Decoder turns compressed chunks into the bytes decodable so far, using the libraries' streaming APIs,
+so a long-lived response never has to be buffered whole.
 """
 
 from __future__ import annotations
@@ -16,118 +17,144 @@ class UnsupportedEncoding(ValueError):
 
 
 class DecodeError(Exception):
-    pass
-
-
-class _Zlib:
-    def __init__(self, wbits: int):
-        self._obj = zlib.decompressobj(wbits)
-
-    def decode(self, chunk: bytes) -> bytes:
-        try:
-            return self._obj.decompress(chunk)
-        except zlib.error as e:
-            raise DecodeError(str(e)) from None
-
-    def flush(self) -> bytes:
-        try:
-            return self._obj.flush()
-        except zlib.error as e:
-            raise DecodeError(str(e)) from None
-
-
-class _Deflate:
-    """``deflate`` is zlib-wrapped by the RFC but raw in practice too; browsers accept both."""
-
-    def __init__(self) -> None:
-        self._inner: _Zlib | None = None
-        self._head = b""
-
-    def decode(self, chunk: bytes) -> bytes:
-        if self._inner is None:
-            self._head += chunk
-            if len(self._head) < 2:
-                return b""
-            cmf, flg = self._head[0], self._head[1]
-            wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
-            self._inner = _Zlib(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-            chunk, self._head = self._head, b""
-        return self._inner.decode(chunk)
-
-    def flush(self) -> bytes:
-        if self._inner is None:
-            if self._head:
-                raise DecodeError("truncated deflate stream")
-            return b""
-        return self._inner.flush()
-
-
-class _Brotli:
-    def __init__(self) -> None:
-        self._obj = brotli.Decompressor()
-
-    def decode(self, chunk: bytes) -> bytes:
-        try:
-            return self._obj.process(chunk)
-        except brotli.error as e:
-            raise DecodeError(f"brotli: {e}") from None
-
-    def flush(self) -> bytes:
-        return b""
-
-
-class _Zstd:
-    def __init__(self) -> None:
-        self._obj = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-
-    def decode(self, chunk: bytes) -> bytes:
-        try:
-            return self._obj.decompress(chunk)
-        except zstandard.ZstdError as e:
-            raise DecodeError(f"zstd: {e}") from None
-
-    def flush(self) -> bytes:
-        return b""
+    """The input is not valid in its encoding. A stream that merely stops early (a client went away mid-member)
+    is not an error: flush() returns what was decodable."""
 
 
 class Decoder:
-    """A chain of decoders, applied in reverse of the order the encodings were listed."""
+    def decode(self, chunk: bytes) -> bytes:
+        raise NotImplementedError
 
-    def __init__(self, stages: list):
-        self._stages = stages
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Zlib(Decoder):
+    """gzip (any number of members, as gzip(1) and browsers accept) or deflate."""
+
+    _REPLAY_LIMIT = 64 * 1024
+
+    def __init__(self, gzip: bool):
+        self._name = "gzip" if gzip else "deflate"
+        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None  # deflate: chosen by its header
+        self._start = b""  # deflate: the first bytes, until there are two to look at
+        self._replay: bytes | None = None  # zlib-wrapped deflate: input so far while it produced no output
+        self._trailing = False  # gzip: junk after a member, ignored from there on as browsers do
 
     def decode(self, chunk: bytes) -> bytes:
-        for stage in self._stages:
-            chunk = stage.decode(chunk)
+        if self._trailing:
+            return b""
+        if self._obj is None:
+            self._start += chunk
+            if len(self._start) < 2:
+                return b""
+            chunk, self._start = self._start, b""
+            # RFC 1950 header: CM = 8 and the 16-bit header is a multiple of 31; otherwise it is raw deflate.
+            wrapped = chunk[0] & 0x0F == 8 and (chunk[0] << 8 | chunk[1]) % 31 == 0
+            self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            self._replay = b"" if wrapped else None
+        out = []
+        while chunk:
+            try:
+                data = self._obj.decompress(chunk)
+            except zlib.error as e:
+                if self._replay is not None:
+                    # Data behind a zlib-looking header that fails to inflate: browsers then try raw deflate.
+                    chunk, self._replay = self._replay + chunk, None
+                    self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise DecodeError(f"{self._name}: {e}") from None
+            if self._replay is not None:
+                self._replay = None if data or len(self._replay) > self._REPLAY_LIMIT else self._replay + chunk
+            out.append(data)
+            chunk = b""
+            if self._obj.eof and self._obj.unused_data:
+                if self._name == "deflate":
+                    raise DecodeError("deflate: data after the end of the stream")
+                chunk = self._obj.unused_data
+                if chunk[0] != 0x1F:  # not the next gzip member
+                    self._trailing = True
+                    break
+                self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        return b"" if self._obj is None or self._trailing else self._obj.flush()
+
+
+class _Brotli(Decoder):
+    def __init__(self):
+        self._obj = brotli.Decompressor()
+
+    def decode(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return b""
+        try:
+            return self._obj.process(chunk)
+        except brotli.error as e:
+            raise DecodeError(f"br: {e}") from None
+
+
+class _Zstd(Decoder):
+    """zstd, across any number of concatenated frames."""
+
+    def __init__(self):
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+
+    def decode(self, chunk: bytes) -> bytes:
+        out = []
+        while chunk:
+            try:
+                out.append(self._obj.decompress(chunk))
+            except zstandard.ZstdError as e:
+                raise DecodeError(f"zstd: {e}") from None
+            chunk = b""
+            if self._obj.eof:  # the next frame, if any, needs a fresh decompressobj
+                chunk = self._obj.unused_data
+                self._obj = self._dctx.decompressobj()
+        return b"".join(out)
+
+
+class _Chain(Decoder):
+    def __init__(self, decoders: list[Decoder]):
+        self._decoders = decoders  # in decoding order
+
+    def decode(self, chunk: bytes) -> bytes:
+        for d in self._decoders:
+            chunk = d.decode(chunk)
         return chunk
 
     def flush(self) -> bytes:
-        out = b""
-        for i, stage in enumerate(self._stages):
-            out = stage.decode(out) if out and i else out
-            out += stage.flush()
-        return out
+        data = b""
+        for d in self._decoders:
+            data = d.decode(data) + d.flush()
+        return data
 
 
 _FACTORIES = {
-    "gzip": lambda: _Zlib(16 + zlib.MAX_WBITS),
-    "x-gzip": lambda: _Zlib(16 + zlib.MAX_WBITS),
-    "deflate": _Deflate,
+    "gzip": lambda: _Zlib(gzip=True),
+    "x-gzip": lambda: _Zlib(gzip=True),
+    "deflate": lambda: _Zlib(gzip=False),
     "br": _Brotli,
     "zstd": _Zstd,
 }
 
 
 def make_decoder(content_encoding: str | None) -> Decoder | None:
-    if not content_encoding:
+    """None for no/identity encoding. Handles gzip, x-gzip, deflate (zlib-wrapped AND raw deflate, auto-detected
+    as browsers do), br (brotli module), zstd (zstandard module), case-insensitive, and comma-separated chains
+    ("gzip, br" = applied in that order, so decode in reverse). Raises UnsupportedEncoding for anything else."""
+    if content_encoding is None:
         return None
-    names = [n.strip().lower() for n in content_encoding.split(",") if n.strip()]
-    names = [n for n in names if n != "identity"]
-    if not names:
-        return None
-    stages = []
+    names = [n.strip().lower() for n in content_encoding.split(",")]
+    decoders = []
     for name in reversed(names):
+        if name in ("", "identity"):
+            continue
         if name not in _FACTORIES:
-            raise UnsupportedEncoding(f"unsupported Content-Encoding {name!r}")
-        stages.append(_FACTORIES[name]())
-    return Decoder(stages)
+            raise UnsupportedEncoding(f"unsupported content-encoding: {name!r}")
+        decoders.append(_FACTORIES[name]())
+    if not decoders:
+        return None
+    return decoders[0] if len(decoders) == 1 else _Chain(decoders)

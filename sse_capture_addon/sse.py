@@ -1,0 +1,375 @@
+"""Sans-IO incremental parser for text/event-stream (WHATWG HTML, "Interpreting an event stream").
+
+Bytes go in through SSEParser.feed(), parsed items come out; no I/O, no knowledge of HTTP or mitmproxy.
+Work per chunk is done by C-level str methods (count/split/rfind); Python code runs once per line.
+Pending state (incomplete line, unterminated block text, data buffer) is capped by max_event_size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+
+DEFAULT_MAX_EVENT_SIZE = 8 * 1024 * 1024
+PREFIX_CHARS = 1024  # Oversized.data_prefix length
+_HEAD_CHARS = 2 * PREFIX_CHARS  # kept of an oversized line: enough for its field name and a data prefix
+_EOL = re.compile(r"(\r\n|\r|\n)")
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    type: str
+    data: str
+    last_event_id: str
+    retry: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class Comment:
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class NoDispatch:
+    last_event_id: str
+    retry: int | None
+    id_changed: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Oversized:
+    type: str
+    size: int
+    data_prefix: str
+    last_event_id: str
+    retry: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class Ignored:
+    field: str
+    value: str
+    reason: str
+
+
+Item = Event | Comment | NoDispatch | Oversized | Ignored
+
+# A frozen dataclass __init__ sets each field through object.__setattr__, which costs more than the rest of
+# parsing an event; setting the slots directly builds an identical (equal, hashable) instance ~2x faster.
+_new = object.__new__
+_set_type, _set_data, _set_id, _set_retry = (Event.__dict__[f].__set__ for f in ("type", "data", "last_event_id", "retry"))
+
+
+def _event(type_: str, data: str, last_event_id: str, retry: int | None) -> Event:
+    e = _new(Event)
+    _set_type(e, type_)
+    _set_data(e, data)
+    _set_id(e, last_event_id)
+    _set_retry(e, retry)
+    return e
+
+
+class _Text:
+    """Text appended in pieces and kept up to `limit` characters (beyond that only counted). Pieces are joined
+    in batches so that a long run of tiny chunks does not cost a list entry and a str object per byte."""
+
+    __slots__ = ("done", "batch", "kept", "total", "limit")
+
+    def __init__(self, limit: int):
+        self.done: list[str] = []
+        self.batch: list[str] = []
+        self.kept = self.total = 0
+        self.limit = limit
+
+    def add(self, text: str) -> None:
+        self.total += len(text)
+        room = self.limit - self.kept
+        if room > 0:
+            if len(text) > room:
+                text = text[:room]
+            self.kept += len(text)
+            self.batch.append(text)
+            if len(self.batch) >= 64:
+                self.done.append("".join(self.batch))
+                self.batch = []
+
+    def text(self) -> str:
+        return "".join(self.done) + "".join(self.batch)
+
+
+class SSEParser:
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE):
+        self.max_event_size = max_event_size
+        self.last_event_id = ""  # the spec's "last event ID string": updated from the buffer at each blank line
+        self._id_buffer = ""
+        self.reconnection_time: int | None = None
+        self.bom = False
+        self.line_endings = {"lf": 0, "crlf": 0, "cr": 0}
+        self.bytes_in = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._undecoded = False  # the decoder holds the start of a multi-byte sequence
+        self._at_boundary = False  # at a block boundary with nothing pending: the fast path applies
+        self._started = False  # a first character was decoded (the BOM check is done)
+        self._cr = False  # the last chunk ended with CR: a leading LF in the next one completes a CRLF
+        self._line = _Text(max(max_event_size, _HEAD_CHARS))  # the incomplete line
+        self._tail = _Text(max_event_size)  # text since the last blank line, for close()
+        self._reset_block()
+
+    @property
+    def tail_truncated(self) -> bool:
+        """The unterminated tail exceeds max_event_size characters (close() returns only its start)."""
+        return self._tail.total > self.max_event_size
+
+    def _reset_block(self) -> None:
+        self._data: list[str] = []  # data field values; the buffer is "\n".join(...) + "\n"
+        self._data_len = 0
+        self._type = ""
+        self._retry: int | None = None
+        self._id_changed = False
+        self._block_chars = 0  # characters of the block's non-empty lines, reported by Oversized
+        self._oversized = False
+        self._prefix: str | None = None  # Oversized.data_prefix; None until a data line is seen
+
+    # --- input -------------------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Item]:
+        self.bytes_in += len(data)
+        if self._undecoded:
+            text = self._decode(data)
+        else:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:  # invalid, or a character split across chunks
+                text = self._decode(data)
+        if self._at_boundary and len(text) <= self.max_event_size:
+            if "\r" not in text:
+                if text.find("\n") == len(text) - 2 and text[-1] == "\n" and text.startswith("data:"):
+                    # The commonest chunk by far, one "data:" line and the blank line: inlined.
+                    self.line_endings["lf"] += 2
+                    e = _new(Event)
+                    _set_type(e, "message")
+                    _set_data(e, text[6:-2] if text[5] == " " else text[5:-2])
+                    _set_id(e, self.last_event_id)
+                    _set_retry(e, None)
+                    return [e]
+                events = self._simple_blocks(text, "lf")
+            else:
+                events = self._simple_blocks(text.replace("\r\n", "\n"), "crlf") if self._pure_crlf(text) else None
+            if events is not None:
+                return events
+        out: list[Item] = []
+        self._text(text, out)
+        self._at_boundary = self._started and not self._cr and not self._tail.total
+        return out
+
+    @staticmethod
+    def _pure_crlf(text: str) -> bool:
+        return text.endswith("\r\n\r\n") and text.count("\r") == text.count("\n") == text.count("\r\n")
+
+    def _simple_blocks(self, text: str, ending: str) -> list[Item] | None:
+        """Fast path for a chunk of whole blocks (LF-terminated here) that are each one "data:" line, or one
+        "event:" and one "data:" line, as LLM APIs stream; None if the chunk is anything else."""
+        if not text.endswith("\n\n"):
+            return None
+        lid = self.last_event_id
+        blocks = text.split("\n\n")
+        if blocks.pop():  # not "": the text ends with an odd run of LFs, e.g. "data: x\n\n\n"
+            return None
+        events: list[Item] = []
+        lf = 2 * len(blocks)
+        for block in blocks:
+            if block.startswith("data: "):
+                type_, value = "message", block[6:]
+            elif block.startswith("data:"):
+                type_, value = "message", block[5:]
+            elif block.startswith("event:"):
+                head, sep, value = block.partition("\ndata:")
+                if not sep or "\n" in head:
+                    return None
+                type_ = (head[7:] if head.startswith("event: ") else head[6:]) or "message"
+                if value.startswith(" "):
+                    value = value[1:]
+                lf += 1
+            else:
+                return None
+            if "\n" in value:
+                return None
+            events.append(_event(type_, value, lid, None))
+        self.line_endings[ending] += lf
+        return events
+
+    def _decode(self, data: bytes, final: bool = False) -> str:
+        text = self._decoder.decode(data, final)
+        self._undecoded = bool(self._decoder.getstate()[0])
+        return text
+
+    def close(self) -> str | None:
+        """End of stream: flush the UTF-8 decoder; return the unterminated tail (the decoded text received
+        after the last blank line that ended a block, including any incomplete line, truncated to
+        max_event_size characters), or None if the stream ended exactly at a block boundary / nothing pending.
+        An incomplete event is NOT dispatched (spec)."""
+        self._text(self._decode(b"", True), [])  # at most U+FFFD for a truncated sequence
+        if not self._tail.total:
+            return None
+        return self._tail.text()
+
+    def _text(self, text: str, out: list[Item]) -> None:
+        if not self._started and text:
+            self._started = True
+            if text[0] == "\ufeff":
+                self.bom = True
+                text = text[1:]
+        if self._cr and text:
+            self._cr = False
+            if text[0] == "\n":  # second half of a CRLF split across chunks: the line already ended
+                self.line_endings["cr"] -= 1
+                self.line_endings["crlf"] += 1
+                if self._tail.total:
+                    self._tail.add("\n")
+                text = text[1:]
+        if not text:
+            return
+
+        counts = self.line_endings
+        parts = None
+        if "\r" not in text:
+            sep = "\n"
+            segs = text.split(sep)
+            counts["lf"] += len(segs) - 1
+        else:
+            crlf = text.count("\r\n")
+            cr, lf = text.count("\r") - crlf, text.count("\n") - crlf
+            counts["crlf"] += crlf
+            counts["cr"] += cr
+            counts["lf"] += lf
+            if cr or lf:
+                sep = ""
+                parts = _EOL.split(text)  # [line, terminator, line, ..., incomplete line]
+                segs = parts[::2]
+                self._cr = text[-1] == "\r"
+            else:
+                sep = "\r\n"
+                segs = text.split(sep)
+
+        if len(segs) == 1:  # no terminator: all of it belongs to the incomplete line
+            self._line.add(text)
+            self._tail.add(text)
+            return
+
+        # Where the block left unterminated by this chunk starts (after its last blank line), if it does.
+        tail = None
+        if parts is None:
+            k = text.rfind(sep + sep)
+            if k >= 0:
+                tail = text[k + 2 * len(sep) :]
+            elif not segs[0] and not self._line.total:
+                tail = text[len(sep) :]
+        else:
+            for i in range(len(segs) - 2, -1, -1):
+                if not segs[i] and (i or not self._line.total):
+                    tail = "".join(parts[2 * i + 2 :])
+                    break
+        if tail is not None:
+            self._tail = _Text(self.max_event_size)
+            text = tail
+        self._tail.add(text)
+
+        last = segs.pop()
+        if self._line.total:
+            line_len = self._line.total + len(segs[0])
+            if line_len > self.max_event_size:
+                self._oversized_line((self._line.text()[:_HEAD_CHARS] + segs[0][:_HEAD_CHARS])[:_HEAD_CHARS], line_len, out)
+                segs = segs[1:]
+            else:
+                segs[0] = self._line.text() + segs[0]
+            self._line = _Text(self._line.limit)
+        if last:
+            self._line.add(last)
+        self._lines(segs, out)
+
+    # --- interpretation ----------------------------------------------------------------------------------
+
+    def _lines(self, lines: list[str], out: list[Item]) -> None:
+        max_size = self.max_event_size
+        for line in lines:
+            if not line:
+                if self._data and not self._oversized:  # the common case of _dispatch, inlined
+                    self.last_event_id = self._id_buffer
+                    out.append(_event(self._type or "message", "\n".join(self._data), self._id_buffer, self._retry))
+                    self._reset_block()
+                else:
+                    self._dispatch(out)
+            elif len(line) > max_size:
+                self._oversized_line(line[:_HEAD_CHARS], len(line), out)
+            elif line[0] == ":":
+                self._block_chars += len(line)
+                out.append(Comment(line[1:]))
+            else:
+                self._block_chars += len(line)
+                name, _, value = line.partition(":")
+                if value[:1] == " ":
+                    value = value[1:]
+                if name == "data":
+                    self._data_len += len(value) + 1
+                    if self._oversized:
+                        self._add_prefix(value)
+                    else:
+                        self._data.append(value)
+                        if self._data_len > max_size:
+                            self._start_oversized()
+                elif name == "event":
+                    self._type = value
+                elif name == "id":
+                    if "\0" in value:
+                        out.append(Ignored("id", value[:200], "id contains U+0000 NULL"))
+                    else:
+                        self._id_buffer = value
+                        self._id_changed = True
+                elif name == "retry":
+                    self._retry_field(value, out)
+
+    def _retry_field(self, value: str, out: list[Item]) -> None:
+        if not (value.isascii() and value.isdigit()):
+            out.append(Ignored("retry", value[:200], "retry value is not all ASCII digits"))
+            return
+        try:
+            retry = int(value)
+        except ValueError:  # beyond sys.get_int_max_str_digits()
+            out.append(Ignored("retry", value[:200], "retry value is too large"))
+            return
+        self._retry = self.reconnection_time = retry
+
+    def _oversized_line(self, head: str, length: int, out: list[Item]) -> None:
+        # Only a data line contributes to the event; any other oversized field is dropped uninterpreted.
+        self._block_chars += length
+        name, _, value = head.partition(":")
+        if name == "data":
+            if value[:1] == " ":
+                value = value[1:]
+            if not self._oversized:
+                self._start_oversized()
+            self._add_prefix(value)
+        elif not self._oversized:
+            self._start_oversized()
+
+    def _start_oversized(self) -> None:
+        self._oversized = True
+        self._prefix = "\n".join(self._data)[:PREFIX_CHARS] if self._data else None
+        self._data = []
+
+    def _add_prefix(self, value: str) -> None:
+        if self._prefix is None:  # first data line of the block
+            self._prefix = value[:PREFIX_CHARS]
+        elif len(self._prefix) < PREFIX_CHARS:
+            self._prefix = (self._prefix + "\n" + value[:PREFIX_CHARS])[:PREFIX_CHARS]
+
+    def _dispatch(self, out: list[Item]) -> None:
+        self.last_event_id = self._id_buffer
+        if self._oversized:
+            out.append(Oversized(self._type or "message", self._block_chars, self._prefix or "", self.last_event_id, self._retry))
+        elif self._data:
+            out.append(_event(self._type or "message", "\n".join(self._data), self.last_event_id, self._retry))
+        elif self._id_changed or self._retry is not None:
+            out.append(NoDispatch(self.last_event_id, self._retry, self._id_changed))
+        self._reset_block()

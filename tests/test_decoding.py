@@ -1,0 +1,245 @@
+"""Incremental Content-Encoding decoders: whole, byte-by-byte and randomly chunked input, chains, errors."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import zlib
+
+import brotli
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sse_capture_addon.decoding import DecodeError, Decoder, UnsupportedEncoding, make_decoder
+
+PAYLOAD = b"".join(b'data: {"choices":[{"delta":{"content":"tok%d \xc3\xa9"}}]}\n\n' % i for i in range(300))
+
+
+def deflate_raw(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return c.compress(data) + c.flush()
+
+
+def zstd(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def zstd_streamed(data: bytes) -> bytes:
+    # a frame without a content size, as a streaming server writes it
+    c = zstandard.ZstdCompressor().compressobj()
+    return c.compress(data) + c.flush()
+
+
+COMPRESSORS = {
+    "gzip": gzip.compress,
+    "x-gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+    "zstd": zstd,
+}
+
+
+def run(decoder: Decoder, data: bytes, sizes) -> bytes:
+    out, pos = [], 0
+    for size in sizes:
+        out.append(decoder.decode(data[pos : pos + size]))
+        pos += size
+        if pos >= len(data):
+            break
+    out.append(decoder.decode(data[pos:]))
+    out.append(decoder.flush())
+    return b"".join(out)
+
+
+def random_sizes(seed: int, n: int = 10_000) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.choice([1, 2, 3, 7, 64, 1000]) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(COMPRESSORS))
+@pytest.mark.parametrize("chunking", ["whole", "1-byte", "random"])
+def test_each_encoding(name, chunking):
+    data = COMPRESSORS[name](PAYLOAD)
+    sizes = {"whole": [len(data)], "1-byte": [1] * len(data), "random": random_sizes(len(name))}[chunking]
+    assert run(make_decoder(name), data, sizes) == PAYLOAD
+
+
+def test_output_is_incremental():
+    c = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    d = make_decoder("gzip")
+    first = c.compress(b"data: one\n\n") + c.flush(zlib.Z_SYNC_FLUSH)
+    assert d.decode(first) == b"data: one\n\n"
+    rest = c.compress(b"data: two\n\n") + c.flush()
+    assert d.decode(rest) + d.flush() == b"data: two\n\n"
+
+
+@pytest.mark.parametrize("chunking", [[1] * 100_000, [10**9]])
+def test_deflate_raw_autodetected(chunking):
+    assert run(make_decoder("deflate"), deflate_raw(PAYLOAD), chunking) == PAYLOAD
+
+
+def test_deflate_zlib_wrapped_detected_from_split_header():
+    data = zlib.compress(PAYLOAD)
+    d = make_decoder("deflate")
+    assert d.decode(data[:1]) == b""
+    assert d.decode(data[1:]) + d.flush() == PAYLOAD
+
+
+def test_deflate_raw_that_looks_zlib_wrapped_falls_back_to_raw():
+    # Raw deflate: a stored block (first byte 0x78: BFINAL=0, BTYPE=00, padding bits 01111) of LEN=1, so the
+    # first two bytes are 0x78 0x01, a valid zlib header (CM=8, 0x7801 % 31 == 0). Inflating it as zlib fails;
+    # then, as in browsers, raw deflate is tried. 0x03 0x00 is an empty final fixed-Huffman block.
+    raw = b"\x78\x01\x00\xfe\xffx\x03\x00"
+    with pytest.raises(zlib.error):
+        zlib.decompress(raw)
+    assert zlib.decompress(raw, -zlib.MAX_WBITS) == b"x"
+    for sizes in ([len(raw)], [1] * 20, [3, 1, 1, 5]):
+        assert run(make_decoder("deflate"), raw, sizes) == b"x"
+
+
+def test_deflate_short_input():
+    d = make_decoder("deflate")
+    assert d.decode(b"x") == b"" and d.flush() == b""
+    assert make_decoder("deflate").flush() == b""
+
+
+def test_gzip_multiple_members():
+    data = gzip.compress(b"data: a\n\n") + gzip.compress(b"data: b\n\n")
+    for sizes in ([len(data)], [1] * len(data), [3] * 30):
+        assert run(make_decoder("gzip"), data, sizes) == b"data: a\n\ndata: b\n\n"
+
+
+def test_zstd_multiple_frames_and_streamed_frames():
+    data = zstd(b"data: a\n\n") + zstd_streamed(b"data: b\n\n") + zstd(PAYLOAD)
+    for sizes in ([len(data)], [1] * len(data), random_sizes(3)):
+        assert run(make_decoder("zstd"), data, sizes) == b"data: a\n\ndata: b\n\n" + PAYLOAD
+
+
+@pytest.mark.parametrize("value", ["GZIP", "Gzip", " gzip ", "BR", "ZStd", "Deflate", "X-Gzip"])
+def test_case_insensitive_and_whitespace(value):
+    data = COMPRESSORS[value.strip().lower()](PAYLOAD)
+    assert run(make_decoder(value), data, [len(data)]) == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    "header,encoders",
+    [
+        ("gzip, br", [gzip.compress, brotli.compress]),
+        ("br,gzip", [brotli.compress, gzip.compress]),
+        ("deflate, zstd, gzip", [zlib.compress, zstd, gzip.compress]),
+        ("identity, gzip", [gzip.compress]),
+        ("gzip,identity,br", [gzip.compress, brotli.compress]),
+        ("gzip, gzip", [gzip.compress, gzip.compress]),
+    ],
+)
+def test_chains_are_decoded_in_reverse(header, encoders):
+    data = PAYLOAD
+    for encode in encoders:  # applied in the order listed
+        data = encode(data)
+    for sizes in ([len(data)], [1] * len(data), random_sizes(9)):
+        assert run(make_decoder(header), data, sizes) == PAYLOAD
+
+
+@pytest.mark.parametrize("value", [None, "", "identity", "IDENTITY", " identity ", "identity, identity", ","])
+def test_identity_is_none(value):
+    assert make_decoder(value) is None
+
+
+@pytest.mark.parametrize("value", ["compress", "x-compress", "sdch", "gzip, foo", "bz2", "gzip;q=1", "aes128gcm"])
+def test_unknown_encoding_is_unsupported(value):
+    with pytest.raises(UnsupportedEncoding):
+        make_decoder(value)
+    assert issubclass(UnsupportedEncoding, ValueError)
+
+
+@pytest.mark.parametrize("name", ["gzip", "deflate", "br", "zstd"])
+def test_corrupt_data_raises_decode_error(name):
+    d = make_decoder(name)
+    with pytest.raises(DecodeError):
+        d.decode(b"this is definitely not compressed data" * 10)
+        d.flush()
+
+
+@pytest.mark.parametrize("name", ["gzip", "br", "zstd", "deflate"])
+def test_corruption_in_the_middle_raises_decode_error(name):
+    # zstd frames carry a checksum only on request (without one, corrupted literals just decode wrongly)
+    compress = (lambda d: zstandard.ZstdCompressor(write_checksum=True).compress(d)) if name == "zstd" else COMPRESSORS[name]
+    data = bytearray(compress(PAYLOAD))
+    for i in range(len(data) // 2, len(data) // 2 + 16):
+        data[i] ^= 0xFF
+    d = make_decoder(name)
+    with pytest.raises(DecodeError):
+        run(d, bytes(data), [1] * len(data))
+
+
+def test_gzip_checksum_mismatch_raises_decode_error():
+    data = bytearray(gzip.compress(PAYLOAD))
+    data[-8] ^= 0xFF  # CRC32 in the trailer
+    with pytest.raises(DecodeError):
+        run(make_decoder("gzip"), bytes(data), [len(data)])
+
+
+def test_deflate_data_after_end_raises_decode_error():
+    with pytest.raises(DecodeError):
+        run(make_decoder("deflate"), zlib.compress(b"x") + b"junk", [100])
+
+
+def test_gzip_junk_after_member_is_ignored_like_browsers_do():
+    data = gzip.compress(b"data: x\n\n") + b"junk that is not gzip"
+    for sizes in ([len(data)], [1] * len(data)):
+        assert run(make_decoder("gzip"), data, sizes) == b"data: x\n\n"
+
+
+def test_gzip_bad_second_member_raises_decode_error():
+    with pytest.raises(DecodeError):
+        run(make_decoder("gzip"), gzip.compress(b"x") + b"\x1f\x8bnot really gzip", [100])
+
+
+@pytest.mark.parametrize("name,wbits", [("gzip", 16 + 15), ("x-gzip", 16 + 15), ("deflate", 15), ("deflate", -15)])
+def test_truncated_stream_returns_what_was_decodable(name, wbits):
+    # a client that goes away mid-stream is not a decoding error
+    c = zlib.compressobj(wbits=wbits)
+    partial = c.compress(b"data: a\n\n") + c.flush(zlib.Z_SYNC_FLUSH)
+    d = make_decoder(name)
+    assert d.decode(partial) + d.flush() == b"data: a\n\n"
+
+
+def test_truncated_brotli_and_zstd_do_not_raise():
+    for name, data in (("br", brotli.compress(PAYLOAD)), ("zstd", zstd_streamed(PAYLOAD))):
+        d = make_decoder(name)
+        out = d.decode(data[: len(data) // 2]) + d.flush()
+        assert PAYLOAD.startswith(out)
+
+
+def test_empty_input():
+    for name in COMPRESSORS:
+        d = make_decoder(name)
+        assert d.decode(b"") == b"" and d.flush() == b""
+
+
+def test_all_decoders_are_decoders():
+    for name in [*COMPRESSORS, "gzip, br"]:
+        assert isinstance(make_decoder(name), Decoder)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payload=st.binary(max_size=3000),
+    names=st.lists(st.sampled_from(["gzip", "deflate", "br", "zstd", "identity"]), min_size=1, max_size=3),
+    seed=st.integers(0, 1000),
+    raw=st.booleans(),
+)
+def test_random_chains_and_chunkings_round_trip(payload, names, seed, raw):
+    data = payload
+    for name in names:
+        if name == "deflate":
+            data = deflate_raw(data) if raw else zlib.compress(data)
+        elif name != "identity":
+            data = COMPRESSORS[name](data)
+    d = make_decoder(", ".join(names))
+    if d is None:
+        assert set(names) == {"identity"}
+        return
+    assert run(d, data, random_sizes(seed, 5000)) == payload

@@ -1,0 +1,547 @@
+"""SSEParser against vectors written from the WHATWG "Interpreting an event stream" algorithm, plus chunking
+invariance and a differential test against a slow, literal reference implementation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sse_capture_addon.sse import (
+    DEFAULT_MAX_EVENT_SIZE,
+    Comment,
+    Event,
+    Ignored,
+    NoDispatch,
+    Oversized,
+    SSEParser,
+)
+
+NULL_REASON = "id contains U+0000 NULL"
+DIGITS_REASON = "retry value is not all ASCII digits"
+
+
+def parse(data: bytes, chunks: list[int] | None = None, max_event_size: int = DEFAULT_MAX_EVENT_SIZE):
+    """Feed `data` split at the given chunk sizes (whole if None); return (items, tail, parser)."""
+    p = SSEParser(max_event_size)
+    items = []
+    if chunks is None:
+        items += p.feed(data)
+    else:
+        pos = 0
+        for size in chunks:
+            items += p.feed(data[pos : pos + size])
+            pos += size
+        items += p.feed(data[pos:])
+    return items, p.close(), p
+
+
+def split_every(data: bytes, n: int) -> list[int]:
+    return [n] * (len(data) // n + 1)
+
+
+def events(data: bytes, **kw) -> list:
+    return parse(data, **kw)[0]
+
+
+def ev(data: str, type: str = "message", last_event_id: str = "", retry: int | None = None) -> Event:
+    return Event(type, data, last_event_id, retry)
+
+
+# --- BOM ---------------------------------------------------------------------------------------------------
+
+def test_bom_stripped():
+    items, tail, p = parse(b"\xef\xbb\xbfdata: x\n\n")
+    assert items == [ev("x")] and p.bom and tail is None
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_bom_split_across_chunks(cut):
+    data = b"\xef\xbb\xbfdata: x\n\n"
+    items, _, p = parse(data, [cut])
+    assert items == [ev("x")] and p.bom
+    items, _, p = parse(data, [1] * 6)
+    assert items == [ev("x")] and p.bom
+
+
+def test_second_bom_is_data():
+    items, _, p = parse(b"\xef\xbb\xbf\xef\xbb\xbfdata: x\n\n")
+    # the second U+FEFF starts the first line's field name: "\ufeffdata" is an unknown field
+    assert items == [] and p.bom
+    assert events(b"\xef\xbb\xbfdata: \xef\xbb\xbfx\n\n") == [ev("\ufeffx")]
+
+
+def test_bom_only_at_stream_start():
+    items, _, p = parse(b"data: a\n\n\xef\xbb\xbfdata: b\n\n")
+    assert items == [ev("a")] and not p.bom
+    items, _, p = parse(b"data: a\n\n\xef\xbb\xbfdata: b\n\n", [9])
+    assert items == [ev("a")] and not p.bom
+
+
+@pytest.mark.parametrize("eol", [b"\r", b"\n", b"\r\n"])
+def test_bom_followed_directly_by_line_terminator_is_empty_line(eol):
+    items, tail, p = parse(b"\xef\xbb\xbf" + eol + b"data: x" + eol + eol)
+    assert items == [ev("x")] and p.bom and tail is None
+    # the BOM's line is an empty line: it dispatches (nothing) and ends the block
+    items, tail, p = parse(b"\xef\xbb\xbf" + eol + b"id: 1" + eol)
+    assert items == [] and tail == "id: 1" + eol.decode()
+
+
+def test_no_bom():
+    _, _, p = parse(b"data: x\n\n")
+    assert not p.bom
+
+
+# --- line terminators -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("eol,key", [(b"\n", "lf"), (b"\r\n", "crlf"), (b"\r", "cr")])
+def test_line_terminators_lf_crlf_cr(eol, key):
+    items, tail, p = parse(b"data: a" + eol + b"data: b" + eol + eol)
+    assert items == [ev("a\nb")] and tail is None
+    assert p.line_endings == {"lf": 0, "crlf": 0, "cr": 0} | {key: 3}
+
+
+def test_mixed_line_terminators():
+    items, _, p = parse(b"data: a\rdata: b\ndata: c\r\n\n:x\r\r")
+    assert items == [ev("a\nb\nc"), Comment("x")]
+    assert p.line_endings == {"lf": 2, "crlf": 1, "cr": 3}
+
+
+def test_cr_lf_split_across_chunks_is_one_terminator():
+    data = b"data: a\r\ndata: b\r\n\r\n"
+    for cut in range(1, len(data)):
+        items, tail, p = parse(data, [cut])
+        assert items == [ev("a\nb")], cut
+        assert tail is None and p.line_endings == {"lf": 0, "crlf": 3, "cr": 0}
+    items, _, p = parse(data, [1] * len(data))
+    assert items == [ev("a\nb")] and p.line_endings["crlf"] == 3
+
+
+def test_cr_then_empty_chunk_then_lf():
+    p = SSEParser()
+    assert p.feed(b"data: a\r") == []
+    assert p.feed(b"") == []
+    assert p.feed(b"\n") == []
+    assert p.feed(b"\r\n") == [ev("a")]
+    assert p.line_endings == {"lf": 0, "crlf": 2, "cr": 0}
+
+
+def test_cr_at_chunk_end_followed_by_cr_is_two_terminators():
+    items, _, p = parse(b"data: a\r\rdata: b\n\n", [8])
+    assert items == [ev("a"), ev("b")] and p.line_endings == {"lf": 2, "crlf": 0, "cr": 2}
+
+
+def test_lf_cr_is_two_terminators():
+    assert events(b"data: a\n\rdata: b\n\n") == [ev("a"), ev("b")]
+
+
+def test_cr_ends_line_immediately():
+    # a CR at the end of a chunk completes its line without waiting for a possible LF
+    p = SSEParser()
+    assert p.feed(b"data: a\r\r") == [ev("a")]
+    assert p.feed(b"\n") == []  # completes the second CR's CRLF: not another line
+    assert p.line_endings == {"lf": 0, "crlf": 1, "cr": 1}
+
+
+# --- blank lines, comments, fields -------------------------------------------------------------------------
+
+def test_blank_line_dispatches():
+    p = SSEParser()
+    assert p.feed(b"data: x\n") == []
+    assert p.feed(b"\n") == [ev("x")]
+
+
+def test_comment():
+    assert events(b": ping\n") == [Comment(" ping")]
+    assert events(b":\n") == [Comment("")]
+    assert events(b"::x: y\n") == [Comment(":x: y")]
+    assert events(b":  two\n") == [Comment("  two")]
+
+
+def test_comment_does_not_dispatch_or_break_event():
+    assert events(b"data: a\n: c\ndata: b\n\n") == [Comment(" c"), ev("a\nb")]
+
+
+def test_field_without_colon_is_name_with_empty_value():
+    assert events(b"data\n\n") == [ev("")]
+    assert events(b"data\ndata\n\n") == [ev("\n")]
+    assert events(b"data: a\ndata\n\n") == [ev("a\n")]
+    assert events(b"event\ndata: x\n\n") == [ev("x")]
+
+
+@pytest.mark.parametrize(
+    "line,data",
+    [(b"data:", ""), (b"data: ", ""), (b"data:x", "x"), (b"data: x", "x"), (b"data:  x", " x"), (b"data:x ", "x "),
+     (b"data: a:b", "a:b"), (b"data:\tx", "\tx")],
+)
+def test_exactly_one_leading_space_removed(line, data):
+    assert events(line + b"\n\n") == [ev(data)]
+
+
+def test_data_appends_lf_and_final_lf_removed():
+    assert events(b"data: a\ndata: b\n\n") == [ev("a\nb")]
+    assert events(b"data:\ndata:\n\n") == [ev("\n")]
+    assert events(b"data: a\ndata:\n\n") == [ev("a\n")]
+
+
+def test_event_sets_type():
+    assert events(b"event: add\ndata: x\n\n") == [ev("x", type="add")]
+    assert events(b"event:add\ndata: x\n\n") == [ev("x", type="add")]
+    assert events(b"event:  add\ndata: x\n\n") == [ev("x", type=" add")]
+
+
+def test_empty_event_type_is_message():
+    assert events(b"event:\ndata: x\n\n") == [ev("x")]
+    assert events(b"event: a\nevent:\ndata: x\n\n") == [ev("x")]
+
+
+def test_event_type_resets_per_block():
+    assert events(b"event: a\ndata: 1\n\ndata: 2\n\n") == [ev("1", type="a"), ev("2")]
+
+
+def test_event_type_without_data_is_not_dispatched_and_resets():
+    assert events(b"event: a\n\ndata: x\n\n") == [ev("x")]
+
+
+def test_no_dispatch_on_empty_data():
+    assert events(b"\n\n\n") == []
+    assert events(b": c\n\n") == [Comment(" c")]
+    assert events(b"foo: bar\n\n") == []
+
+
+def test_unknown_fields_ignored():
+    assert events(b"foo: bar\ndata: x\nDATA: y\nData: z\n data: w\n\n") == [ev("x")]
+
+
+def test_field_names_are_case_sensitive():
+    assert events(b"Event: a\nID: 3\nRetry: 5\ndata: x\n\n") == [ev("x")]
+
+
+# --- id ----------------------------------------------------------------------------------------------------
+
+def test_id_sets_last_event_id_and_persists():
+    items, _, p = parse(b"id: 1\ndata: a\n\ndata: b\n\n")
+    assert items == [ev("a", last_event_id="1"), ev("b", last_event_id="1")]
+    assert p.last_event_id == "1"
+
+
+def test_id_with_null_is_ignored():
+    items, _, p = parse(b"id: 1\n\nid: a\x00b\ndata: x\n\n")
+    assert items == [NoDispatch("1", None, True), Ignored("id", "a\x00b", NULL_REASON), ev("x", last_event_id="1")]
+    assert p.last_event_id == "1"
+
+
+def test_ignored_value_truncated_to_200():
+    items = events(b"id: " + b"\x00" * 500 + b"\n")
+    assert items == [Ignored("id", "\x00" * 200, NULL_REASON)]
+
+
+def test_empty_id_resets_last_event_id():
+    items, _, p = parse(b"id: 7\ndata: a\n\nid\ndata: b\n\nid: 8\n\nid:\ndata: c\n\n")
+    assert items == [ev("a", last_event_id="7"), ev("b"), NoDispatch("8", None, True), ev("c")]
+    assert p.last_event_id == ""
+
+
+def test_id_keeps_spaces_after_the_first():
+    assert events(b"id:  x \ndata\n\n") == [ev("", last_event_id=" x ")]
+
+
+def test_last_event_id_is_updated_at_the_blank_line():
+    p = SSEParser()
+    p.feed(b"id: 1\ndata: x\n")
+    assert p.last_event_id == ""  # still only in the last event ID buffer
+    assert p.feed(b"\n") == [ev("x", last_event_id="1")]
+    assert p.last_event_id == "1"
+
+
+def test_id_in_block_without_data_gives_no_dispatch():
+    assert events(b"id: 3\n\n") == [NoDispatch("3", None, True)]
+    assert events(b"id: 3\nevent: t\n\n") == [NoDispatch("3", None, True)]
+
+
+def test_no_dispatch_only_for_valid_id_or_retry():
+    assert events(b"id: \x00\n\n") == [Ignored("id", "\x00", NULL_REASON)]
+    assert events(b"retry: x\n\n") == [Ignored("retry", "x", DIGITS_REASON)]
+    assert events(b"retry: 5\n\n") == [NoDispatch("", 5, False)]
+    assert events(b"id: 1\nretry: 5\n\n") == [NoDispatch("1", 5, True)]
+
+
+# --- retry -------------------------------------------------------------------------------------------------
+
+def test_retry_digits_sets_reconnection_time():
+    items, _, p = parse(b"retry: 3000\ndata: x\n\n")
+    assert items == [ev("x", retry=3000)] and p.reconnection_time == 3000
+    assert events(b"retry: 007\ndata: x\n\n") == [ev("x", retry=7)]
+
+
+@pytest.mark.parametrize("value", ["", "1.5", "-1", "+1", " 10", "10 ", "1e3", "x", "\u0661\u0662", "\uff11"])
+def test_retry_non_digits_ignored(value):
+    items, _, p = parse(f"retry: 100\n\nretry: {value}\ndata: x\n\n".encode())
+    assert items == [NoDispatch("", 100, False), Ignored("retry", value, DIGITS_REASON), ev("x")]
+    assert p.reconnection_time == 100
+
+
+def test_retry_without_colon_is_empty_and_ignored():
+    assert events(b"retry\ndata: x\n\n") == [Ignored("retry", "", DIGITS_REASON), ev("x")]
+
+
+def test_retry_is_per_block_but_reconnection_time_persists():
+    items, _, p = parse(b"retry: 5\ndata: a\n\ndata: b\n\n")
+    assert items == [ev("a", retry=5), ev("b")] and p.reconnection_time == 5
+
+
+def test_retry_with_more_digits_than_int_allows():
+    items, _, p = parse(b"retry: " + b"9" * 5000 + b"\ndata: x\n\n")
+    assert [type(i) for i in items] == [Ignored, Event] and items[0].reason == "retry value is too large"
+    assert p.reconnection_time is None
+
+
+# --- UTF-8 -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("char", ["é", "€", "😀"])
+def test_multibyte_char_split_at_every_byte_position(char):
+    data = f"event: {char}\ndata: a{char}b\n\ndata: {char}\n\n".encode()
+    want = [ev(f"a{char}b", type=char), ev(char)]
+    for cut in range(1, len(data)):
+        assert events(data, chunks=[cut]) == want, cut
+    for n in (1, 2, 3, 5):
+        assert events(data, chunks=split_every(data, n)) == want
+
+
+def test_invalid_utf8_replaced():
+    assert events(b"data: a\xffb\xc3(\n\n") == [ev("a\ufffdb\ufffd(")]
+    assert events(b"data: \xed\xa0\x80\n\n") == [ev("\ufffd\ufffd\ufffd")]  # a surrogate is not UTF-8
+
+
+def test_invalid_utf8_split_across_chunks():
+    assert events(b"data: \xe2\x82x\n\n", chunks=[7]) == [ev("\ufffdx")]
+
+
+def test_truncated_multibyte_at_end_becomes_replacement_in_tail():
+    items, tail, _ = parse(b"data: ok\n\ndata: \xe2\x82", [1] * 16)
+    assert items == [ev("ok")] and tail == "data: \ufffd"
+
+
+def test_utf8_overlong_and_null():
+    assert events(b"data: \xc0\xaf\x00\n\n") == [ev("\ufffd\ufffd\x00")]
+
+
+# --- close() and the unterminated tail ---------------------------------------------------------------------
+
+def test_close_returns_none_at_block_boundary():
+    assert parse(b"data: x\n\n")[1] is None
+    assert parse(b"")[1] is None
+    assert parse(b"\xef\xbb\xbf")[1] is None
+    assert parse(b"data: x\r\n\r\n")[1] is None
+
+
+def test_close_returns_unterminated_tail_and_does_not_dispatch():
+    items, tail, _ = parse(b"data: a\n\ndata: b\n")
+    assert items == [ev("a")] and tail == "data: b\n"
+    items, tail, _ = parse(b"data: a\n\nevent: t\ndata: b")
+    assert items == [ev("a")] and tail == "event: t\ndata: b"
+    assert parse(b": only a comment\n")[1] == ": only a comment\n"
+
+
+def test_tail_keeps_raw_line_terminators():
+    assert parse(b"data: a\r\n\r\nid: 1\r\ndata: b\rdata")[1] == "id: 1\r\ndata: b\rdata"
+    assert parse(b"data: a\r\n\r\nid: 1\r\ndata: b\rdata", [1] * 40)[1] == "id: 1\r\ndata: b\rdata"
+    assert parse(b"data: a\r\n\r\nid: 1\r", [14])[1] == "id: 1\r"
+    assert parse(b"data: a\r\n\r\nid: 1\r\n", [17])[1] == "id: 1\r\n"
+
+
+def test_tail_truncated_to_max_event_size():
+    items, tail, p = parse(b"data: " + b"x" * 100, [7] * 20, max_event_size=50)
+    assert items == [] and tail == "data: " + "x" * 44 and p.tail_truncated
+
+
+def test_bytes_in():
+    _, _, p = parse(b"data: x\n\n" * 3, [4] * 10)
+    assert p.bytes_in == 27
+
+
+# --- oversized events --------------------------------------------------------------------------------------
+
+def test_oversized_event_then_normal_events():
+    data = b"event: big\nid: 9\ndata: " + b"a" * 30 + b"\ndata: " + b"b" * 30 + b"\n\ndata: small\n\n"
+    for chunks in (None, [1] * len(data), [5] * 40):
+        items, tail, p = parse(data, chunks, max_event_size=40)
+        assert items == [
+            Oversized("big", 10 + 5 + 36 * 2, "a" * 30 + "\n" + "b" * 30, "9", None),
+            ev("small", last_event_id="9"),
+        ]
+        assert tail is None
+
+
+def test_oversized_single_line_in_one_chunk_and_in_many():
+    data = b"data: " + b"x" * 3000 + b"\n\ndata: ok\n\n"
+    for chunks in (None, [64] * 60, [7] * 500):
+        items, _, _ = parse(data, chunks, max_event_size=100)
+        assert items == [Oversized("message", 3006, "x" * 1024, "", None), ev("ok")], chunks
+
+
+def test_oversized_non_data_line_marks_block_oversized():
+    items = events(b"event: t\n: " + b"c" * 200 + b"\ndata: x\n\ndata: y\n\n", max_event_size=100)
+    assert items == [Oversized("t", 8 + 202 + 7, "x", "", None), ev("y")]
+
+
+def test_huge_line_in_small_chunks_keeps_buffers_bounded():
+    p = SSEParser(max_event_size=64 * 1024)
+    chunk = b"x" * 64
+    assert p.feed(b"data: ") == []
+    for _ in range(2 * 1024 * 1024 // 64):
+        assert p.feed(chunk) == []
+    for buf in (p._line, p._tail):
+        assert buf.kept <= 64 * 1024
+        assert len(buf.batch) < 64 and len(buf.done) <= 64 * 1024 // 64
+    assert p.feed(b"\n\ndata: next\n\n") == [Oversized("message", 6 + 2 * 1024 * 1024, "x" * 1024, "", None), ev("next")]
+    assert p._line.total == 0 and p.close() is None
+
+
+def test_many_data_lines_exceeding_limit_keep_data_bounded():
+    p = SSEParser(max_event_size=1000)
+    for _ in range(500):
+        p.feed(b"data: 0123456789\n")
+    assert p._data == [] and p._oversized
+    assert p.feed(b"\n") == [Oversized("message", 500 * 16, "\n".join(["0123456789"] * 100)[:1024], "", None)]
+
+
+# --- fast path equivalence ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "block",
+    [b"data: x\n\n", b"data:x\n\n", b"data:  x\n\n", b"event: e\ndata: x\n\n", b"event:e\ndata:x\n\n",
+     b"event:\ndata: x\n\n", b"data\n\n", b"event: e\ndata\n\n", b"data: a\ndata: b\n\n", b"event: e\n\n",
+     b"data: x\n\n\n", b"\n\ndata: x\n\n", b"id: 1\ndata: x\n\n", b"data: \x00\n\n"],
+)
+def test_whole_block_chunks_match_byte_by_byte(block):
+    crlf_block = block.replace(b"\n", b"\r\n")
+    p = SSEParser()
+    got = p.feed(b"data: start\n\n") + p.feed(block * 3) + p.feed(crlf_block * 2) + p.feed(block)
+    data = b"data: start\n\n" + block * 3 + crlf_block * 2 + block
+    items, tail, ref = parse(data, chunks=[1] * len(data))
+    assert got == items and p.close() == tail and p.line_endings == ref.line_endings
+
+
+# --- properties --------------------------------------------------------------------------------------------
+
+FRAGMENTS = [b"data", b"data:", b"data: ", b"event:", b"event: ", b"id:", b"id: ", b"retry:", b"retry: ", b":",
+             b" ", b"x", b"5", b"\n", b"\n", b"\r", b"\r\n", b"\n\n", b"\xef\xbb\xbf", "é".encode(), "€".encode(),
+             "😀".encode(), b"\xff", b"\xe2\x82", b"\x00", b"foo"]
+streams = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(b"".join) | st.binary(max_size=60)
+
+
+def snapshot(data: bytes, cuts: list[int], max_event_size: int = DEFAULT_MAX_EVENT_SIZE):
+    p = SSEParser(max_event_size)
+    items, prev = [], 0
+    for cut in sorted(cuts) + [len(data)]:
+        items += p.feed(data[prev:cut])
+        prev = cut
+    tail = p.close()
+    return items, tail, dict(p.line_endings), p.bom, p.last_event_id, p.reconnection_time, p.bytes_in
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(data=streams, cuts=st.lists(st.integers(0, 100), max_size=12), small=st.booleans())
+def test_any_chunking_gives_the_same_result(data, cuts, small):
+    cuts = [c for c in cuts if c <= len(data)]
+    limit = 12 if small else DEFAULT_MAX_EVENT_SIZE  # a small limit exercises the oversized paths too
+    assert snapshot(data, cuts, limit) == snapshot(data, [], limit) == snapshot(data, list(range(len(data))), limit)
+
+
+def reference(data: bytes):
+    """The spec, literally: decode everything, walk the characters, interpret each line."""
+    text = data.decode("utf-8", "replace")
+    bom = text.startswith("\ufeff")
+    if bom:
+        text = text[1:]
+    items, endings = [], {"lf": 0, "crlf": 0, "cr": 0}
+    st_ = {"data": "", "type": "", "id_buffer": "", "last_id": "", "retry": None, "block_retry": None, "block_id": False}
+
+    def dispatch():
+        st_["last_id"] = st_["id_buffer"]
+        if st_["data"] == "":
+            if st_["block_id"] or st_["block_retry"] is not None:
+                items.append(NoDispatch(st_["last_id"], st_["block_retry"], st_["block_id"]))
+        else:
+            d = st_["data"][:-1] if st_["data"].endswith("\n") else st_["data"]
+            items.append(Event(st_["type"] or "message", d, st_["last_id"], st_["block_retry"]))
+        st_.update(data="", type="", block_retry=None, block_id=False)
+
+    def process(line):
+        if line == "":
+            return dispatch()
+        if line.startswith(":"):
+            return items.append(Comment(line[1:]))
+        if ":" in line:
+            name, value = line[: line.index(":")], line[line.index(":") + 1 :]
+            if value.startswith(" "):
+                value = value[1:]
+        else:
+            name, value = line, ""
+        if name == "event":
+            st_["type"] = value
+        elif name == "data":
+            st_["data"] += value + "\n"
+        elif name == "id":
+            if "\x00" in value:
+                items.append(Ignored("id", value[:200], NULL_REASON))
+            else:
+                st_["id_buffer"], st_["block_id"] = value, True
+        elif name == "retry":
+            if value and all(c in "0123456789" for c in value):
+                st_["retry"] = st_["block_retry"] = int(value)
+            else:
+                items.append(Ignored("retry", value[:200], DIGITS_REASON))
+
+    line, i, tail_start = "", 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\r" and text[i + 1 : i + 2] == "\n":
+            endings["crlf"] += 1
+            i += 2
+        elif c == "\r":
+            endings["cr"] += 1
+            i += 1
+        elif c == "\n":
+            endings["lf"] += 1
+            i += 1
+        else:
+            line += c
+            i += 1
+            continue
+        process(line)
+        if line == "":
+            tail_start = i
+        line = ""
+    return items, text[tail_start:] or None, endings, bom, st_["last_id"], st_["retry"], len(data)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(data=streams, cuts=st.lists(st.integers(0, 100), max_size=12))
+def test_matches_reference_implementation(data, cuts):
+    cuts = [c for c in cuts if c <= len(data)]
+    assert snapshot(data, cuts) == reference(data)
+
+
+@settings(max_examples=200)
+@given(
+    blocks=st.lists(
+        st.sampled_from([b"data: a\n\n", b"data:b\n\n", b"event: e\ndata: c\n\n", b"data: x\ndata: y\n\n", b"id: 4\n\n",
+                         b"data: \xc3\xa9\n\n", b"event:\ndata:\n\n", b": c\n\n", b"retry: 1\ndata: r\n\n", b"\n"]),
+        max_size=12,
+    ),
+    crlf=st.booleans(),
+    group=st.integers(1, 4),
+)
+def test_block_aligned_chunks_match_reference(blocks, crlf, group):
+    # chunks that are whole blocks take the fast path; compare it with the reference
+    if crlf:
+        blocks = [b.replace(b"\n", b"\r\n") for b in blocks]
+    p = SSEParser()
+    items = []
+    for i in range(0, len(blocks), group):
+        items += p.feed(b"".join(blocks[i : i + group]))
+    tail = p.close()
+    ref = reference(b"".join(blocks))
+    assert (items, tail, p.line_endings, p.last_event_id) == (ref[0], ref[1], ref[2], ref[4])
