@@ -25,21 +25,34 @@ VECTORS = {
 TYPES = "message,tool_use,done,ignored-no-data"
 
 
+@pytest.fixture(scope="module")
+def proxy_and_browser(certs, tmp_path_factory):
+    """One capturing proxy and one browser for the module (each test finds its own recording by name)."""
+    with Mitmdump(certs, tmp_path_factory.mktemp("browser")) as mitm, browser(mitm.url) as ctx:
+        yield mitm, ctx
+
+
+def _recording_of(mitm, scenario_name):
+    wait_until(lambda: [p for p in mitm.recordings() if f"_sse_{scenario_name}_" in p.name], what="the recording")
+    [path] = [p for p in mitm.recordings() if f"_sse_{scenario_name}_" in p.name]
+    wait_until(lambda: read_recording(path).end is not None, what="the end line")
+    return read_recording(path)
+
+
 @pytest.mark.parametrize("name", sorted(VECTORS))
-def test_chromium_eventsource_gets_exactly_the_recorded_events(certs, tmp_path, servers, upstream_app,
+def test_chromium_eventsource_gets_exactly_the_recorded_events(proxy_and_browser, servers, upstream_app,
                                                                scenario_name, name):
     steps = [p for chunk in VECTORS[name] for p in (chunk, 0.03)]
     upstream_app.add(scenario_name, Scenario(steps, headers=[("content-type", "text/event-stream"),
                                                              ("cache-control", "no-cache")]))
     server = servers["h1-tls"]
-    with Mitmdump(certs, tmp_path) as mitm, browser(mitm.url) as ctx:
-        page = ctx.new_page()
-        page.goto(f"{server.base}/page/es?src=/sse/{scenario_name}&types={TYPES}")
-        wait_until(lambda: page.evaluate("window.__done"), what="EventSource to finish")
-        seen = [e for e in page.evaluate("window.__log") if e["type"] != "error"]
-        recs = [p for p in mitm.wait_for_recordings(1)]
-        [path] = [p for p in recs if f"_sse_{scenario_name}_" in p.name]
-        rec = read_recording(path)
+    mitm, ctx = proxy_and_browser
+    page = ctx.new_page()
+    page.goto(f"{server.base}/page/es?src=/sse/{scenario_name}&types={TYPES}")
+    wait_until(lambda: page.evaluate("window.__done"), what="EventSource to finish")
+    seen = [e for e in page.evaluate("window.__log") if e["type"] != "error"]
+    page.close()
+    rec = _recording_of(mitm, scenario_name)
     recorded = [{"type": e["event"], "data": decode_data(e["data"]), "id": e.get("id", "")} for e in rec.events]
     assert recorded == seen
     assert seen, "the vector must dispatch something"
@@ -47,20 +60,20 @@ def test_chromium_eventsource_gets_exactly_the_recorded_events(certs, tmp_path, 
         assert rec.end["tail"] == "data: never dispatched"
 
 
-def test_fetch_post_reading_the_body_stream_sees_the_recorded_bytes(certs, tmp_path, servers, upstream_app,
+def test_fetch_post_reading_the_body_stream_sees_the_recorded_bytes(proxy_and_browser, servers, upstream_app,
                                                                     scenario_name):
     chunks = [b'event: delta\ndata: {"text":"Hel"}\n\n', b'event: delta\ndata: {"text":"lo"}\n\n',
               b'event: done\ndata: {}\n\n']
     upstream_app.add(scenario_name, Scenario([p for c in chunks for p in (c, 0.05)]))
-    with Mitmdump(certs, tmp_path) as mitm, browser(mitm.url) as ctx:
-        page = ctx.new_page()
-        page.goto(f"{servers['h2-tls'].base}/page/fetch?src=/sse/{scenario_name}")
-        wait_until(lambda: page.evaluate("window.__done"), what="fetch to finish")
-        assert page.evaluate("window.__error") is None
-        text = page.evaluate("window.__text")
-        n_chunks = len(page.evaluate("window.__chunks"))
-        [path] = [p for p in mitm.wait_for_recordings(1) if f"_sse_{scenario_name}_" in p.name]
-    rec = read_recording(path)
+    mitm, ctx = proxy_and_browser
+    page = ctx.new_page()
+    page.goto(f"{servers['h2-tls'].base}/page/fetch?src=/sse/{scenario_name}")
+    wait_until(lambda: page.evaluate("window.__done"), what="fetch to finish")
+    assert page.evaluate("window.__error") is None
+    text = page.evaluate("window.__text")
+    n_chunks = len(page.evaluate("window.__chunks"))
+    page.close()
+    rec = _recording_of(mitm, scenario_name)
     assert text == b"".join(chunks).decode()
     assert n_chunks >= 2  # streamed, not buffered into one piece
     assert rec.header["request"]["method"] == "POST"
