@@ -47,6 +47,12 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
         # client never sends, so the silence was the server's.
         return "server_error", (f"no data from the server for {idle_for:.1f}s; mitmproxy closed the idle "
                                 f"connection (tcp_timeout={timeout}): {msg}")
+    if msg.startswith("stream reset by client ("):
+        # mitmproxy's HTTP/2 layer says "by client" whichever side sent RST_STREAM; browsers cancel with
+        # CANCEL, while servers reset with INTERNAL_ERROR, REFUSED_STREAM and the like.
+        if "(CANCEL)" in msg:
+            return "client_disconnected", msg
+        return "server_error", f"{msg} (an HTTP/2 reset with this code comes from the server)"
     client_gone = not flow.client_conn.state & ConnectionState.CAN_READ
     server_gone = not flow.server_conn.state & ConnectionState.CAN_READ
     if client_gone != server_gone:  # HTTP/2 says "peer closed connection" for either side
@@ -212,23 +218,24 @@ class SSECapture:
         )
 
     def _body(self, req: http.Request, cap: int) -> dict:
-        raw = req.raw_content
-        if raw is None:
+        if req.raw_content is None:
             return {"body": None, "body_size": None}
         try:
             body = req.get_content(strict=True) or b""
         except ValueError:
-            body = raw
-        size = len(body)
-        body = body[:cap]
-        if self.redactor.json_keys and size <= cap:
+            body = req.raw_content
+        out: dict = {"body_size": len(body)}
+        if self.redactor.json_keys and body:
+            # redact the whole body before cutting it; a body that is not JSON cannot be redacted, so it
+            # is left out rather than stored in clear
             try:
                 value, changed = self.redactor.json_value(orjson.loads(body))
-                if changed:
-                    body = orjson.dumps(value)
             except orjson.JSONDecodeError:
-                pass
-        out: dict = {"body_size": size, "body_truncated": size > cap}
+                return {**out, "body": None, "body_omitted": "not JSON, so sse_capture_redact_keys cannot apply"}
+            if changed:
+                body = orjson.dumps(value)
+        out["body_truncated"] = len(body) > cap
+        body = body[:cap]
         try:
             out["body"] = body.decode("utf-8")
         except UnicodeDecodeError:

@@ -193,6 +193,9 @@ class StreamRecorder:
             "bytes": self.bytes, "decoded_bytes": self.decoded_bytes, "chunks": self.chunks,
             "tail": tail,
         })
+        if tail is not None and self.redactor is not None and self.redactor.json_keys:
+            # a cut-off event cannot be parsed, so it cannot be redacted: keep only its size
+            end.update(tail=None, tail_redacted=True, tail_size=len(tail))
         if parser is not None:
             end["tail_truncated"] = parser.tail_truncated
             end["bom"] = parser.bom

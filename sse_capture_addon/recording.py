@@ -136,7 +136,8 @@ _OPTIONAL: dict[str, dict[str, tuple]] = {
     "error": {"what": (str,)},
     "end": {"message": _OPT_STR, "tail": _OPT_STR, "comments": (int,), "chunks": (int,),
             "tail_truncated": (bool,), "bom": (bool,), "line_endings": (dict,), "errors": (list,),
-            "decoded_bytes": (int,), "oversized": (int,), "stream_ended": (str,)},
+            "decoded_bytes": (int,), "oversized": (int,), "stream_ended": (str,),
+            "tail_redacted": (bool,), "tail_size": (int,)},
 }
 
 _HEADER_REQUIRED: dict[str, tuple] = {
@@ -194,7 +195,7 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
     kind = obj.get("kind")
     if kind == "header":
         raise RecordingError(path, lineno, "a second header line")
-    if kind not in _REQUIRED:
+    if not isinstance(kind, str) or kind not in _REQUIRED:
         raise RecordingError(path, lineno, f"unknown kind {kind!r}")
     t = obj.get("t")
     if not isinstance(t, _NUMBER) or isinstance(t, bool):
@@ -204,6 +205,11 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
     _check_fields(path, lineno, obj, _REQUIRED[kind], _OPTIONAL.get(kind, {}), kind)
     if kind == "end" and obj["reason"] not in END_REASONS:
         raise RecordingError(path, lineno, f"unknown end reason {obj['reason']!r}")
+    if kind == "event" and not isinstance(obj["data"], str):
+        try:
+            orjson.dumps(obj["data"])
+        except (TypeError, orjson.JSONEncodeError):
+            raise RecordingError(path, lineno, "event data is nested too deeply to re-serialise") from None
     if kind == "chunk":
         try:
             base64.b64decode(obj["b64"], validate=True)
