@@ -1,0 +1,133 @@
+"""Deterministic, event-indexed faults applied to a replay. Knows nothing of mitmproxy or sockets.
+
+Events are numbered from 1 in recorded order, counting every event a client dispatches (``event`` and
+``oversized`` lines), before any fault is applied: "event 3" is the recording's third event even when
+an earlier one is dropped or swapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+EVENT_KINDS = ("event", "oversized")
+
+
+@dataclass(frozen=True)
+class Faults:
+    cut_after: int | None = None        # reset the connection right after event N (0: right after the head)
+    stall_after: int | None = None      # after event N send nothing more, keep the stream open
+    drop_types: frozenset[str] = frozenset()  # leave out events of these types
+    stop_mid_event: int | None = None   # send the first half of event N's bytes, then end the body
+    rechunk: int | None = None          # split every write into N-byte chunks
+    swap: tuple[int, int] | None = None  # events A and B trade places (each keeps the other's time slot)
+
+    def __post_init__(self):
+        for name in ("cut_after", "stall_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be an event number >= 0, got {value}")
+        if self.stop_mid_event is not None and self.stop_mid_event < 1:
+            raise ValueError(f"stop_mid_event must be an event number >= 1, got {self.stop_mid_event}")
+        if self.rechunk is not None and self.rechunk < 1:
+            raise ValueError(f"rechunk must be a chunk size >= 1 byte, got {self.rechunk}")
+        if self.swap is not None:
+            a, b = self.swap
+            if a < 1 or b < 1 or a == b:
+                raise ValueError(f"swap needs two different event numbers >= 1, got {a},{b}")
+        stops = [n for n in ("cut_after", "stall_after", "stop_mid_event") if getattr(self, n) is not None]
+        if len(stops) > 1:
+            raise ValueError(f"{' and '.join(stops)} each end the stream; choose one")
+        object.__setattr__(self, "drop_types", frozenset(self.drop_types))
+
+    @property
+    def stop(self) -> tuple[str, int] | None:
+        for name in ("cut_after", "stall_after", "stop_mid_event"):
+            if getattr(self, name) is not None:
+                return name, getattr(self, name)
+        return None
+
+    @property
+    def on_events(self) -> bool:
+        return bool(self.stop or self.drop_types or self.swap)
+
+
+def parse_swap(text: str) -> tuple[int, int]:
+    """``"3,5"`` -> (3, 5)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        a, b = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"swap must be two event numbers like 3,5, got {text!r}") from None
+    return a, b
+
+
+def check_byte_exact(faults: Faults) -> None:
+    if faults.on_events:
+        raise ValueError("byte-exact replay sends the recorded chunks as they were; only re-chunking applies "
+                         "to it (cut, stall, drop, stop-mid-event and swap act on events)")
+
+
+class Stop(NamedTuple):
+    fault: str       # "cut_after", "stall_after" or "stop_mid_event"
+    t: float         # recorded time of the event it happens at
+    half_last: bool  # the last record kept is the event to send only half of
+
+
+def apply_to_records(records: list[dict], faults: Faults, warnings: list[str]) -> tuple[list[dict], Stop | None]:
+    """Swap, cut/stall/stop and drop, on recorded lines. Returns the lines to send and, when a fault ends
+    the stream, how and when."""
+    numbered: list[tuple[int, dict]] = []
+    total = 0
+    for r in records:
+        if r["kind"] in EVENT_KINDS:
+            total += 1
+            numbered.append((total, r))
+        else:
+            numbered.append((0, r))
+
+    if faults.swap is not None:
+        a, b = faults.swap
+        if max(a, b) > total:
+            warnings.append(f"swap {a},{b} not applied: the recording has {total} events")
+        else:
+            ia, ib = (next(i for i, (n, _) in enumerate(numbered) if n == k) for k in (a, b))
+            (na, ra), (nb, rb) = numbered[ia], numbered[ib]
+            numbered[ia], numbered[ib] = (nb, {**rb, "t": ra["t"]}), (na, {**ra, "t": rb["t"]})
+
+    stop = None
+    if faults.stop is not None:
+        fault, n = faults.stop
+        if n > total:
+            warnings.append(f"{fault}={n} not applied: the recording has {total} events")
+        elif n == 0:
+            numbered, stop = [], Stop(fault, 0.0, False)
+        else:
+            i = next(i for i, (k, _) in enumerate(numbered) if k == n)
+            numbered = numbered[: i + 1]
+            stop = Stop(fault, numbered[i][1]["t"], fault == "stop_mid_event")
+
+    if faults.drop_types:
+        kept = [(n, r) for n, r in numbered if not (n and r["event"] in faults.drop_types)]
+        if stop is not None and stop.half_last and kept[-1:] != numbered[-1:]:
+            warnings.append(f"stop_mid_event={faults.stop_mid_event} not applied: that event is dropped")
+            stop = stop._replace(half_last=False)
+        numbered = kept
+    return [r for _, r in numbered], stop
+
+
+def half(piece):
+    """The first half of an event's bytes: never its terminating blank line."""
+    return replace(piece, data=piece.data[: len(piece.data) // 2], events=0)
+
+
+def rechunk(writes: list, size: int, gap: float) -> list:
+    """Split each write into ``size``-byte writes ``gap`` seconds apart (a write's events count on its
+    last piece)."""
+    out = []
+    for w in writes:
+        pieces = [w.data[i:i + size] for i in range(0, len(w.data), size)] or [b""]
+        for k, data in enumerate(pieces):
+            last = k == len(pieces) - 1
+            out.append(replace(w, at=w.at + k * gap, data=data, events=w.events if last else 0))
+    return out

@@ -1,0 +1,168 @@
+"""Which recording answers a request. Knows nothing of mitmproxy.
+
+The key is the one mitmproxy's ``server_replay`` uses: method, scheme, host, port, path and query,
+with options to ignore the host, the port or some query parameters (``*`` for all), and to match on the
+request body. Query parameters are compared as a sorted list, so their order does not matter.
+
+Several recordings with one key are served in recorded order, each once; with ``reuse`` the sequence
+starts over when it is used up. A mapping (URL regex -> recording) overrides keys: that recording
+answers every request whose URL the regex matches.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from ..recording import Recording, read_recording
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    ignore_host: bool = False
+    ignore_port: bool = False
+    ignore_scheme: bool = False
+    ignore_params: tuple[str, ...] = ()   # query parameter names; "*" ignores the whole query
+    match_body: bool = False
+    reuse: bool = False
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    method: str
+    url: str             # absolute
+    body: bytes | None = None
+
+
+@dataclass
+class Mapping:
+    pattern: re.Pattern
+    recording: Recording
+
+
+def parse_mapping(spec: str) -> tuple[str, str]:
+    """``|url-regex|file`` (mitmproxy's map_local style: the first character separates) -> (regex, file)."""
+    if len(spec) < 4:
+        raise ValueError(f"mapping must look like |url-regex|recording.jsonl, got {spec!r}")
+    sep = spec[0]
+    parts = spec[1:].split(sep)
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"mapping must look like {sep}url-regex{sep}recording.jsonl "
+                         f"(the first character separates the parts), got {spec!r}")
+    regex, path = parts
+    try:
+        re.compile(regex)
+    except re.error as e:
+        raise ValueError(f"mapping {spec!r}: invalid regex {regex!r}: {e}") from None
+    return regex, path
+
+
+def format_mapping(regex: str, path: str) -> str:
+    """The ``|url-regex|file`` spec for a regex and a file, with a separator that occurs in neither."""
+    sep = next((c for c in "|#!~^@%" if c not in regex and c not in path), None)
+    if sep is None:
+        raise ValueError(f"cannot write a mapping for {regex!r} and {path!r}: every separator is used")
+    return f"{sep}{regex}{sep}{path}"
+
+
+def load_mapping(spec: str) -> Mapping:
+    regex, path = parse_mapping(spec)
+    return Mapping(re.compile(regex), read_recording(path))
+
+
+@dataclass
+class _Entry:
+    recording: Recording
+    body: bytes | None
+    body_truncated: bool
+    used: bool = False
+
+
+def _canonical_body(body: bytes | None) -> bytes | None:
+    """JSON bodies compare by value (key order and whitespace do not matter), others byte for byte."""
+    if body is None:
+        return None
+    try:
+        return b"json:" + orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, TypeError):
+        return b"raw:" + body
+
+
+def recorded_body(rec: Recording) -> bytes | None:
+    request = rec.header["request"]
+    body = request.get("body")
+    if body is None:
+        return None
+    return base64.b64decode(body) if request.get("body_base64") else body.encode("utf-8", "surrogatepass")
+
+
+@dataclass
+class Matcher:
+    recordings: list[Recording]
+    options: MatchOptions = MatchOptions()
+    mappings: list[Mapping] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._by_key: dict[tuple, list[_Entry]] = {}
+        for rec in sorted(self.recordings, key=recorded_order):
+            request = rec.header["request"]
+            entry = _Entry(rec, recorded_body(rec), bool(request.get("body_truncated")))
+            self._by_key.setdefault(self.key(request["method"], request["url"]), []).append(entry)
+
+    def key(self, method: str, url: str) -> tuple:
+        o = self.options
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        query: tuple = ()
+        if "*" not in o.ignore_params:
+            query = tuple(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                                 if k not in o.ignore_params))
+        return (
+            method.upper(),
+            None if o.ignore_scheme else scheme,
+            None if o.ignore_host else (parts.hostname or "").lower(),
+            None if o.ignore_port else (parts.port or _DEFAULT_PORTS.get(scheme)),
+            parts.path or "/",
+            query,
+        )
+
+    def match(self, request: RequestInfo) -> Recording | None:
+        for mapping in self.mappings:
+            if mapping.pattern.search(request.url):
+                return mapping.recording
+        candidates = self._by_key.get(self.key(request.method, request.url), [])
+        if self.options.match_body:
+            candidates = [e for e in candidates if _body_matches(e, request.body)]
+        if not candidates:
+            return None
+        fresh = next((e for e in candidates if not e.used), None)
+        if fresh is None:
+            if not self.options.reuse:
+                return None
+            for e in candidates:
+                e.used = False
+            fresh = candidates[0]
+        fresh.used = True
+        return fresh.recording
+
+    @property
+    def count(self) -> int:
+        return sum(len(entries) for entries in self._by_key.values())
+
+
+def _body_matches(entry: _Entry, body: bytes | None) -> bool:
+    body = body or b""
+    recorded = entry.body or b""
+    if entry.body_truncated:
+        return body.startswith(recorded)
+    return _canonical_body(recorded) == _canonical_body(body)
+
+
+def recorded_order(rec: Recording) -> tuple:
+    return rec.header["started"], rec.path

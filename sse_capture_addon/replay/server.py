@@ -1,0 +1,270 @@
+"""An asyncio HTTP/1.1 server on loopback that plays plans. Knows nothing of mitmproxy.
+
+Each connection carries one request and one response (``connection: close``). ``resolve`` picks what to
+play for a request; the response is chunked, so a proper end (the last chunk), a reset (TCP RST) and
+a close mid-body (FIN) are three different things on the wire, and a proxy in front of this server
+passes each on to its client as such.
+
+Writes are due at ``start + at``: the player sleeps until that moment for every write, so a late
+write never delays the ones after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import h11
+
+from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan
+
+log = logging.getLogger("sse_replay")
+
+LOOPBACK = "127.0.0.1"
+MAX_REQUEST_BODY = 64 * 1024 * 1024
+
+#: How a playback ended besides the plan's own ending.
+CLIENT_GONE = "client went away"
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+@dataclass
+class Playback:
+    """One replayed stream, for progress reports."""
+    plan: Plan
+    label: str = ""
+    events_sent: int = 0
+    outcome: str = ""                 # the plan's ending once reached, or CLIENT_GONE
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def start_line(self) -> str:
+        plan = self.plan
+        return f"> {self.label} <- {plan.source} ({plan.events} events over {plan.end_at:.2f}s, ends: {plan.ending})"
+
+    def end_line(self) -> str:
+        return f"= {self.label}: {self.events_sent}/{self.plan.events} events in {self.elapsed:.2f}s, {self.outcome}"
+
+
+Resolver = Callable[[Request], Playback | None]
+Observer = Callable[[Playback], None]
+
+
+def _ignore(playback: Playback) -> None:
+    pass
+
+
+class ReplayServer:
+    """``await start()`` listens on 127.0.0.1 (``port`` 0: any free port); ``await close()`` stops it and
+    every stream still playing."""
+
+    def __init__(self, resolve: Resolver, *, port: int = 0, on_start: Observer = _ignore,
+                 on_end: Observer = _ignore, cors: bool = False):
+        self.resolve = resolve
+        self.port = port
+        self.on_start = on_start
+        self.on_end = on_end
+        self.cors = cors
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._connection, LOOPBACK, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    # -- one connection ---------------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = h11.Connection(h11.SERVER)
+        try:
+            request = await _read_request(conn, reader)
+            if request is None:
+                return
+            if self.cors and request.method == "OPTIONS":
+                await _respond(writer, conn, 204, self._cors_headers(request, preflight=True))
+                return
+            playback = self.resolve(request)
+            if playback is None:
+                await _respond(writer, conn, 404, [("content-type", "text/plain; charset=utf-8")],
+                               f"no recording for {request.method} {request.target}\n".encode())
+                return
+            await self._play(playback, request, conn, reader, writer)
+        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError) as e:
+            log.debug(f"sse-replay: connection dropped: {e!r}")
+        except asyncio.CancelledError:
+            pass  # close(); returning normally, as Python 3.12.1's asyncio.streams mishandles a cancelled handler
+        finally:
+            if not writer.is_closing():
+                writer.close()
+            self._tasks.discard(task)
+
+    def _cors_headers(self, request: Request, preflight: bool = False) -> list[tuple[str, str]]:
+        origin = request.header("origin")
+        if not origin:
+            return []
+        headers = [("access-control-allow-origin", origin), ("access-control-allow-credentials", "true"),
+                   ("vary", "origin")]
+        if preflight:
+            headers += [("access-control-allow-methods", request.header("access-control-request-method") or "GET"),
+                        ("access-control-allow-headers", request.header("access-control-request-headers") or ""),
+                        ("access-control-max-age", "600")]
+        return headers
+
+    async def _play(self, playback: Playback, request: Request, conn: h11.Connection,
+                    reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sending = asyncio.ensure_future(self._send(playback, request, conn, writer))
+        gone = asyncio.ensure_future(_wait_for_eof(reader))
+        try:
+            await asyncio.wait({sending, gone}, return_when=asyncio.FIRST_COMPLETED)
+            failed = sending.exception() if sending.done() else None
+            if sending.done() and failed is None:
+                playback.outcome = playback.plan.ending
+            elif failed is None or isinstance(failed, ConnectionError):
+                playback.outcome = CLIENT_GONE
+            else:
+                log.error(f"sse-replay: playing {playback.plan.source} failed: {failed!r}")
+                playback.outcome = f"failed: {failed!r}"
+        finally:
+            for task in (sending, gone):
+                task.cancel()
+            await asyncio.gather(sending, gone, return_exceptions=True)
+            playback.finished = time.monotonic()
+            if playback.outcome:  # not when the server is closing
+                self.on_end(playback)
+
+    async def _send(self, playback: Playback, request: Request, conn: h11.Connection,
+                    writer: asyncio.StreamWriter) -> None:
+        plan = playback.plan
+        loop = asyncio.get_running_loop()
+        if plan.head_delay > 0:
+            await asyncio.sleep(plan.head_delay)
+        headers = list(plan.headers)
+        if self.cors:
+            headers = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            headers += self._cors_headers(request)
+        headers.append(("connection", "close"))
+        writer.write(conn.send(h11.Response(status_code=plan.status, reason=plan.reason.encode("latin-1", "replace"),
+                                            headers=[_encode(h) for h in headers])))
+        start = loop.time()
+        playback.started = time.monotonic()
+        self.on_start(playback)
+        if request.method == "HEAD" or plan.status in (204, 304):
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            return
+        for w in plan.writes:
+            delay = start + w.at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if w.data:
+                writer.write(conn.send(h11.Data(data=w.data)))
+            playback.events_sent += w.events
+            await writer.drain()
+        delay = start + plan.end_at - loop.time()
+        if delay > 0 and plan.ending != HOLD:
+            await asyncio.sleep(delay)
+        if plan.ending == COMPLETE:
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        elif plan.ending == CLOSE:
+            writer.close()  # flushes what was written, then FIN without the last chunk
+            await writer.wait_closed()
+        elif plan.ending == RESET:
+            await _flushed(writer)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:  # HOLD: the stream stays open until the client goes away
+            await loop.create_future()
+
+
+def _encode(header: tuple[str, str]) -> tuple[bytes, bytes]:
+    # mitmproxy's fields_str decodes with surrogateescape; this gives back the original bytes
+    return header[0].encode("utf-8", "surrogateescape"), header[1].encode("utf-8", "surrogateescape")
+
+
+async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> Request | None:
+    request: Request | None = None
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await reader.read(65536))
+        elif isinstance(event, h11.Request):
+            request = Request(event.method.decode("ascii"), event.target.decode("utf-8", "surrogateescape"),
+                              [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers], b"")
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_REQUEST_BODY:
+                raise h11.RemoteProtocolError("request body too large")
+        elif isinstance(event, h11.EndOfMessage):
+            request.body = bytes(body)
+            return request
+        else:  # ConnectionClosed
+            return None
+
+
+async def _respond(writer: asyncio.StreamWriter, conn: h11.Connection, status: int,
+                   headers: list[tuple[str, str]], body: bytes = b"") -> None:
+    headers = headers + [("content-length", str(len(body))), ("connection", "close")]
+    writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+    if body:
+        writer.write(conn.send(h11.Data(data=body)))
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()
+
+
+async def _wait_for_eof(reader: asyncio.StreamReader) -> None:
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionError:
+        pass
+
+
+async def _flushed(writer: asyncio.StreamWriter) -> None:
+    """Until the transport has handed everything written to the kernel (a reset discards the rest)."""
+    while writer.transport.get_write_buffer_size():
+        await asyncio.sleep(0.001)

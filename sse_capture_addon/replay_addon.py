@@ -1,0 +1,223 @@
+"""The replay addon: thin glue between mitmproxy's hooks and the ``replay`` package.
+
+mitmproxy sends a response that an addon makes itself whole, which is useless for a stream. So the
+addon runs a loopback ``ReplayServer`` and, in the ``request`` hook, points each matched request at it
+with a one-time token; mitmproxy then streams that server's response to the client like any other.
+The request is pointed back at its original URL once the response headers are in, so logs and the UI
+show what the client asked for.
+
+With mitmproxy's default ``connection_strategy=eager`` an HTTPS request to an offline backend fails
+before the ``request`` hook runs, so the addon switches to ``lazy`` while it has recordings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Optional
+
+from mitmproxy import ctx, exceptions, http
+
+from .capture import is_sse
+from .recording import Recording, RecordingError, find_recordings, read_recording
+from .replay.faults import Faults, check_byte_exact, parse_swap
+from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
+from .replay.schedule import Timing, build_plan, check_raw_chunks, parse_speed
+from .replay.server import Playback, ReplayServer, Request
+
+log = logging.getLogger("sse_replay")
+
+TOKEN_HEADER = "x-sse-replay-token"
+EXTRA_CHOICES = ("forward", "kill", "204", "400", "404", "500")
+MATCH_OPTIONS = ("sse_replay", "sse_replay_map", "sse_replay_reuse", "sse_replay_ignore_host",
+                 "sse_replay_ignore_port", "sse_replay_ignore_params", "sse_replay_match_body")
+
+
+class SSEReplay:
+    def __init__(self) -> None:
+        self.matcher: Matcher | None = None
+        self.timing = Timing()
+        self.faults = Faults()
+        self.byte_exact = False
+        self.server: ReplayServer | None = None
+        self.expected: dict[str, Playback] = {}
+
+    def load(self, loader):
+        loader.add_option("sse_replay", Sequence[str], [],
+                          "Recordings to replay: .jsonl files, or directories (every *.jsonl below them).")
+        loader.add_option("sse_replay_speed", str, "1",
+                          "Replay speed: a number > 0 (0.5 = half speed, 2 = twice as fast) or 'max' (no waiting).")
+        loader.add_option("sse_replay_max_pause", Optional[str], None,
+                          "Shorten recorded pauses longer than this many seconds to it (before the speed applies).")
+        loader.add_option("sse_replay_bytes", bool, False,
+                          "Byte-exact replay: send the recorded raw chunks (still content-encoded) with their "
+                          "boundaries and timing, instead of re-serialising the recorded events.")
+        loader.add_option("sse_replay_extra", str, "forward",
+                          "Requests with no recording: forward them to the real server, kill them, or answer with "
+                          "an empty response of that status (as server_replay_extra).", choices=EXTRA_CHOICES)
+        loader.add_option("sse_replay_reuse", bool, False,
+                          "When every recording for a request has been served (in recorded order), start over "
+                          "instead of treating further requests as having no recording.")
+        loader.add_option("sse_replay_ignore_host", bool, False, "Ignore the host when matching requests.")
+        loader.add_option("sse_replay_ignore_port", bool, False, "Ignore the port when matching requests.")
+        loader.add_option("sse_replay_ignore_params", Sequence[str], [],
+                          "Query parameters ignored when matching requests ('*' ignores the whole query).")
+        loader.add_option("sse_replay_match_body", bool, False,
+                          "Also match on the request body (JSON bodies compare by value).")
+        loader.add_option("sse_replay_map", Sequence[str], [],
+                          "Serve one recording for every request whose URL matches a regex: |url-regex|file.jsonl "
+                          "(the first character separates the parts).")
+        loader.add_option("sse_replay_cut_after", Optional[int], None,
+                          "Fault: reset the connection right after event N (0: right after the response head).")
+        loader.add_option("sse_replay_stall_after", Optional[int], None,
+                          "Fault: after event N send nothing more and keep the stream open.")
+        loader.add_option("sse_replay_drop", Sequence[str], [], "Fault: leave out events of this type.")
+        loader.add_option("sse_replay_stop_mid_event", Optional[int], None,
+                          "Fault: send the first half of event N, then end the response.")
+        loader.add_option("sse_replay_rechunk", Optional[int], None,
+                          "Fault: re-chunk the bytes into chunks of N bytes (1: a byte at a time).")
+        loader.add_option("sse_replay_swap", Optional[str], None,
+                          "Fault: events A and B trade places, e.g. 3,4.")
+
+    def configure(self, updated):
+        opts = ctx.options
+        if "listen_host" in updated and opts.listen_host == "":
+            log.info("sse-replay: listening on 127.0.0.1 only (pass --listen-host 0.0.0.0 to listen on every interface)")
+            opts.update(listen_host="127.0.0.1")
+        if not any(name.startswith("sse_replay") for name in updated):
+            return
+        with _refusing("sse_replay_speed"):
+            speed = parse_speed(opts.sse_replay_speed)
+        with _refusing("sse_replay_max_pause"):
+            self.timing = Timing(speed, _seconds(opts.sse_replay_max_pause))
+        with _refusing("sse_replay_swap"):
+            swap = parse_swap(opts.sse_replay_swap) if opts.sse_replay_swap else None
+        with _refusing("sse_replay faults"):
+            self.faults = Faults(cut_after=opts.sse_replay_cut_after, stall_after=opts.sse_replay_stall_after,
+                                 drop_types=frozenset(opts.sse_replay_drop),
+                                 stop_mid_event=opts.sse_replay_stop_mid_event, rechunk=opts.sse_replay_rechunk,
+                                 swap=swap)
+        self.byte_exact = opts.sse_replay_bytes
+        if updated & set(MATCH_OPTIONS):
+            self.matcher = _load_matcher(opts)
+        if self.matcher is not None and self.byte_exact:
+            with _refusing("sse_replay_bytes"):
+                check_byte_exact(self.faults)
+                for rec in self._all_recordings():
+                    check_raw_chunks(rec)
+        if self.matcher is not None and opts.connection_strategy == "eager":
+            log.info("sse-replay: connection_strategy=lazy, so replay works while the real server is offline")
+            opts.update(connection_strategy="lazy")
+
+    def _all_recordings(self) -> list[Recording]:
+        return self.matcher.recordings + [m.recording for m in self.matcher.mappings]
+
+    async def running(self):
+        if self.server is None:
+            self.server = ReplayServer(self._resolve, on_start=self._started, on_end=self._ended)
+            await self.server.start()
+            log.debug(f"sse-replay: replay server on {self.server.url}")
+
+    async def done(self):
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+    # -- hooks ------------------------------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.matcher is None or self.server is None or flow.response or flow.error:
+            return
+        req = flow.request
+        rec = self.matcher.match(RequestInfo(req.method, req.url, req.raw_content))
+        if rec is None:
+            self._extra(flow)
+            return
+        plan = build_plan(rec, self.timing, self.faults, self.byte_exact)
+        for warning in plan.warnings:
+            log.warning(f"sse-replay: {rec.path}: {warning}")
+        token = secrets.token_urlsafe(16)
+        self.expected[token] = Playback(plan, label=f"{req.method} {req.pretty_url}")
+        flow.metadata["sse_replay"] = {"recording": rec.path, "token": token,
+                                       "url": (req.scheme, req.host, req.port, req.host_header)}
+        req.scheme, req.host, req.port = "http", "127.0.0.1", self.server.port
+        req.headers[TOKEN_HEADER] = token
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get("sse_replay")
+        if meta is None:
+            if is_sse(flow.response) and not flow.response.stream:
+                flow.response.stream = True  # a forwarded live stream: mitmproxy would buffer it to the end
+            return
+        flow.response.stream = True
+        req = flow.request
+        req.headers.pop(TOKEN_HEADER, None)
+        req.scheme, req.host, req.port = meta["url"][:3]
+        req.host_header = meta["url"][3]
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get("sse_replay")
+        if meta is not None:
+            self.expected.pop(meta["token"], None)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _resolve(self, request: Request) -> Playback | None:
+        return self.expected.pop(request.header(TOKEN_HEADER) or "", None)
+
+    def _started(self, playback: Playback) -> None:
+        log.info(f"sse-replay: {playback.start_line()}")
+
+    def _ended(self, playback: Playback) -> None:
+        log.info(f"sse-replay: {playback.end_line()}")
+
+    def _extra(self, flow: http.HTTPFlow) -> None:
+        extra = ctx.options.sse_replay_extra
+        if extra == "forward":
+            return
+        log.warning(f"sse-replay: no recording for {flow.request.method} {flow.request.pretty_url}: {extra}")
+        if extra == "kill":
+            flow.kill()
+        else:
+            flow.response = http.Response.make(int(extra))
+
+
+@contextlib.contextmanager
+def _refusing(option: str):
+    """A bad value stops start-up: ``file:line: what is wrong`` for a recording, else the option's name."""
+    try:
+        yield
+    except RecordingError as e:
+        raise exceptions.OptionsError(str(e)) from None
+    except ValueError as e:
+        raise exceptions.OptionsError(f"{option}: {e}") from None
+
+
+def _seconds(text: str | None) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise ValueError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _load_matcher(opts) -> Matcher | None:
+    if not opts.sse_replay and not opts.sse_replay_map:
+        return None
+    with _refusing("sse_replay"):
+        recordings = [read_recording(path) for arg in opts.sse_replay for path in find_recordings(arg)]
+    with _refusing("sse_replay_map"):
+        mappings = [load_mapping(spec) for spec in opts.sse_replay_map]
+    if not recordings and not mappings:
+        raise exceptions.OptionsError(f"sse_replay: no recordings (*.jsonl) in {', '.join(opts.sse_replay)}")
+    options = MatchOptions(ignore_host=opts.sse_replay_ignore_host, ignore_port=opts.sse_replay_ignore_port,
+                           ignore_params=tuple(opts.sse_replay_ignore_params), match_body=opts.sse_replay_match_body,
+                           reuse=opts.sse_replay_reuse)
+    log.info(f"sse-replay: {len(recordings)} recording(s)" + (f", {len(mappings)} mapping(s)" if mappings else ""))
+    return Matcher(recordings, options, mappings)

@@ -1,0 +1,161 @@
+"""``sse-capture replay`` (the replay proxy) and ``sse-capture serve`` (the same engine, no proxy)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+
+import click
+
+from .recording import find_recordings, read_recording
+from .replay.faults import Faults, check_byte_exact, parse_swap
+from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
+from .replay.schedule import Timing, build_plan, check_raw_chunks, parse_speed
+from .replay.server import LOOPBACK, Playback, ReplayServer, Request
+from .replay_addon import EXTRA_CHOICES
+
+
+def replay_options(func):
+    """Options shared by ``replay`` and ``serve``: timing, byte-exact, matching, faults."""
+    options = [
+        click.argument("recordings", nargs=-1, required=True, metavar="RECORDING_OR_DIR..."),
+        click.option("--speed", default="1", show_default=True,
+                     help="A number > 0 (0.5 = half speed, 2 = twice as fast) or 'max'."),
+        click.option("--max-pause", type=click.FloatRange(min=0), metavar="SECONDS",
+                     help="Shorten recorded pauses longer than this."),
+        click.option("--bytes", "byte_exact", is_flag=True,
+                     help="Byte-exact: send the recorded raw chunks with their boundaries and timing."),
+        click.option("--reuse", is_flag=True, help="Start over when every recording for a request was served."),
+        click.option("--ignore-param", "ignore_params", multiple=True, metavar="NAME",
+                     help="Query parameter ignored when matching ('*': the whole query). Repeatable."),
+        click.option("--match-body", is_flag=True, help="Also match on the request body."),
+        click.option("--map", "mappings", nargs=2, multiple=True, metavar="URL_REGEX RECORDING",
+                     help="Serve RECORDING for every request whose URL matches URL_REGEX. Repeatable."),
+        click.option("--cut-after", type=int, metavar="N", help="Fault: reset the connection after event N."),
+        click.option("--stall-after", type=int, metavar="N", help="Fault: send nothing more after event N."),
+        click.option("--drop", multiple=True, metavar="TYPE", help="Fault: leave out events of TYPE. Repeatable."),
+        click.option("--stop-mid-event", type=int, metavar="N", help="Fault: send half of event N, then end."),
+        click.option("--rechunk", type=int, metavar="N", help="Fault: re-chunk the bytes into N-byte chunks."),
+        click.option("--swap", metavar="A,B", help="Fault: events A and B trade places."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command()
+@replay_options
+@click.option("--extra", type=click.Choice(EXTRA_CHOICES), default="forward", show_default=True,
+              help="Requests with no recording: forward, kill, or answer with this status.")
+@click.option("--ignore-host", is_flag=True, help="Ignore the host when matching.")
+@click.option("--ignore-port", is_flag=True, help="Ignore the port when matching.")
+@click.option("--listen-host", default=LOOPBACK, show_default=True, help="Proxy address.")
+@click.option("-p", "--listen-port", type=int, default=8080, show_default=True, help="Proxy port.")
+@click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
+              help="Any mitmproxy or sse_replay_* option, e.g. --set confdir=~/.mitmproxy. Repeatable.")
+def replay(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_body, mappings, cut_after,
+           stall_after, drop, stop_mid_event, rechunk, swap, extra, ignore_host, ignore_port, listen_host,
+           listen_port, settings) -> None:
+    """Replay recordings through a proxy (mitmproxy) to the browser under test.
+
+    \b
+      sse-capture replay recordings/2026-11-25/ --speed 0.5      # proxy on 127.0.0.1:8080
+      chromium --proxy-server=http://127.0.0.1:8080 --ignore-certificate-errors ...
+
+    Matching requests receive the recorded stream (status, headers, events) with the recorded timing,
+    even with the real backend offline; other requests go to the real server (see --extra).
+    """
+    options = {
+        "sse_replay": list(recordings), "sse_replay_speed": speed,
+        "sse_replay_max_pause": None if max_pause is None else str(max_pause), "sse_replay_bytes": byte_exact,
+        "sse_replay_reuse": reuse, "sse_replay_ignore_params": list(ignore_params),
+        "sse_replay_match_body": match_body, "sse_replay_extra": extra, "sse_replay_ignore_host": ignore_host,
+        "sse_replay_ignore_port": ignore_port, "sse_replay_cut_after": cut_after,
+        "sse_replay_stall_after": stall_after, "sse_replay_drop": list(drop),
+        "sse_replay_stop_mid_event": stop_mid_event, "sse_replay_rechunk": rechunk, "sse_replay_swap": swap,
+    }
+    try:
+        options["sse_replay_map"] = [format_mapping(regex, path) for regex, path in mappings]
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--map") from None
+    asyncio.run(_run_proxy(listen_host, listen_port, options, settings))
+
+
+async def _run_proxy(host: str, port: int, options: dict, settings: tuple[str, ...]) -> None:
+    from mitmproxy import exceptions
+    from mitmproxy import options as mitm_options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from .replay_addon import SSEReplay
+
+    logging.getLogger().setLevel(logging.INFO)  # as mitmdump does; the termlog shows progress per stream
+    logging.getLogger("hpack").setLevel(logging.WARNING)
+    master = DumpMaster(mitm_options.Options(listen_host=host, listen_port=port), with_termlog=True,
+                        with_dumper=False)
+    master.addons.add(SSEReplay())
+    try:
+        master.options.update(**options)
+        master.options.set(*settings)
+    except exceptions.OptionsError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyError as e:  # an unknown option name in --set
+        raise click.ClickException(e.args[0]) from None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    await master.run()
+
+
+@click.command()
+@replay_options
+@click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--cors", is_flag=True, help="Allow cross-origin requests from any origin (for a dev frontend "
+                                           "on another port).")
+def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_body, mappings, cut_after,
+          stall_after, drop, stop_mid_event, rechunk, swap, port, cors) -> None:
+    """Serve recordings as a plain HTTP server on 127.0.0.1, no proxy.
+
+    Point a local dev frontend straight at it: a request for a recorded path (and query, method, ...)
+    gets the recorded stream; host, port and scheme are not compared.
+    """
+    try:
+        timing = Timing(parse_speed(speed), max_pause)
+        faults = Faults(cut_after=cut_after, stall_after=stall_after, drop_types=frozenset(drop),
+                        stop_mid_event=stop_mid_event, rechunk=rechunk, swap=parse_swap(swap) if swap else None)
+        loaded = [read_recording(path) for arg in recordings for path in find_recordings(arg)]
+        mapped = [Mapping(re.compile(regex), read_recording(path)) for regex, path in mappings]
+        if byte_exact:
+            check_byte_exact(faults)
+            for rec in loaded + [m.recording for m in mapped]:
+                check_raw_chunks(rec)
+    except (ValueError, re.error) as e:
+        raise click.ClickException(str(e)) from None
+    matcher = Matcher(loaded, MatchOptions(ignore_host=True, ignore_port=True, ignore_scheme=True,
+                                           ignore_params=ignore_params, match_body=match_body, reuse=reuse), mapped)
+
+    def resolve(request: Request) -> Playback | None:
+        url = f"http://{LOOPBACK}{request.target}"
+        rec = matcher.match(RequestInfo(request.method, url, request.body))
+        if rec is None:
+            click.echo(f"no recording for {request.method} {request.target}: 404", err=True)
+            return None
+        return Playback(build_plan(rec, timing, faults, byte_exact), label=f"{request.method} {request.target}")
+
+    async def main() -> None:
+        server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),
+                              on_end=lambda p: click.echo(p.end_line()))
+        await server.start()
+        click.echo(f"serving {len(loaded)} recording(s) on {server.url} (Ctrl-C to stop)")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(main())
+
+
+COMMANDS = [replay, serve]

@@ -1,0 +1,117 @@
+"""Replay recordings in tests: a replay proxy on a free loopback port, stopped after the test.
+
+    from sse_capture_addon.testing import ReplayProxy
+
+    with ReplayProxy("tests/recordings/chat.jsonl", speed="max", drop="done") as proxy:
+        ...  # point the browser at proxy.url
+
+or, with pytest (``pytest_plugins = ["sse_capture_addon.testing"]`` in ``conftest.py``)::
+
+    def test_chat(sse_replay_proxy):
+        proxy = sse_replay_proxy("tests/recordings/chat.jsonl", speed="0.5")
+
+The proxy is ``sse-capture replay`` in a subprocess: its timing does not compete with the test for the
+GIL, and a test that hangs cannot take it down with it. Keyword options are ``sse_replay_*`` options
+without the prefix (``cut_after=3``, ``ignore_host=True``, ``drop=["done"]``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReplayProxy:
+    def __init__(self, *recordings: str | os.PathLike, speed: str | float = "1", confdir: str | os.PathLike | None = None,
+                 port: int | None = None, log_dir: str | os.PathLike | None = None, timeout: float = 30.0,
+                 **options):
+        self.port = port or _free_port()
+        cmd = [sys.executable, "-m", "sse_capture_addon.cli", "replay", *map(str, recordings),
+               "--listen-port", str(self.port), "--speed", str(speed)]
+        if confdir is not None:
+            cmd += ["--set", f"confdir={confdir}"]
+        for name, value in options.items():
+            if value is None:
+                continue
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                v = str(v).lower() if isinstance(v, bool) else v
+                cmd += ["--set", f"sse_replay_{name}={v}"]
+        self.cmd = cmd
+        self.log_path = Path(tempfile.mkstemp(prefix="sse-replay-", suffix=".log", dir=log_dir)[1])
+        self._log = open(self.log_path, "wb")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env)
+        self._wait_listening(timeout)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self._log.close()
+                raise RuntimeError(f"the replay proxy exited with {self.proc.returncode}:\n{self.log()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the replay proxy did not listen on {self.port} in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> ReplayProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+try:
+    import pytest
+except ImportError:  # the API works without pytest
+    pass
+else:
+    @pytest.fixture
+    def sse_replay_proxy(tmp_path):
+        """Start replay proxies: ``sse_replay_proxy(*recordings, **options) -> ReplayProxy``; all are stopped
+        after the test."""
+        started: list[ReplayProxy] = []
+
+        def start(*recordings, **options) -> ReplayProxy:
+            proxy = ReplayProxy(*recordings, log_dir=tmp_path, **options)
+            started.append(proxy)
+            return proxy
+
+        yield start
+        for proxy in started:
+            proxy.stop()

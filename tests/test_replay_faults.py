@@ -1,0 +1,109 @@
+"""Event-indexed faults, on plans."""
+
+import json
+
+import pytest
+from replay_helpers import chat_recording, chunk, ev, parse_events, write_recording
+
+from sse_capture_addon.recording import read_recording
+from sse_capture_addon.replay.faults import Faults, parse_swap
+from sse_capture_addon.replay.schedule import COMPLETE, HOLD, RESET, RECHUNK_GAP, Timing, build_plan
+from sse_capture_addon.sse import SSEParser
+
+
+@pytest.fixture
+def chat(tmp_path):
+    """5 delta events (ids 1..5) at 0.05 s intervals, then done."""
+    return read_recording(chat_recording(tmp_path / "chat.jsonl", n=5, gap=0.05))
+
+
+def sent(plan) -> bytes:
+    return b"".join(w.data for w in plan.writes)
+
+
+def deltas(plan) -> list[str]:
+    return [data for _, data, _ in parse_events(sent(plan))]
+
+
+def test_cut_after_resets_right_after_that_event(chat):
+    plan = build_plan(chat, faults=Faults(cut_after=2))
+    assert len(deltas(plan)) == 2
+    assert (plan.ending, plan.end_at) == (RESET, 0.1)
+
+
+def test_cut_after_zero_resets_right_after_the_head(chat):
+    plan = build_plan(chat, faults=Faults(cut_after=0))
+    assert plan.writes == [] and (plan.ending, plan.end_at) == (RESET, 0.0)
+
+
+def test_stall_after_keeps_the_stream_open_with_nothing_more(chat):
+    plan = build_plan(chat, faults=Faults(stall_after=3))
+    assert len(deltas(plan)) == 3 and plan.ending == HOLD
+
+
+def test_drop_leaves_out_events_of_a_type_and_keeps_later_ids(chat):
+    plan = build_plan(chat, faults=Faults(drop_types={"delta"}))
+    assert parse_events(sent(plan)) == [("done", "[DONE]", "5")]
+    assert plan.ending == COMPLETE
+
+
+def test_stop_mid_event_sends_half_an_event_then_ends_the_body(chat):
+    plan = build_plan(chat, faults=Faults(stop_mid_event=3))
+    assert len(deltas(plan)) == 2
+    parser = SSEParser()
+    parser.feed(sent(plan))
+    half = parser.close()
+    assert half and 'id: 3\ndata: {"i":2,"text":"tok2"}\n\n'.startswith(half.removeprefix("event: delta\n"))
+    assert (plan.ending, plan.end_at) == (COMPLETE, 0.15)
+
+
+def test_swap_exchanges_two_events_and_keeps_the_time_slots(chat):
+    plan = build_plan(chat, faults=Faults(swap=(2, 4)))
+    order = [json.loads(data)["i"] for data in deltas(plan)[:5]]
+    assert order == [0, 3, 2, 1, 4]
+    assert [w.at for w in plan.writes] == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+
+
+@pytest.mark.parametrize("size", [1, 7])
+def test_rechunk_splits_every_write_into_small_spaced_chunks(chat, size):
+    whole = build_plan(chat, timing=Timing(speed=2))
+    plan = build_plan(chat, timing=Timing(speed=2), faults=Faults(rechunk=size))
+    assert sent(plan) == sent(whole)
+    assert all(len(w.data) <= size for w in plan.writes) and len(plan.writes) > len(whole.writes)
+    first = [w for w in plan.writes if w.at < 0.05]
+    assert [w.at for w in first[:3]] == pytest.approx([0.025, 0.025 + RECHUNK_GAP, 0.025 + 2 * RECHUNK_GAP])
+    assert plan.events == whole.events == 6
+
+
+def test_faults_beyond_the_recording_do_nothing_but_warn(chat):
+    plan = build_plan(chat, faults=Faults(cut_after=99, swap=(1, 50)))
+    assert plan.ending == COMPLETE and len(deltas(plan)) == 6
+    assert plan.warnings == ["swap 1,50 not applied: the recording has 6 events",
+                             "cut_after=99 not applied: the recording has 6 events"]
+
+
+def test_byte_exact_takes_only_rechunking(tmp_path):
+    rec = read_recording(write_recording(tmp_path / "r.jsonl", [chunk(0.1, 1, b"data: a\n\n"), ev(0.1, "a")],
+                                         raw_chunks=True))
+    assert [w.data for w in build_plan(rec, faults=Faults(rechunk=4), byte_exact=True).writes] == \
+        [b"data", b": a\n", b"\n"]
+    with pytest.raises(ValueError, match="only re-chunking applies"):
+        build_plan(rec, faults=Faults(drop_types={"done"}), byte_exact=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cut_after": -1}, "cut_after must be an event number >= 0"),
+    ({"stop_mid_event": 0}, "stop_mid_event must be an event number >= 1"),
+    ({"rechunk": 0}, "rechunk must be a chunk size >= 1 byte"),
+    ({"swap": (2, 2)}, "swap needs two different event numbers"),
+    ({"cut_after": 1, "stall_after": 2}, "cut_after and stall_after each end the stream; choose one"),
+])
+def test_bad_faults_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Faults(**kwargs)
+
+
+def test_parse_swap():
+    assert parse_swap(" 3, 5") == (3, 5)
+    with pytest.raises(ValueError, match="two event numbers like 3,5"):
+        parse_swap("3")

@@ -1,0 +1,92 @@
+"""Which recording answers which request."""
+
+import re
+
+import pytest
+from replay_helpers import ev, write_recording
+
+from sse_capture_addon.recording import read_recording
+from sse_capture_addon.replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, parse_mapping
+
+
+def rec(tmp_path, name, url="https://api.test/v1/chat?model=a&stream=1", method="POST", **kwargs):
+    return read_recording(write_recording(tmp_path / f"{name}.jsonl", [ev(0.1, name)], url=url, method=method,
+                                          **kwargs))
+
+
+def served(matcher, url="https://api.test/v1/chat?model=a&stream=1", method="POST", body=None):
+    found = matcher.match(RequestInfo(method, url, body))
+    return found and found.header["stream_id"]
+
+
+def test_the_default_key_is_method_scheme_host_port_path_and_query(tmp_path):
+    recordings = [rec(tmp_path, "a")]
+    for url, method in [("https://api.test/v1/chat?model=a&stream=1", "GET"),
+                        ("http://api.test/v1/chat?model=a&stream=1", "POST"),
+                        ("https://other.test/v1/chat?model=a&stream=1", "POST"),
+                        ("https://api.test:8443/v1/chat?model=a&stream=1", "POST"),
+                        ("https://api.test/v2/chat?model=a&stream=1", "POST"),
+                        ("https://api.test/v1/chat?model=b&stream=1", "POST")]:
+        assert served(Matcher(recordings), url, method) is None, (method, url)
+    # the default port and the order of query parameters do not matter
+    assert served(Matcher(recordings), "https://API.test:443/v1/chat?stream=1&model=a") == "a"
+
+
+def test_host_port_and_query_parameters_can_be_ignored(tmp_path):
+    recordings = [rec(tmp_path, "a")]
+    url = "https://localhost:3000/v1/chat?model=a&stream=1"
+    assert served(Matcher(recordings, MatchOptions(ignore_host=True, ignore_port=True)), url) == "a"
+    url = "https://api.test/v1/chat?model=a&stream=1&cachebust=123"
+    assert served(Matcher(recordings, MatchOptions(ignore_params=("cachebust",))), url) == "a"
+    assert served(Matcher(recordings, MatchOptions(ignore_params=("*",))), "https://api.test/v1/chat") == "a"
+
+
+def test_recordings_of_one_endpoint_are_served_once_each_in_recorded_order(tmp_path):
+    # file names sort the other way round: the header's start time decides
+    recordings = [rec(tmp_path, "b", started="2026-01-01T00:00:02.000000Z"),
+                  rec(tmp_path, "a", started="2026-01-01T00:00:01.000000Z")]
+    matcher = Matcher(recordings)
+    assert [served(matcher) for _ in range(3)] == ["a", "b", None]
+
+
+def test_reuse_starts_over_when_all_were_served(tmp_path):
+    recordings = [rec(tmp_path, "a", started="2026-01-01T00:00:01.000000Z"),
+                  rec(tmp_path, "b", started="2026-01-01T00:00:02.000000Z")]
+    matcher = Matcher(recordings, MatchOptions(reuse=True))
+    assert [served(matcher) for _ in range(5)] == ["a", "b", "a", "b", "a"]
+
+
+def test_matching_on_the_body(tmp_path):
+    recordings = [rec(tmp_path, "hi", body='{"messages":[{"role":"user","content":"hi"}],"model":"a"}',
+                      started="2026-01-01T00:00:01.000000Z"),
+                  rec(tmp_path, "bye", body='{"messages":[{"role":"user","content":"bye"}]}',
+                      started="2026-01-01T00:00:02.000000Z")]
+    matcher = Matcher(recordings, MatchOptions(match_body=True))
+    assert served(matcher, body=b'{"model": "a", "messages": [{"content": "hi", "role": "user"}]}') == "hi"
+    assert served(matcher, body=b'{"messages":[{"role":"user","content":"bye"}]}') == "bye"
+    assert served(matcher, body=b'{"messages":[]}') is None
+    # without the option, the body does not count
+    assert served(Matcher(recordings), body=b"anything") == "hi"
+
+
+def test_a_truncated_recorded_body_matches_by_prefix(tmp_path):
+    recordings = [rec(tmp_path, "long", body="x" * 10)]
+    recordings[0].header["request"]["body_truncated"] = True
+    matcher = Matcher(recordings, MatchOptions(match_body=True))
+    assert served(matcher, body=b"y" * 20) is None
+    assert served(matcher, body=b"x" * 20) == "long"
+
+
+def test_a_mapping_serves_its_recording_for_every_matching_url(tmp_path):
+    mapped = rec(tmp_path, "mapped", url="https://elsewhere.test/x")
+    matcher = Matcher([rec(tmp_path, "a")], mappings=[Mapping(re.compile(r"/v1/chat\b"), mapped)])
+    assert [served(matcher) for _ in range(3)] == ["mapped"] * 3
+    assert served(matcher, "https://api.test/v1/other") is None
+
+
+def test_parse_mapping():
+    assert parse_mapping("|/api/chat|rec.jsonl") == ("/api/chat", "rec.jsonl")
+    assert parse_mapping("#a|b#c.jsonl") == ("a|b", "c.jsonl")
+    for bad, message in [("|/api/chat|", "must look like"), ("|a|b|c", "must look like"), ("|[|x.jsonl", "invalid regex")]:
+        with pytest.raises(ValueError, match=message):
+            parse_mapping(bad)

@@ -1,0 +1,223 @@
+"""The replay addon in a real mitmdump, with httpx as the client: matching, endings, headers, bad input."""
+
+import gzip
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure
+from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
+
+from mitmproxy.exceptions import OptionsError
+from mitmproxy.test import taddons
+
+from sse_capture_addon.replay_addon import SSEReplay
+from sse_capture_addon.testing import sse_replay_proxy  # noqa: F401 - the fixture
+
+OFFLINE = f"127.0.0.1:{free_port()}"  # nothing listens here: the backend is offline
+
+
+def chat_events(n: int) -> list[tuple[str, str, str]]:
+    return [("delta", json.dumps({"i": i, "text": f"tok{i}"}, separators=(",", ":")), str(i + 1))
+            for i in range(n)] + [("done", "[DONE]", str(n))]
+
+
+def read_stream(client, method: str, url: str, **kwargs) -> tuple[httpx.Response, bytes, str]:
+    """(response, body received, how the body ended: "complete" or the exception's class name)."""
+    body = b""
+    with client.stream(method, url, **kwargs) as r:
+        try:
+            for data in r.iter_raw():
+                body += data
+        except httpx.HTTPError as e:
+            return r, body, type(e).__name__
+    return r, body, "complete"
+
+
+def test_https_replay_with_the_backend_offline(certs, tmp_path):
+    # (HTTP/2 to the client: see the browser tests; with the lazy connection strategy mitmproxy takes the
+    # client's first ALPN choice, which is http/1.1 for httpx and h2 for browsers)
+    url = f"https://{OFFLINE}/v1/chat?stream=1"
+    rec = chat_recording(tmp_path / "recs" / "chat.jsonl", n=4, gap=0.01, url=url, method="POST")
+    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm, httpx_client(mitm, certs) as client:
+        r = client.post(url, json={"q": "hi"})
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "text/event-stream"
+        assert parse_events(r.content) == chat_events(4)
+    log = mitm.log()
+    assert f"> POST {url} <- {rec} (5 events over 0.05s, ends: complete)" in log
+    assert f"= POST {url}: 5/5 events in" in log
+
+
+@pytest.mark.parametrize("extra, outcome", [("forward", 502), ("404", 404), ("kill", "RemoteProtocolError")])
+def test_one_endpoint_is_served_in_recorded_order_then_unmatched(certs, tmp_path, extra, outcome):
+    url = f"http://{OFFLINE}/sse"
+    for name, second in (("b", 2), ("a", 1)):
+        write_recording(tmp_path / f"{name}.jsonl", [ev(0.01, f"recording {second}")], url=url,
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    with replay_proxy(certs, tmp_path, tmp_path / "a.jsonl", tmp_path / "b.jsonl", extra=extra) as mitm, \
+            httpx_client(mitm, certs) as client:
+        assert [parse_events(client.get(url).content)[0][1] for _ in range(2)] == ["recording 1", "recording 2"]
+        try:
+            got = client.get(url).status_code
+        except httpx.HTTPError as e:
+            got = type(e).__name__
+        assert got == outcome
+
+
+def test_reuse_starts_over(certs, tmp_path):
+    url = f"http://{OFFLINE}/sse"
+    write_recording(tmp_path / "a.jsonl", [ev(0.01, "only")], url=url)
+    with replay_proxy(certs, tmp_path, tmp_path / "a.jsonl", reuse=True) as mitm, httpx_client(mitm, certs) as client:
+        assert [parse_events(client.get(url).content) for _ in range(3)] == [[("message", "only", "")]] * 3
+
+
+def test_a_mapping_serves_a_recording_for_a_url_pattern(certs, tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://prod.example/api/chat")
+    with replay_proxy(certs, tmp_path, map=f"|/api/v[0-9]+/stream|{rec}") as mitm, \
+            httpx_client(mitm, certs) as client:
+        for url in ("http://localhost:5173/api/v2/stream?session=1", "https://staging.test/api/v3/stream"):
+            assert parse_events(client.get(url).content) == chat_events(2)
+
+
+def test_matching_on_the_body(certs, tmp_path):
+    url = f"http://{OFFLINE}/v1/chat"
+    for word in ("hello", "bye"):
+        write_recording(tmp_path / f"{word}.jsonl", [ev(0.01, f"re: {word}")], url=url, method="POST",
+                        body=json.dumps({"messages": [word]}))
+    with replay_proxy(certs, tmp_path, tmp_path / "hello.jsonl", tmp_path / "bye.jsonl", match_body=True) as mitm, \
+            httpx_client(mitm, certs) as client:
+        assert parse_events(client.post(url, json={"messages": ["bye"]}).content) == [("message", "re: bye", "")]
+        assert parse_events(client.post(url, json={"messages": ["hello"]}).content) == [("message", "re: hello", "")]
+
+
+def test_replayed_headers_match_the_bytes_sent(certs, tmp_path):
+    url = f"http://{OFFLINE}/sse"
+    text = b"event: delta\ndata: one\n\nevent: delta\ndata: two\n\n"
+    encoded = gzip.compress(text)
+    headers = [["content-type", "text/event-stream"], ["content-encoding", "gzip"], ["transfer-encoding", "chunked"],
+               ["content-length", "999"], ["set-cookie", "[REDACTED]"], ["x-request-id", "r1"]]
+    rec = write_recording(tmp_path / "gz.jsonl", [chunk(0.01, 1, encoded[:10]), chunk(0.02, 2, encoded[10:]),
+                                                  ev(0.02, "one", "delta"), ev(0.02, "two", "delta")],
+                          url=url, headers=headers, raw_chunks=True)
+    for byte_exact in (False, True):
+        with replay_proxy(certs, tmp_path, rec, bytes=byte_exact) as mitm, httpx_client(mitm, certs) as client:
+            r, raw, how = read_stream(client, "GET", url)
+        assert (r.status_code, how) == (200, "complete")
+        assert "content-length" not in r.headers and "set-cookie" not in r.headers
+        assert r.headers["x-request-id"] == "r1"
+        if byte_exact:  # the recorded encoded bytes, labelled as such
+            assert r.headers["content-encoding"] == "gzip" and raw == encoded
+        else:
+            assert "content-encoding" not in r.headers
+            assert parse_events(raw) == [("delta", "one", ""), ("delta", "two", "")]
+
+
+ENDINGS = {  # recorded ending -> how the client's read ends
+    "complete": ({"end": "complete"}, "complete"),
+    "server-reset": ({"end": "server_error"}, "RemoteProtocolError"),
+    "proxy-died": ({"end": None}, "RemoteProtocolError"),
+    "client-left": ({"end": "client_disconnected"}, "ReadTimeout"),  # the stream stays open
+    "tail": ({"end": "complete", "tail": "data: unterminat"}, "complete"),
+}
+
+
+def test_the_recorded_ending_through_the_proxy(certs, tmp_path):
+    for name, (end, _) in ENDINGS.items():
+        write_recording(tmp_path / "recs" / f"{name}.jsonl", [ev(0.01, "a"), ev(0.02, "b")],
+                        url=f"http://{OFFLINE}/{name}", end_t=0.05, **end)
+    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm, httpx.Client(proxy=mitm.url, timeout=1.5) as client:
+        for name, (end, how) in ENDINGS.items():
+            r, raw, got = read_stream(client, "GET", f"http://{OFFLINE}/{name}")
+            assert (name, r.status_code, got) == (name, 200, how)
+            assert parse_events(raw) == [("message", "a", ""), ("message", "b", "")]
+            assert raw.endswith(end.get("tail", "").encode())
+
+
+def test_a_forwarded_live_stream_is_streamed_not_buffered(certs, tmp_path, servers, upstream_app, scenario_name):
+    gate = threading.Event()
+    upstream_app.add(scenario_name, Scenario([b"data: first\n\n", gate, b"data: second\n\n"]))
+    rec = write_recording(tmp_path / "other.jsonl", [ev(0.01, "x")], url=f"http://{OFFLINE}/other")
+    with replay_proxy(certs, tmp_path, rec) as mitm, httpx.Client(proxy=mitm.url, timeout=10) as client:
+        with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
+            chunks = r.iter_raw()
+            assert next(chunks) == b"data: first\n\n"  # while the server still holds the rest back
+            gate.set()
+            assert b"".join(chunks) == b"data: second\n\n"
+
+
+def test_the_pytest_fixture_starts_a_replay_proxy(sse_replay_proxy, certs, tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=3, gap=0.01, url="https://api.test/chat")
+    proxy = sse_replay_proxy(rec, speed="max", confdir=certs.mitm_confdir, drop="done", ignore_host=True)
+    with httpx.Client(proxy=proxy.url, verify=ssl.create_default_context(cafile=certs.mitm_ca), timeout=10) as client:
+        assert parse_events(client.get("https://localhost/chat").content) == chat_events(3)[:3]
+    assert "HTTP(S) proxy listening at 127.0.0.1:" in proxy.log()
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+HEADER = ('{"kind":"header","format":"sse-capture","version":%d,"stream_id":"x","started":"2026-01-01T00:00:00Z",'
+          '"request":{"method":"GET","url":"http://a.test/","headers":[]},"response":{"status":200,"headers":[]}}\n')
+
+
+def test_a_bad_recording_stops_mitmdump_with_file_and_line(certs, tmp_path):
+    (tmp_path / "recs").mkdir()
+    (tmp_path / "recs" / "ok.jsonl").write_text(HEADER % 1)
+    bad = tmp_path / "recs" / "bad.jsonl"
+    bad.write_text(HEADER % 1 + '{"t":0.1,"kind":"comment","text":"a"}\n{"t":0.2,"kind":"event",\n')
+    code, out = run_mitmdump_expect_failure(certs, tmp_path, ["-s", str(REPLAY_SCRIPT),
+                                                              "--set", f"sse_replay={tmp_path / 'recs'}"])
+    assert code != 0
+    assert f"{bad}:3: invalid JSON" in out
+
+
+def test_a_bad_option_stops_the_replay_command_with_a_clear_message(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    proc = subprocess.run([sys.executable, "-m", "sse_capture_addon.cli", "replay", str(rec), "--speed", "0",
+                           "--listen-port", str(free_port())], capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == "Error: sse_replay_speed: speed must be a number > 0 or 'max', got '0'"
+
+
+def refused(**options) -> str:
+    """The message with which the addon refuses these option values."""
+    addon = SSEReplay()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(OptionsError) as e:
+            tctx.configure(addon, **options)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("content, where, message", [
+    (HEADER % 2, 1, "unsupported format version 2"),
+    ('{"t":0.1,"kind":"event","event":"message","data":"x"}\n', 1, "missing header line"),
+])
+def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    assert refused(sse_replay=[str(bad)]).startswith(f"{bad}:{where}: {message}")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sse_replay_max_pause": "soon"}, "sse_replay_max_pause: must be a number of seconds, got 'soon'"),
+    ({"sse_replay_swap": "3"}, "sse_replay_swap: swap must be two event numbers like 3,5, got '3'"),
+    ({"sse_replay_cut_after": 1, "sse_replay_stall_after": 2},
+     "sse_replay faults: cut_after and stall_after each end the stream; choose one"),
+    ({"sse_replay_rechunk": 0}, "sse_replay faults: rechunk must be a chunk size >= 1 byte, got 0"),
+    ({"sse_replay_map": ["|/chat|"]}, "sse_replay_map: mapping must look like |url-regex|recording.jsonl"),
+    ({"sse_replay": ["/nonexistent"]}, "/nonexistent:0: no such file or directory"),
+])
+def test_a_bad_option_is_refused(options, message):
+    assert refused(**options).startswith(message)
+
+
+def test_byte_exact_replay_refuses_a_recording_without_raw_chunks(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    assert refused(sse_replay=[str(rec)], sse_replay_bytes=True) == \
+        f"{rec}:1: byte-exact replay needs raw chunks, and this recording has none (record with sse_capture_raw_chunks=on)"

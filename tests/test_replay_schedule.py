@@ -1,0 +1,174 @@
+"""Plans from recordings: re-serialised events, byte-exact chunks, endings, timing, headers."""
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from replay_helpers import chunk, ev, parse_comments, parse_events, write_recording
+
+from sse_capture_addon.recording import RecordingError, read_recording
+from sse_capture_addon.replay.schedule import (
+    CLOSE, COMPLETE, HOLD, RESET, Timing, build_plan, parse_speed, replay_headers,
+)
+from sse_capture_addon.sse import Event, NoDispatch, SSEParser
+
+
+def sent(plan) -> bytes:
+    return b"".join(w.data for w in plan.writes)
+
+
+def plan_of(tmp_path, records, timing=Timing(), **kwargs):
+    return build_plan(read_recording(write_recording(tmp_path / "r.jsonl", records, **kwargs)), timing)
+
+
+# --- events ---------------------------------------------------------------------------------------------
+
+line_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\0"))
+records = st.lists(st.one_of(
+    st.tuples(st.just("event"), st.sampled_from(["message", "delta", "done", " spaced", "a:b"]),
+              st.lists(line_text, min_size=1, max_size=3).map("\n".join),
+              st.one_of(st.none(), line_text), st.one_of(st.none(), st.integers(0, 10**6))),
+    st.tuples(st.just("comment"), line_text),
+    st.tuples(st.just("no_dispatch"), st.one_of(st.none(), line_text), st.one_of(st.none(), st.integers(0, 99))),
+), max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=records)
+def test_a_client_receives_exactly_the_recorded_events_and_comments(tmp_path, items):
+    recorded, expected, comments = [], [], []
+    last_id = ""
+    for t, item in enumerate(items):
+        if item[0] == "event":
+            _, type_, data, new_id, retry = item
+            last_id = last_id if new_id is None else new_id
+            recorded.append(ev(t, data, type_, id=last_id or None, retry=retry))
+            expected.append(Event(type_, data, last_id, retry))
+        elif item[0] == "comment":
+            recorded.append({"t": t, "kind": "comment", "text": item[1]})
+            comments.append(item[1])
+        else:
+            _, new_id, retry = item
+            if new_id is None and retry is None:
+                continue
+            record = {"t": t, "kind": "no_dispatch"}
+            if new_id is not None:
+                record["id"] = last_id = new_id
+            if retry is not None:
+                record["retry"] = retry
+            recorded.append(record)
+            expected.append(NoDispatch(last_id, retry, new_id is not None))
+    data = sent(plan_of(tmp_path, recorded))
+    parser = SSEParser()
+    got = [i for i in parser.feed(data) if isinstance(i, (Event, NoDispatch))]
+    assert got == expected
+    assert parse_comments(data) == comments
+    assert parser.close() is None
+
+
+def test_events_completed_by_one_chunk_go_out_in_one_write(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a"), ev(0.1, "b"), ev(0.2, "c")])
+    assert [(w.at, w.events) for w in plan.writes] == [(0.1, 2), (0.2, 1)]
+    assert plan.events == 3
+
+
+def test_an_unterminated_tail_is_sent_last_and_dispatches_nothing(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a")], end_t=0.3, tail="data: half")
+    assert parse_events(sent(plan)) == [("message", "a", "")]
+    assert plan.writes[-1].data == b"data: half" and plan.writes[-1].at == 0.3
+    parser = SSEParser()
+    parser.feed(sent(plan))
+    assert parser.close() == "data: half"
+
+
+def test_line_endings_and_bom_follow_the_recording(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a\nb")], bom=True, line_endings={"lf": 0, "crlf": 4, "cr": 0})
+    assert sent(plan) == b"\xef\xbb\xbfdata: a\r\ndata: b\r\n\r\n"
+
+
+def test_an_oversized_event_is_replayed_with_its_prefix_and_a_warning(tmp_path):
+    records = [{"t": 0.1, "kind": "oversized", "event": "big", "size": 10_000_000, "data_prefix": "xyz"}]
+    plan = plan_of(tmp_path, records)
+    assert parse_events(sent(plan)) == [("big", "xyz", "")]
+    assert "oversized" in plan.warnings[0]
+
+
+# --- endings --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reason, ending", [
+    ("complete", COMPLETE), ("client_disconnected", HOLD), ("server_error", RESET), ("proxy_shutdown", CLOSE),
+])
+def test_the_recorded_ending_is_replayed(tmp_path, reason, ending):
+    plan = plan_of(tmp_path, [ev(0.1, "a")], end=reason, end_t=0.5)
+    assert (plan.ending, plan.end_at) == (ending, 0.5)
+
+
+def test_a_recording_without_end_line_ends_as_the_dead_proxy_left_it(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a"), ev(0.4, "b")], end=None)
+    assert (plan.ending, plan.end_at) == (CLOSE, 0.4)
+
+
+def test_a_failed_recording_ends_as_the_stream_did_with_a_warning(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a")], end="recording_failed", stream_ended="server_error")
+    assert plan.ending == RESET
+    assert "incomplete" in plan.warnings[0]
+
+
+# --- timing ---------------------------------------------------------------------------------------------
+
+def test_times_are_offsets_from_the_start_scaled_by_speed(tmp_path):
+    times = [0.013 * i for i in range(1, 500)]
+    plan = plan_of(tmp_path, [ev(t, str(i)) for i, t in enumerate(times)], Timing(speed=0.5), end_t=7.0, ttfb=0.2)
+    # each write's time is computed from its own recorded time, not from a sum of gaps
+    assert [w.at for w in plan.writes] == [t / 0.5 for t in times]
+    assert (plan.end_at, plan.head_delay) == (14.0, 0.4)
+
+
+def test_max_speed_sends_everything_at_once(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a"), ev(5.0, "b")], Timing(speed=math.inf), ttfb=1.0)
+    assert [w.at for w in plan.writes] == [0.0] and plan.end_at == 0.0 and plan.head_delay == 0.0
+
+
+def test_long_pauses_are_capped_before_scaling(tmp_path):
+    plan = plan_of(tmp_path, [ev(0.1, "a"), ev(10.1, "b"), ev(10.2, "c")], Timing(speed=2, max_pause=1.0),
+                   end_t=30.0, ttfb=3.0)
+    assert [w.at for w in plan.writes] == pytest.approx([0.05, 0.55, 0.6])
+    assert plan.end_at == pytest.approx(1.1) and plan.head_delay == 0.5
+
+
+@pytest.mark.parametrize("text, speed", [("1", 1.0), ("0.1", 0.1), ("2x", 2.0), (" MAX ", math.inf)])
+def test_parse_speed(text, speed):
+    assert parse_speed(text) == speed
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "fast", "nan", "inf", ""])
+def test_parse_speed_refuses(text):
+    with pytest.raises(ValueError, match="speed must be a number > 0 or 'max'"):
+        parse_speed(text)
+
+
+# --- byte-exact and headers ------------------------------------------------------------------------------
+
+def test_byte_exact_replays_the_recorded_chunks_and_their_times(tmp_path):
+    raw = [b"data: a\n\nda", b"ta: b\n", b"\n"]
+    records = [chunk(0.1, 1, raw[0]), ev(0.1, "a"), chunk(0.25, 2, raw[1]), chunk(0.3, 3, raw[2]), ev(0.3, "b")]
+    rec = read_recording(write_recording(tmp_path / "r.jsonl", records, raw_chunks=True))
+    plan = build_plan(rec, Timing(speed=2), byte_exact=True)
+    assert [(w.at, w.data, w.events) for w in plan.writes] == [(0.05, raw[0], 1), (0.125, raw[1], 0), (0.15, raw[2], 1)]
+
+
+def test_byte_exact_refuses_a_recording_without_chunks(tmp_path):
+    path = write_recording(tmp_path / "r.jsonl", [ev(0.1, "a")])
+    with pytest.raises(RecordingError, match=rf"^{path}:1: byte-exact replay needs raw chunks"):
+        build_plan(read_recording(path), byte_exact=True)
+
+
+def test_replayed_headers_describe_the_bytes_sent():
+    recorded = [["Content-Type", "text/event-stream"], ["Content-Encoding", "gzip"], ["Content-Length", "99"],
+                ["Transfer-Encoding", "chunked"], ["Connection", "keep-alive"], ["Keep-Alive", "timeout=5"],
+                ["Set-Cookie", "[REDACTED]"], ["X-Request-Id", "abc"]]
+    assert replay_headers(recorded, keep_encoding=False) == [("Content-Type", "text/event-stream"),
+                                                              ("X-Request-Id", "abc")]
+    assert replay_headers(recorded, keep_encoding=True) == [("Content-Type", "text/event-stream"),
+                                                             ("Content-Encoding", "gzip"), ("X-Request-Id", "abc")]

@@ -1,0 +1,108 @@
+"""The loopback replay server on its own: endings on the wire, drift-free timing, the ``serve`` command."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from harness import ROOT, free_port, wait_for_port
+from replay_helpers import chat_recording, parse_events
+
+from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
+from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer
+
+REQUEST = b"GET /sse HTTP/1.1\r\nhost: x\r\n\r\n"
+
+
+def plan(writes, ending=COMPLETE, end_at=None, head_delay=0.0):
+    end_at = end_at if end_at is not None else (writes[-1].at if writes else 0.0)
+    return Plan(200, "OK", [("content-type", "text/event-stream")], head_delay, writes, ending, end_at)
+
+
+async def exchange(the_plan, read_for: float = 3.0):
+    """Play ``the_plan`` to a raw client; returns (bytes received, how the read ended, finished playbacks)."""
+    ended = []
+    server = ReplayServer(lambda request: Playback(the_plan), on_end=ended.append)
+    port = await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST)
+    data, how = b"", "eof"
+    try:
+        async with asyncio.timeout(read_for):
+            while chunk := await reader.read(65536):
+                data += chunk
+    except ConnectionResetError:
+        how = "reset"
+    except TimeoutError:
+        how = "open"
+    writer.close()
+    await asyncio.sleep(0.05)
+    await server.close()
+    return data, how, ended
+
+
+@pytest.mark.parametrize("ending, how, last_chunk", [
+    (COMPLETE, "eof", True), (CLOSE, "eof", False), (RESET, "reset", False), (HOLD, "open", False),
+])
+def test_each_ending_on_the_wire(ending, how, last_chunk):
+    the_plan = plan([Write(0.0, b"data: a\n\n", 1), Write(0.05, b"data: b\n\n", 1)], ending)
+    data, got, ended = asyncio.run(exchange(the_plan, read_for=0.5))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert parse_events(body) == [("message", "a", ""), ("message", "b", "")]
+    assert got == how
+    assert body.endswith(b"0\r\n\r\n") == last_chunk
+    assert [(p.events_sent, p.outcome) for p in ended] == [(2, CLIENT_GONE if ending == HOLD else ending)]
+
+
+def test_a_late_write_does_not_delay_the_ones_after_it():
+    # a write due every 20 ms; the event loop is blocked for 150 ms at 100 ms
+    writes = [Write(0.02 * i, f"data: {i}\n\n".encode(), 1) for i in range(20)]
+
+    async def run():
+        asyncio.get_running_loop().call_later(0.1, time.sleep, 0.15)
+        server = ReplayServer(lambda request: Playback(plan(writes)))
+        port = await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        await reader.readuntil(b"\r\n\r\n")
+        start, arrivals = time.monotonic(), []
+        while chunk := await reader.read(65536):
+            arrivals += [time.monotonic() - start] * len(parse_events(chunk.partition(b"\r\n")[2]))
+        writer.close()
+        await server.close()
+        return arrivals
+
+    arrivals = asyncio.run(run())
+    assert len(arrivals) == 20
+    # the writes held up by the block go out at once; the rest are back on the original schedule
+    assert arrivals[-1] == pytest.approx(0.38, abs=0.07)  # gap after gap would end at 0.53
+
+
+def test_serve_command(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=3, gap=0.01, url="https://api.test/sse/chat?x=1", method="POST")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "sse_capture_addon.cli", "serve", str(rec), "--port", str(port),
+                             "--cors", "--reuse"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for_port(port, proc=proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            r = client.post("/sse/chat?x=1", headers={"origin": "http://localhost:3000"})
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://localhost:3000"
+            assert [e[0] for e in parse_events(r.content)] == ["delta"] * 3 + ["done"]
+            preflight = client.options("/sse/chat?x=1", headers={
+                "origin": "http://localhost:3000", "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type"})
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-headers"] == "content-type"
+            assert client.post("/sse/other").status_code == 404
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0].decode()
+    assert f"serving 1 recording(s) on http://127.0.0.1:{port}" in out
+    assert "= POST /sse/chat?x=1: 4/4 events" in out and "complete" in out
+    assert "no recording for POST /sse/other: 404" in out
