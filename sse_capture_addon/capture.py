@@ -127,10 +127,7 @@ class SSECapture:
     # -- hooks ------------------------------------------------------------------------------------------
 
     def running(self) -> None:
-        if ctx.options.listen_host in ("", "0.0.0.0", "::"):
-            log.warning("sse-capture: the proxy listens on every network interface and recordings may hold "
-                        "production data; pass --listen-host 127.0.0.1 to keep it local "
-                        "(sse-capture record and scripts/record do)")
+        warn_if_listening_everywhere("sse-capture")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if not is_sse(flow.response):
@@ -257,6 +254,15 @@ class SSECapture:
         log.log(level, f"sse-capture: {end['reason']} {flow.request.method} {flow.request.pretty_url}: "
                        f"{end['events']} events in {recorder.duration:.3f}s -> {recorder.file.path}"
                        + (f" ({message})" if message else ""))
+
+
+def warn_if_listening_everywhere(who: str) -> None:
+    # mitmproxy's default is every interface; a script cannot change that reliably once mitmproxy has
+    # parsed its options, so the commands this project ships pass --listen-host 127.0.0.1 and this warns.
+    if ctx.options.listen_host in ("", "0.0.0.0", "::"):
+        log.warning(f"{who}: the proxy listens on every network interface and recordings may hold "
+                    "production data; pass --listen-host 127.0.0.1 to keep it local "
+                    "(the sse-capture commands and scripts/record do)")
 
 
 def _names(values: Sequence[str], option: str) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Optional
 
 from mitmproxy import ctx, exceptions, http
 
-from .capture import is_sse
+from .capture import is_sse, warn_if_listening_everywhere
 from .recording import Recording, RecordingError, find_recordings, read_recording
 from .replay.faults import Faults, check_byte_exact, parse_swap
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
@@ -83,9 +83,6 @@ class SSEReplay:
 
     def configure(self, updated):
         opts = ctx.options
-        if "listen_host" in updated and opts.listen_host == "":
-            log.info("sse-replay: listening on 127.0.0.1 only (pass --listen-host 0.0.0.0 to listen on every interface)")
-            opts.update(listen_host="127.0.0.1")
         if not any(name.startswith("sse_replay") for name in updated):
             return
         with _refusing("sse_replay_speed"):
@@ -115,6 +112,7 @@ class SSEReplay:
         return self.matcher.recordings + [m.recording for m in self.matcher.mappings]
 
     async def running(self):
+        warn_if_listening_everywhere("sse-replay")
         if self.server is None:
             self.server = ReplayServer(self._resolve, on_start=self._started, on_end=self._ended)
             await self.server.start()
