@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import chunk_line, encode_data, event_line, line
+from .recording import chunk_line, data_json, encode_data, event_line_json, line, line_at, time_json
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
 from .writer import RecordingFile
@@ -68,17 +68,24 @@ class StreamRecorder:
         if self.finished or not chunk:
             return
         t = self.last_chunk_t = self.clock() - self.t0
+        t_json = time_json(t)  # every line a chunk completes shares its arrival time
         self.chunks += 1
         self.bytes += len(chunk)
         out = []
         if self.raw_chunks:
-            out.append(chunk_line(t, self.chunks, chunk))
+            out.append(chunk_line(t_json, self.chunks, chunk))
         if self.parser is not None:
             try:
                 data = chunk if self.decoder is None else self.decoder.decode(chunk)
                 self.decoded_bytes += len(data)
+                plain_events = self.redactor is None or not self.redactor.json_keys
                 for item in self.parser.feed(data):
-                    out.append(self._item_line(t, item))
+                    if plain_events and type(item) is Event:  # the hot path, inlined
+                        self.events += 1
+                        out.append(event_line_json(t_json, item.type, data_json(item.data), item.last_event_id,
+                                                   item.retry))
+                    else:
+                        out.append(self._item_line(t_json, item))
             except DecodeError as e:
                 out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
@@ -86,27 +93,27 @@ class StreamRecorder:
         if out:
             self._append(b"".join(out))
 
-    def _item_line(self, t: float, item: Any) -> bytes:
+    def _item_line(self, t_json: bytes, item: Any) -> bytes:
         if type(item) is Event:
             self.events += 1
-            data = encode_data(item.data)
-            redacted = False
             if self.redactor is not None and self.redactor.json_keys:
-                data, redacted = self._redact_data(data)
-            return event_line(t, item.type, data, item.last_event_id, item.retry, redacted)
+                data, redacted = self._redact_data(encode_data(item.data))
+                return event_line_json(t_json, item.type, orjson.dumps(data), item.last_event_id, item.retry,
+                                       redacted)
+            return event_line_json(t_json, item.type, data_json(item.data), item.last_event_id, item.retry)
         if type(item) is Comment:
             self.comments += 1
-            return line({"t": round(t, 6), "kind": "comment", "text": item.text})
+            return line_at(t_json, {"kind": "comment", "text": item.text})
         if type(item) is NoDispatch:
-            record: dict[str, Any] = {"t": round(t, 6), "kind": "no_dispatch"}
+            record: dict[str, Any] = {"kind": "no_dispatch"}
             if item.id_changed:
                 record["id"] = item.last_event_id
             if item.retry is not None:
                 record["retry"] = item.retry
-            return line(record)
+            return line_at(t_json, record)
         if type(item) is Oversized:
             self.oversized += 1
-            record = {"t": round(t, 6), "kind": "oversized", "event": item.type, "size": item.size}
+            record = {"kind": "oversized", "event": item.type, "size": item.size}
             if item.last_event_id:
                 record["id"] = item.last_event_id
             if item.retry is not None:
@@ -115,10 +122,10 @@ class StreamRecorder:
             if self.redactor is not None and self.redactor.json_keys:
                 prefix = ""  # a cut-off prefix cannot be parsed, so it cannot be redacted
             record["data_prefix"] = prefix
-            return line(record)
+            return line_at(t_json, record)
         if type(item) is Ignored:
-            return line({"t": round(t, 6), "kind": "ignored", "field": item.field, "value": item.value,
-                         "reason": item.reason})
+            return line_at(t_json, {"kind": "ignored", "field": item.field, "value": item.value,
+                                    "reason": item.reason})
         raise TypeError(f"unexpected parser output {item!r}")
 
     def _redact_data(self, data: Any) -> tuple[Any, bool]:
@@ -180,7 +187,7 @@ class StreamRecorder:
                 if self.decoder is not None:
                     rest = self.decoder.flush()
                     for item in parser.feed(rest):
-                        out.append(self._item_line(t, item))
+                        out.append(self._item_line(time_json(t), item))
                 tail = parser.close()
             except Exception as e:  # noqa: BLE001
                 out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))

@@ -44,20 +44,22 @@ DEFAULT_MAX_LINE = 256 * 1024 * 1024
 
 # --- event data ----------------------------------------------------------------------------------------
 
-def encode_data(data: str) -> Any:
-    """The value stored under ``data``: a JSON value when that round-trips exactly, else the string."""
+def data_json(data: str) -> bytes:
+    """The JSON text stored under ``data``: the data itself when it is JSON that re-serialises compactly to
+    exactly the same text, otherwise the data as a JSON string."""
     if data[:1] in ("{", "[") and data[-1:] in ("}", "]"):
         raw = data.encode("utf-8", "surrogatepass")
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return data
-        try:
-            if orjson.dumps(value) == raw:
-                return value
-        except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+            if orjson.dumps(orjson.loads(raw)) == raw:
+                return raw
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):  # e.g. integers beyond 64 bits
             pass
-    return data
+    return orjson.dumps(data)
+
+
+def encode_data(data: str) -> Any:
+    """The value stored under ``data`` (see ``data_json``)."""
+    return orjson.loads(data_json(data))
 
 
 def decode_data(value: Any) -> str:
@@ -69,29 +71,42 @@ def decode_data(value: Any) -> str:
 
 # --- writing lines -------------------------------------------------------------------------------------
 
-def _t(seconds: float) -> float:
-    return round(seconds, 6)
+def time_json(seconds: float) -> bytes:
+    """``t`` as written: microsecond resolution."""
+    return orjson.dumps(round(seconds, 6))
 
 
 def line(record: dict) -> bytes:
     return orjson.dumps(record) + b"\n"
 
 
+def line_at(t_json: bytes, record: dict) -> bytes:
+    """``record`` as a line with ``t`` first."""
+    return b'{"t":' + t_json + b"," + orjson.dumps(record)[1:] + b"\n"
+
+
+def event_line_json(t_json: bytes, event_type: str, data: bytes, last_event_id: str, retry: int | None,
+                    redacted: bool = False) -> bytes:
+    """An event line from already-encoded ``t`` and ``data`` JSON (the capture hot path: no dict, one join)."""
+    parts = [b'{"t":', t_json, b',"kind":"event","event":', orjson.dumps(event_type)]
+    if last_event_id:
+        parts += (b',"id":', orjson.dumps(last_event_id))
+    if retry is not None:
+        parts += (b',"retry":', b"%d" % retry)
+    if redacted:
+        parts.append(b',"redacted":true')
+    parts += (b',"data":', data, b"}\n")
+    return b"".join(parts)
+
+
 def event_line(t: float, event_type: str, data: Any, last_event_id: str, retry: int | None,
                redacted: bool = False) -> bytes:
-    record: dict[str, Any] = {"t": _t(t), "kind": "event", "event": event_type}
-    if last_event_id:
-        record["id"] = last_event_id
-    if retry is not None:
-        record["retry"] = retry
-    if redacted:
-        record["redacted"] = True
-    record["data"] = data
-    return line(record)
+    """An event line with ``data`` as a stored value (a string, or a JSON value)."""
+    return event_line_json(time_json(t), event_type, orjson.dumps(data), last_event_id, retry, redacted)
 
 
-def chunk_line(t: float, n: int, raw: bytes) -> bytes:
-    return line({"t": _t(t), "kind": "chunk", "n": n, "b64": base64.b64encode(raw).decode("ascii")})
+def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:
+    return b'{"t":%s,"kind":"chunk","n":%d,"b64":"%s"}\n' % (t_json, n, base64.b64encode(raw))
 
 
 # --- reading -------------------------------------------------------------------------------------------
