@@ -1,0 +1,60 @@
+"""Bulk throughput: one stream of N small events sent as fast as possible, per configuration.
+
+Reports events/s and MB/s (body bytes), proxy CPU per event, and the ratios addon/plain (target >= 0.5)
+and plain/direct. Configurations are interleaved; each figure is the median of --reps runs. The CPU ratio
+(plain CPU / addon CPU for the same stream) is the steadier figure on a busy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from common import CONFIGS, Stack, base_args, emit, fetch, interleaved, median, query, ratio, table, target, \
+    targets_table
+
+
+def main() -> None:
+    ap = base_args(__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, help="events in the stream (default 500000; --quick 20000)")
+    ap.add_argument("--size", type=int, default=64, help="bytes per event")
+    ap.add_argument("--per-chunk", type=int, default=100, help="events per server write")
+    args = ap.parse_args()
+    n = args.events or (20_000 if args.quick else 500_000)
+    reps = args.reps or (1 if args.quick else 3)
+    path = query(n, args.size, args.per_chunk)
+
+    runs = {c: [] for c in CONFIGS}
+    with Stack() as st:
+        asyncio.run(fetch(st.server.port, st.port_for("plain"), query(1000)))  # warm-up
+        asyncio.run(fetch(st.server.port, st.port_for("addon"), query(1000)))
+        for _, cfg in interleaved(CONFIGS, reps):
+            proc = st.proxies.get(cfg)
+            cpu0 = proc.cpu() if proc else 0.0
+            r = asyncio.run(fetch(st.server.port, st.port_for(cfg), path))
+            cpu = proc.cpu() - cpu0 if proc else 0.0
+            if r.events != n:
+                raise SystemExit(f"{cfg}: got {r.events} events, expected {n}")
+            runs[cfg].append({"seconds": r.duration, "events_per_s": n / r.duration,
+                              "mb_per_s": r.body_bytes / r.duration / 1e6, "proxy_cpu_s": cpu,
+                              "bytes": r.body_bytes})
+        files = st.captured_files()
+
+    med = {c: {k: median([x[k] for x in runs[c]]) for k in runs[c][0]} for c in CONFIGS}
+    rows = [[c, med[c]["events_per_s"], med[c]["mb_per_s"], med[c]["seconds"], med[c]["proxy_cpu_s"],
+             med[c]["proxy_cpu_s"] / n * 1e6] for c in CONFIGS]
+    cpu_p_a = ratio(med["plain"]["proxy_cpu_s"], med["addon"]["proxy_cpu_s"])
+    a_p = ratio(med["addon"]["events_per_s"], med["plain"]["events_per_s"])
+    p_d = ratio(med["plain"]["events_per_s"], med["direct"]["events_per_s"])
+    tg = [target("bulk throughput addon/plain", a_p, 0.5, True, "x")]
+    text = (f"### Bulk: 1 stream, {n:,} events x {args.size} B, {args.per_chunk} events/chunk "
+            f"(median of {reps})\n\n"
+            + table(["config", "events/s", "MB/s", "seconds", "proxy CPU s", "proxy CPU us/event"], rows)
+            + f"\n\nthroughput addon/plain = {a_p:.3f}x (CPU-time equivalent: plain CPU / addon CPU = "
+              f"{cpu_p_a:.3f}x), plain/direct = {p_d:.3f}x, capture files written: {files}\n\n"
+            + targets_table(tg))
+    emit(args, "bulk", text, {"runs": runs, "median": med, "addon_over_plain": a_p, "plain_over_direct": p_d,
+                              "cpu_plain_over_addon": cpu_p_a, "targets": tg}, files=files)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Many short streams: N sequential short SSE responses (5 events each, new connection each), flows/s.
+
+Each configuration runs --flows flows in total, in blocks of --block flows, blocks of the configurations
+interleaved (so drift in machine load hits all alike); figures are medians over blocks.
+Target: addon >= 0.95x plain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from common import CONFIGS, Stack, base_args, emit, fetch, interleaved, median, query, ratio, table, target, \
+    targets_table
+
+
+def main() -> None:
+    ap = base_args(__doc__.splitlines()[0])
+    ap.add_argument("--flows", type=int, help="flows per configuration (default 2000; --quick 100)")
+    ap.add_argument("--block", type=int, default=200, help="flows per interleaved block")
+    args = ap.parse_args()
+    total = args.flows or (100 if args.quick else 2000)
+    n = min(args.block, total)
+    reps = args.reps or max(1, total // n)
+    path = query(5, 200)
+
+    async def block(st: Stack, cfg: str) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            r = await fetch(st.server.port, st.port_for(cfg), path)
+            if r.events != 5:
+                raise SystemExit(f"{cfg}: {r.events} events")
+        return n / (time.perf_counter() - t0)
+
+    runs = {c: [] for c in CONFIGS}
+    cpu = {c: [] for c in CONFIGS}
+    with Stack() as st:
+        for c in ("plain", "addon"):
+            for _ in range(20):  # warm-up
+                asyncio.run(fetch(st.server.port, st.port_for(c), path))
+        for _, cfg in interleaved(CONFIGS, reps):
+            proc = st.proxies.get(cfg)
+            c0 = proc.cpu() if proc else 0.0
+            runs[cfg].append(asyncio.run(block(st, cfg)))
+            cpu[cfg].append(((proc.cpu() - c0) / n * 1e3) if proc else 0.0)
+        files = st.captured_files()
+    med = {c: median(runs[c]) for c in CONFIGS}
+    rows = [[c, med[c], median(cpu[c]), ratio(med[c], med["plain"])] for c in CONFIGS]
+    a_p = ratio(med["addon"], med["plain"])
+    tg = [target("short flows/s addon/plain", a_p, 0.95, True, "x")]
+    text = (f"### {n * reps:,} sequential short streams per config (5 events each, new connection each; "
+            f"median of {reps} interleaved blocks of {n})\n\n"
+            + table(["config", "flows/s", "proxy CPU ms/flow", "vs plain"], rows)
+            + f"\n\naddon/plain = {a_p:.3f}x; capture files written: {files}\n\n" + targets_table(tg))
+    emit(args, "flows", text, {"runs": runs, "cpu_ms_per_flow": cpu, "addon_over_plain": a_p, "targets": tg}, files=files)
+
+
+if __name__ == "__main__":
+    main()

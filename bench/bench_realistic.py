@@ -1,0 +1,92 @@
+"""Realistic load: many concurrent streams at a fixed event rate, one event per chunk.
+
+For each stream count (default 100 and 200) and each configuration, interleaved, --reps times:
+proxy CPU per event (utime+stime of the mitmdump process from /proc, before/after) and the per-event
+latency receive - send (the server stamps time.time_ns() into every event). Reports p50/p99 latency and
+what each proxy adds over direct. Targets: addon CPU/event <= 1.05x plain; addon p99 <= plain p99 + 1 ms.
+"proxy CPU %" is the mitmdump process's CPU time over the wall time of the batch: near 100 % it is saturated
+(one Python thread), events queue up and latency measures the backlog, not the per-event cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from common import CONFIGS, Stack, base_args, emit, fetch, interleaved, median, pct, query, ratio, table, target, \
+    targets_table
+
+
+async def run_batch(server_port: int, proxy_port: int | None, streams: int, rate: float, seconds: float,
+                    size: int):
+    """``streams`` concurrent streams, start times spread over one event interval."""
+    path = query(int(rate * seconds), size, 1, rate, ts=True)
+
+    async def one(i: int):
+        await asyncio.sleep(i / streams / rate)
+        return await fetch(server_port, proxy_port, path, latencies=True)
+
+    return await asyncio.gather(*(one(i) for i in range(streams)))
+
+
+def main() -> None:
+    ap = base_args(__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, nargs="+", help="concurrent stream counts (default 25 100 200)")
+    ap.add_argument("--rate", type=float, default=50, help="events/s per stream")
+    ap.add_argument("--seconds", type=float, help="stream duration (default 10; --quick 2)")
+    ap.add_argument("--size", type=int, default=200, help="bytes per event")
+    args = ap.parse_args()
+    counts = args.streams or ([20] if args.quick else [25, 100, 200])
+    seconds = args.seconds or (2 if args.quick else 10)
+    reps = args.reps or (1 if args.quick else 3)
+
+    results, text, tg = {}, [], []
+    with Stack() as st:
+        asyncio.run(run_batch(st.server.port, st.port_for("plain"), 5, 50, 0.2, args.size))  # warm-up
+        asyncio.run(run_batch(st.server.port, st.port_for("addon"), 5, 50, 0.2, args.size))
+        for streams in counts:
+            runs = {c: [] for c in CONFIGS}
+            for _, cfg in interleaved(CONFIGS, reps):
+                proc = st.proxies.get(cfg)
+                cpu0 = proc.cpu() if proc else 0.0
+                scpu0, ccpu0, t0 = st.server.cpu(), time.process_time(), time.perf_counter()
+                rs = asyncio.run(run_batch(st.server.port, st.port_for(cfg), streams, args.rate, seconds, args.size))
+                events = sum(r.events for r in rs)
+                expected = streams * int(args.rate * seconds)
+                if events != expected:
+                    raise SystemExit(f"{cfg}: {events} events, expected {expected}")
+                lat = [x / 1e6 for r in rs for x in r.latencies_ns]
+                runs[cfg].append({
+                    "events": events,
+                    "proxy_cpu_s": (proc.cpu() - cpu0) if proc else 0.0,
+                    "proxy_cpu_us_per_event": ((proc.cpu() - cpu0) / events * 1e6) if proc else 0.0,
+                    "proxy_cpu_pct": ((proc.cpu() - cpu0) / (time.perf_counter() - t0) * 100) if proc else 0.0,
+                    "server_cpu_s": st.server.cpu() - scpu0, "client_cpu_s": time.process_time() - ccpu0,
+                    "lat_p50_ms": pct(lat, 50), "lat_p90_ms": pct(lat, 90), "lat_p99_ms": pct(lat, 99),
+                    "lat_max_ms": max(lat),
+                })
+            med = {c: {k: median([x[k] for x in runs[c]]) for k in runs[c][0]} for c in CONFIGS}
+            rows = []
+            for c in CONFIGS:
+                m = med[c]
+                rows.append([c, m["proxy_cpu_us_per_event"], m["proxy_cpu_pct"], m["lat_p50_ms"], m["lat_p90_ms"], m["lat_p99_ms"],
+                             m["lat_max_ms"], m["lat_p50_ms"] - med["direct"]["lat_p50_ms"],
+                             m["lat_p99_ms"] - med["direct"]["lat_p99_ms"], m["server_cpu_s"], m["client_cpu_s"]])
+            cpu_ratio = ratio(med["addon"]["proxy_cpu_us_per_event"], med["plain"]["proxy_cpu_us_per_event"])
+            p99_diff = med["addon"]["lat_p99_ms"] - med["plain"]["lat_p99_ms"]
+            tg += [target(f"{streams} streams: CPU/event addon/plain", cpu_ratio, 1.05, False, "x"),
+                   target(f"{streams} streams: p99 latency addon - plain", p99_diff, 1.0, False, " ms")]
+            text.append(
+                f"### Realistic: {streams} streams x {args.rate:g} events/s x {seconds:g} s, 1 event/chunk, "
+                f"{args.size} B events (median of {reps})\n\n"
+                + table(["config", "proxy CPU us/event", "proxy CPU %", "p50 ms", "p90 ms", "p99 ms", "max ms",
+                         "p50 added ms", "p99 added ms", "server CPU s", "client CPU s"], rows)
+                + f"\n\nCPU/event addon/plain = {cpu_ratio:.3f}x; p99 addon - plain = {p99_diff:+.3f} ms")
+            results[streams] = {"runs": runs, "median": med, "cpu_ratio": cpu_ratio, "p99_diff_ms": p99_diff}
+        files = st.captured_files()
+    text.append(f"capture files written: {files}\n\n" + targets_table(tg))
+    emit(args, "realistic", "\n\n".join(text), {"results": results, "targets": tg}, files=files)
+
+
+if __name__ == "__main__":
+    main()

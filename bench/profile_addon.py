@@ -1,0 +1,170 @@
+"""Where the addon's time goes.
+
+  python bench/profile_addon.py            # in-process: StreamRecorder.feed on token streams, cProfile top-N
+  python bench/profile_addon.py --live realistic|bulk|flows   # py-spy on a real addon mitmdump under that load
+
+In-process mode times ``StreamRecorder.feed`` per chunk (one event per chunk, as LLM APIs send them) with raw
+chunks on and off, then prints the top functions by own time and by cumulative time. Live mode samples
+the mitmdump process with py-spy and prints inclusive/self percentages per function, so the addon's share
+of a proxied event can be compared with mitmproxy's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import cProfile
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_parser import anthropic_stream, openai_stream, rechunk
+from bench_realistic import run_batch
+from common import PY, Stack, base_args, fetch, median, query, table, use_addon_package
+
+use_addon_package()
+
+
+def make_recorder(tmp: str, raw_chunks: bool):
+    from sse_capture_addon.recorder import StreamRecorder
+    from sse_capture_addon.sse import DEFAULT_MAX_EVENT_SIZE
+    from sse_capture_addon.writer import RecordingFile
+    f = RecordingFile(tmp, f"rec-{time.perf_counter_ns()}.jsonl")
+    header = {"kind": "header", "format": "sse-capture", "version": 1, "stream_id": "x" * 32,
+              "started": "2024-01-01T00:00:00Z", "request": {}, "response": {}}
+    return StreamRecorder(f, header, raw_chunks=raw_chunks, max_event_size=DEFAULT_MAX_EVENT_SIZE)
+
+
+def in_process(quick: bool, top: int) -> None:
+    nbytes = 500_000 if quick else 5_000_000
+    inputs = {"openai 1 ev/chunk": openai_stream(nbytes), "anthropic 1 ev/chunk": anthropic_stream(nbytes),
+              "openai 16 KiB chunks": rechunk(openai_stream(nbytes), 16384)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, chunks in inputs.items():
+            for raw in (True, False):
+                times = []
+                for _ in range(3):
+                    rec = make_recorder(tmp, raw)
+                    t0 = time.perf_counter()
+                    for c in chunks:
+                        rec.feed(c)
+                    rec.finish("complete")
+                    times.append(time.perf_counter() - t0)
+                rows.append([name, "on" if raw else "off", len(chunks), median(times) / len(chunks) * 1e6,
+                             nbytes / median(times) / 1e6])
+        print("### StreamRecorder.feed alone (median of 3)\n")
+        print(table(["stream", "raw chunks", "chunks", "us/chunk", "MB/s"], rows))
+        for name in ("openai 1 ev/chunk", "openai 16 KiB chunks"):
+            rec = make_recorder(tmp, True)
+            prof = cProfile.Profile()
+            prof.enable()
+            for c in inputs[name]:
+                rec.feed(c)
+            rec.finish("complete")
+            prof.disable()
+            for key in ("tottime", "cumulative"):
+                total = pstats.Stats(prof).total_tt
+                print(f"\n### cProfile, {name}, raw chunks on, by {key} (total {total:.3f} s, "
+                      "cProfile inflates per-call overhead)\n")
+                print(_pct_table(prof, key, top))
+
+
+def _pct_table(prof: cProfile.Profile, key: str, top: int) -> str:
+    st = pstats.Stats(prof)
+    total = st.total_tt
+    idx = 2 if key == "tottime" else 3
+    items = sorted(st.stats.items(), key=lambda kv: kv[1][idx], reverse=True)[:top]
+    rows = [[f"{Path(f).name}:{ln}({fn})", cc, v[2], 100 * v[2] / total, v[3], 100 * v[3] / total]
+            for (f, ln, fn), v in items for cc in [v[1]]]
+    return table(["function", "calls", "own s", "own %", "cum s", "cum %"], rows)
+
+
+async def _flows(server_port: int, proxy_port: int, n: int) -> None:
+    for _ in range(n):
+        await fetch(server_port, proxy_port, query(5, 200))
+
+
+def live(load: str, quick: bool, top: int, streams: int, seconds: float) -> None:
+    """py-spy the addon mitmdump while a load runs; summarise the collapsed stacks."""
+    with Stack(configs=("addon",)) as st, tempfile.TemporaryDirectory() as tmp:
+        proc = st.proxies["addon"]
+        out = Path(tmp) / "stacks.txt"
+        asyncio.run(run_batch(st.server.port, proc.port, 5, 50, 0.2, 200))  # warm-up
+        spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), "record", "-p", str(proc.pid), "-r", "250",
+                                "-f", "raw", "-o", str(out), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1)
+        if load == "realistic":
+            what = f"{streams} streams x 50 ev/s, {seconds:g} s"
+            asyncio.run(run_batch(st.server.port, proc.port, streams, 50, seconds, 200))
+        elif load == "bulk":
+            n = 50_000 if quick else 500_000
+            what = f"one stream of {n} x 64 B events, 100/chunk"
+            asyncio.run(fetch(st.server.port, proc.port, query(n, 64, 100)))
+        else:
+            n = 100 if quick else 1000
+            what = f"{n} sequential short streams"
+            asyncio.run(_flows(st.server.port, proc.port, n))
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(60)
+        if not out.exists():
+            sys.exit(f"py-spy failed: {spy.stderr.read().decode()[-500:]}")
+        incl, own, total = collections.Counter(), collections.Counter(), 0
+        for stack, n in _stacks(out):
+            frames = [_short(f) for f in stack.split(";")]
+            total += n
+            for f in set(frames):
+                incl[f] += n
+            own[frames[-1]] += n
+        print(f"### py-spy of the addon mitmdump: {what}, {total} samples\n")
+        print(table(["function (inclusive)", "%"], [[f, 100 * c / total] for f, c in incl.most_common(top)]))
+        print()
+        print(table(["function (self)", "%"], [[f, 100 * c / total] for f, c in own.most_common(top)]))
+        mine = sum(c for ln, c in _stacks(out) if "sse_capture_addon" in ln)
+        print(f"\nshare of samples with sse_capture_addon code on the stack: {100 * mine / total:.1f}%; "
+              f"in the idle selector: {100 * own.get('EpollSelector.select (selectors.py)', 0) / total:.1f}%\n")
+        # what the addon's own time is made of: frames at or below the first sse_capture_addon frame
+        sub = collections.Counter()
+        for stack, n in _stacks(out):
+            frames = stack.split(";")
+            first = next((i for i, f in enumerate(frames) if "sse_capture_addon" in f), None)
+            if first is not None:
+                for f in set(frames[first:]):
+                    sub[_short(f)] += n
+        print(table(["inside the addon (inclusive)", "% of all samples"],
+                    [[f, 100 * c / total] for f, c in sub.most_common(top)]))
+
+
+def _short(frame: str) -> str:
+    """``func (path/file.py:line)`` -> ``func (file.py)``."""
+    return frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+
+
+def _stacks(path: Path):
+    """(collapsed stack, sample count) pairs of a py-spy ``-f raw`` file."""
+    for ln in path.read_text().splitlines():
+        stack, _, n = ln.rpartition(" ")
+        yield stack, int(n)
+
+
+def main() -> None:
+    ap = base_args(__doc__.splitlines()[0])
+    ap.add_argument("--live", choices=("realistic", "bulk", "flows"),
+                    help="py-spy a live addon mitmdump under this load instead of in-process cProfile")
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=10)
+    args = ap.parse_args()
+    if args.live:
+        live(args.live, args.quick, args.top, 20 if args.quick else args.streams, 3 if args.quick else args.seconds)
+    else:
+        in_process(args.quick, args.top)
+
+
+if __name__ == "__main__":
+    main()
