@@ -46,12 +46,16 @@ class RecordingFile:
     tell a stream still being written from one whose proxy died)."""
 
     def __init__(self, directory: str, name: str, fsync: bool = False):
-        self.path = os.path.join(directory, name)
-        if os.path.commonpath([os.path.realpath(directory), os.path.realpath(self.path)]) != \
-                os.path.realpath(directory):
+        parts = name.split("/")
+        if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise ValueError(f"recording name escapes the directory: {name!r}")
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.path = os.path.join(directory, name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        try:
+            self.fd = os.open(self.path, flags, 0o600)
+        except FileNotFoundError:  # the first stream of a new day: make its folder
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            self.fd = os.open(self.path, flags, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.fsync = fsync
         self.size = 0
