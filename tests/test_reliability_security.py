@@ -1,0 +1,359 @@
+"""Security: redaction in the files written, owner-only files, hostile URLs cannot escape the recordings
+directory, hostile recording files are refused cleanly (``file:line: what is wrong``, never a traceback).
+"""
+
+import gzip
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
+from reliability_helpers import raw_proxy_request, recording_for, whole_lines
+from sse_capture_addon.recording import RecordingError, decode_data, read_recording
+from sse_capture_addon.writer import recording_name
+
+SECRETS = ["pw-SECRET1", "tok-SECRET2", "SECRET3", "hdr-SECRET4", "cookie-SECRET5", "key-SECRET6",
+           "resp-SECRET7", "evt-SECRET8", "evt-SECRET9", "evt-SECRET10", "big-SECRET11", "bearer-SECRET12",
+           "case-SECRET13"]
+
+
+# --- redaction -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def redacting(certs, tmp_path_factory):
+    args = ["--set", "sse_capture_redact_headers=X-Secret-Token",
+            "--set", "sse_capture_redact_keys=password", "--set", "sse_capture_redact_keys=api_token",
+            "--set", "sse_capture_max_event_size=2048"]
+    with Mitmdump(certs, tmp_path_factory.mktemp("redact"), args=args) as m:
+        yield m
+
+
+def _assert_no_secret(path: Path, secrets) -> None:
+    raw = path.read_bytes()
+    for secret in secrets:
+        assert secret.encode() not in raw, f"{secret} leaked into {path}"
+
+
+def test_redaction_in_headers_body_and_events(redacting, certs, servers, upstream_app, scenario_name):
+    events = [
+        b'data: {"password":"evt-SECRET8","text":"visible-1"}\n\n',                       # compact JSON
+        b'data: {"user": {"API_TOKEN": "evt-SECRET9"}, "text": "visible-2"}\n\n',          # spaced, nested, case
+        b'data: [{"x":1},\ndata: {"password":["evt-SECRET10"]}]\n\n',                     # multi-line JSON
+        b'data: {"Password":"case-SECRET13"}\n\n',
+        b'data: {"password":"' + b"big-SECRET11" * 400 + b'"}\n\n',                       # oversized event
+        b'data: not json, no key: visible-3\n\n',
+    ]
+    upstream_app.add(scenario_name, Scenario(events, headers=[
+        ("content-type", "text/event-stream"), ("set-cookie", "sid=resp-SECRET7"),
+        ("x-secret-token", "resp-SECRET7"), ("x-trace", "visible-4")]))
+    body = {"password": "pw-SECRET1", "nested": {"api_token": "tok-SECRET2"}, "list": [{"password": "SECRET3"}],
+            "prompt": "visible-5"}
+    with httpx_client(redacting, certs) as client:
+        r = client.post(f"{servers['h1'].base}/sse/{scenario_name}", json=body, headers={
+            "Authorization": "Bearer bearer-SECRET12", "Cookie": "c=cookie-SECRET5", "X-Api-Key": "key-SECRET6",
+            "Api-Key": "key-SECRET6", "X-Secret-Token": "hdr-SECRET4", "X-Trace": "visible-6"})
+        assert r.content == b"".join(events)   # the client gets the real bytes, secrets and all
+    path = recording_for(redacting, f"/sse/{scenario_name}")
+    _assert_no_secret(path, SECRETS)
+    rec = read_recording(path)
+    text = path.read_text()
+    for visible in ("visible-1", "visible-2", "visible-3", "visible-4", "visible-5", "visible-6"):
+        assert visible in text
+    # no raw chunks when keys are redacted (raw bytes cannot be redacted)
+    assert rec.header["raw_chunks"] is False and not rec.chunks
+    assert not [r for r in rec.records if r["kind"] == "chunk"]
+    assert rec.header["redacted_keys"] == ["api_token", "password"]
+    assert {"authorization", "cookie", "x-api-key", "api-key", "x-secret-token", "set-cookie"} <= set(
+        rec.header["redacted_headers"])
+    body_rec = json.loads(rec.header["request"]["body"])
+    assert body_rec == {"password": "[REDACTED]", "nested": {"api_token": "[REDACTED]"},
+                        "list": [{"password": "[REDACTED]"}], "prompt": "visible-5"}
+    data = [decode_data(e["data"]) for e in rec.events]
+    assert json.loads(data[0]) == {"password": "[REDACTED]", "text": "visible-1"}
+    assert json.loads(data[1]) == {"user": {"API_TOKEN": "[REDACTED]"}, "text": "visible-2"}
+    assert json.loads(data[2]) == [{"x": 1}, {"password": "[REDACTED]"}]
+    assert json.loads(data[3]) == {"Password": "[REDACTED]"}
+    assert data[4] == "not json, no key: visible-3"
+    assert [e.get("redacted", False) for e in rec.events] == [True, True, True, True, False]
+    [over] = [r for r in rec.records if r["kind"] == "oversized"]
+    assert over["data_prefix"] == ""
+
+
+def test_redaction_of_a_request_body_longer_than_max_body(certs, tmp_path, servers, upstream_app, scenario_name):
+    """A body cut at sse_capture_max_body cannot be parsed as JSON, so it cannot be redacted: it must not be
+    stored as cleartext."""
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    args = ["--set", "sse_capture_redact_keys=password", "--set", "sse_capture_max_body=64"]
+    with Mitmdump(certs, tmp_path, args=args) as mitm, httpx_client(mitm, certs) as client:
+        client.post(f"{servers['h1'].base}/sse/{scenario_name}",
+                    json={"password": "pw-LONGBODY-SECRET", "padding": "p" * 200})
+        path = recording_for(mitm, f"/sse/{scenario_name}")
+    rec = read_recording(path)
+    assert rec.header["request"]["body_truncated"] is True
+    _assert_no_secret(path, ["pw-LONGBODY-SECRET"])
+
+
+def test_redaction_of_an_unterminated_event_in_the_tail(certs, tmp_path):
+    """The stream ends mid-event (e.g. the server died): the unterminated tail is stored in the end line, and
+    with redact keys set it must not carry the secret in cleartext."""
+    server = RawServer(lambda req: [sse_response_head(), b'data: {"ok":1}\n\n',
+                                    b'data: {"password":"pw-TAIL-SECRET","text":"cut off', "close"])
+    try:
+        with Mitmdump(certs, tmp_path, args=["--set", "sse_capture_redact_keys=password"]) as mitm:
+            with httpx.Client(proxy=mitm.url, timeout=20) as client:
+                client.get(f"{server.base}/sse/tail")
+            path = recording_for(mitm, "/sse/tail")
+    finally:
+        server.stop()
+    rec = read_recording(path)
+    assert len(rec.events) == 1 and rec.ending == "complete"
+    _assert_no_secret(path, ["pw-TAIL-SECRET"])
+
+
+def test_redaction_of_a_compressed_request_body(redacting, certs, servers, upstream_app, scenario_name):
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    payload = gzip.compress(json.dumps({"password": "pw-GZIP-SECRET", "q": "visible"}).encode())
+    with httpx_client(redacting, certs) as client:
+        client.post(f"{servers['h1'].base}/sse/{scenario_name}", content=payload,
+                    headers={"content-encoding": "gzip", "content-type": "application/json"})
+    path = recording_for(redacting, f"/sse/{scenario_name}")
+    _assert_no_secret(path, ["pw-GZIP-SECRET"])
+    assert json.loads(read_recording(path).header["request"]["body"]) == {"password": "[REDACTED]", "q": "visible"}
+
+
+# --- permissions ---------------------------------------------------------------------------------------
+
+def test_files_are_owner_only_even_with_umask_0(certs, tmp_path, servers, upstream_app, scenario_name):
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    record_dir = tmp_path / "fresh" / "recordings"
+    with Mitmdump(certs, tmp_path, record_dir=record_dir, preexec_fn=lambda: os.umask(0)) as mitm:
+        with httpx_client(mitm, certs) as client:
+            client.get(f"{servers['h1'].base}/sse/{scenario_name}")
+        path = recording_for(mitm, f"/sse/{scenario_name}")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for d in (path.parent, record_dir):
+        assert stat.S_IMODE(os.stat(d).st_mode) & 0o077 == 0, oct(os.stat(d).st_mode)
+
+
+# --- hostile URLs --------------------------------------------------------------------------------------
+
+HOSTILE_TARGETS = [
+    "/../../../../../../etc/passwd",
+    "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/tmp/escaped",
+    "/..%2f..%2f..%2f..%2fescaped",
+    "/%252e%252e%252f%252e%252e%252fescaped",
+    "/..\\..\\..\\windows\\escaped",
+    "/..;/..;/escaped",
+    "/" + "a" * 5000,
+    "/" + "%2e%2e%2f" * 400,
+    "/%C3%BC%C3%B1%C3%AF%C3%A7%C3%B8d%C3%A9/%F0%9F%98%80",
+    "/%00/x%00y/%0a%0d/%ff%fe",
+    "/.",
+    "/...",
+    "/?q=../../x",
+    "/-rf%20--no-preserve-root",
+]
+
+
+def test_hostile_urls_stay_inside_the_recordings_directory(certs, tmp_path):
+    server = RawServer(lambda req: [sse_response_head(), b"data: x\n\n", "close"])
+    record_dir = tmp_path / "recordings"
+    try:
+        with Mitmdump(certs, tmp_path, record_dir=record_dir) as mitm:
+            for target in HOSTILE_TARGETS:
+                head, body = raw_proxy_request(mitm.port, f"{server.base}{target}", f"127.0.0.1:{server.port}")
+                assert head.startswith(b"HTTP/1.1 200"), (target, head)
+                assert body == b"data: x\n\n"
+            # raw UTF-8 and a method that is a valid token made of dots
+            for method, target in ((b"GET", "/\u00fc\u00f1\u00ef/\U0001F600".encode()), (b"..", b"/x")):
+                import socket
+                with socket.create_connection(("127.0.0.1", mitm.port), timeout=20) as s:
+                    s.sendall(method + b" " + server.base.encode() + target + b" HTTP/1.1\r\nHost: 127.0.0.1:"
+                              + str(server.port).encode() + b"\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while piece := s.recv(65536):
+                        data += piece
+                assert data.startswith(b"HTTP/1.1 ")
+            import time
+            deadline = time.monotonic() + 15
+            while len(mitm.recordings()) < len(HOSTILE_TARGETS):
+                assert time.monotonic() < deadline, mitm.log()[-3000:]
+                time.sleep(0.05)
+            time.sleep(0.3)
+            log = mitm.log()
+    finally:
+        server.stop()
+    root = os.path.realpath(record_dir)
+    paths = [p for p in Path(tmp_path).rglob("*.jsonl")]
+    assert len(paths) >= len(HOSTILE_TARGETS)
+    for p in paths:
+        real = os.path.realpath(p)
+        assert os.path.commonpath([root, real]) == root, real
+        rel = os.path.relpath(real, root).split(os.sep)
+        assert len(rel) == 2 and rel[0] != ".." and len(rel[1].encode()) <= 255
+        whole_lines(p)
+        assert read_recording(p).ending == "complete"
+    assert "NOT recording" not in log
+    assert not list(Path("/etc").glob("*.jsonl")) and not list(Path("/tmp").glob("escaped*"))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(method=st.text(max_size=30), path=st.text(max_size=400), host=st.text(max_size=80),
+       started=st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_recording_name_never_escapes(method, path, host, started):
+    url = f"http://{host}/{path}"
+    try:
+        name = recording_name(started, method, url, "0123456789abcdef")
+    except ValueError:   # urlsplit refuses some hosts (e.g. bad IPv6 brackets): the capture then logs
+        return           # "NOT recording" and traffic continues; nothing is written
+    parts = name.split("/")
+    assert len(parts) == 2 and all(parts) and ".." not in parts and "." not in parts
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", parts[0])
+    assert re.fullmatch(r"[A-Za-z0-9._-]+\.jsonl", parts[1]) and len(parts[1].encode()) <= 255
+    base = "/recordings"
+    assert os.path.normpath(os.path.join(base, name)).startswith(base + "/")
+
+
+# --- hostile recording files ---------------------------------------------------------------------------
+
+HEADER = {"kind": "header", "format": "sse-capture", "version": 1, "stream_id": "abc", "started": "2026-01-01T00:00:00Z",
+          "request": {"method": "GET", "url": "http://x/", "headers": [["a", "b"]]},
+          "response": {"status": 200, "headers": []}}
+EVENT = {"t": 0.1, "kind": "event", "event": "message", "data": "hi"}
+END = {"t": 0.2, "kind": "end", "reason": "complete", "events": 1, "bytes": 10}
+
+
+def _lines(*objs) -> bytes:
+    return b"".join((o if isinstance(o, bytes) else orjson.dumps(o)) + b"\n" for o in objs)
+
+
+HOSTILE_FILES = {
+    "not_json": (_lines(HEADER, b"this is not json", END), 2, "invalid JSON"),
+    "missing_header": (_lines(EVENT, END), 1, "missing header"),
+    "header_not_object": (_lines([HEADER], EVENT), 1, "must be a JSON object"),
+    "wrong_version": (_lines({**HEADER, "version": 99}, EVENT), 1, "unsupported format version"),
+    "version_as_string": (_lines({**HEADER, "version": "1"}, EVENT), 1, "version"),
+    "wrong_format": (_lines({**HEADER, "format": "har"}, EVENT), 1, "not an sse-capture recording"),
+    "request_wrong_type": (_lines({**HEADER, "request": "GET /"}), 1, "request"),
+    "headers_not_pairs": (_lines({**HEADER, "request": {**HEADER["request"], "headers": [["a", 1, 2]]}}), 1,
+                          "headers"),
+    "status_bool": (_lines({**HEADER, "response": {"status": True, "headers": []}}), 1, "status"),
+    "t_string": (_lines(HEADER, {**EVENT, "t": "0.1"}), 2, "'t'"),
+    "t_negative": (_lines(HEADER, {**EVENT, "t": -1}), 2, "negative"),
+    "data_number": (_lines(HEADER, {**EVENT, "data": 5}), 2, "data"),
+    "event_null": (_lines(HEADER, {**EVENT, "event": None}), 2, "event"),
+    "retry_string": (_lines(HEADER, {**EVENT, "retry": "10"}), 2, "retry"),
+    "unknown_kind": (_lines(HEADER, {**EVENT, "kind": "exploit"}), 2, "unknown kind"),
+    "kind_list": (_lines(HEADER, {**EVENT, "kind": []}), 2, "kind"),
+    "kind_object": (_lines(HEADER, {**EVENT, "kind": {"a": 1}}), 2, "kind"),
+    "header_kind_list": (_lines({**HEADER, "kind": ["header"]}), 1, "header"),
+    "end_events_string": (_lines(HEADER, {**END, "events": "1"}), 2, "events"),
+    "end_unknown_reason": (_lines(HEADER, {**END, "reason": "pwned"}), 2, "unknown end reason"),
+    "line_after_end": (_lines(HEADER, END, EVENT), 3, "after the end"),
+    "second_header": (_lines(HEADER, EVENT, HEADER), 3, "second header"),
+    "bad_base64": (_lines(HEADER, {"t": 0, "kind": "chunk", "n": 1, "b64": "!!!"}), 2, "base64"),
+    "deep_nesting": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":' + b"[" * 100_000
+                            + b"]" * 100_000 + b"}"), 2, "invalid JSON"),
+    "nan": (_lines(HEADER, b'{"t":NaN,"kind":"event","event":"m","data":"x"}'), 2, "invalid JSON"),
+    "invalid_utf8": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":"\xff\xfe"}'), 2, "invalid JSON"),
+    "empty_line": (_lines(HEADER) + b"\n" + _lines(END), 2, "empty line"),
+    "truncated_last_line": (_lines(HEADER, EVENT) + b'{"t":0.3,"kind":"ev', 3, "truncated"),
+    "binary_garbage": (bytes(range(256)) * 10, 1, ""),
+    "empty_file": (b"", 1, "empty file"),
+    "only_newline": (b"\n", 1, "empty line"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FILES))
+def test_hostile_recording_is_refused_with_file_and_line(tmp_path, case):
+    content, lineno, what = HOSTILE_FILES[case]
+    path = tmp_path / f"{case}.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(RecordingError) as e:
+        read_recording(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}:{lineno}: "), message
+    assert what.lower() in message.lower(), message
+    assert "\n" not in message and "Traceback" not in message and len(message) < 500 + len(str(path))
+
+
+def test_huge_line_is_refused_without_reading_it_whole(tmp_path):
+    path = tmp_path / "huge.jsonl"
+    path.write_bytes(_lines(HEADER, {**EVENT, "data": "x" * 5_000_000}, END))
+    with pytest.raises(RecordingError) as e:
+        read_recording(path, max_line=1 << 20)
+    assert str(e.value).startswith(f"{path}:2: line longer than")
+    # and the default limit takes a legitimately large line
+    assert len(read_recording(path).events[0]["data"]) == 5_000_000
+
+
+@pytest.mark.parametrize("depth", [200, 300, 1000])
+def test_deeply_nested_data_is_refused_or_usable(tmp_path, depth):
+    """JSON nested deeper than orjson can write back (255) must be refused by the reader with file:line,
+    not accepted and then crash ``decode_data`` (and so inspect/replay) with a TypeError."""
+    path = tmp_path / "deep.jsonl"
+    deep = b"[" * depth + b"]" * depth
+    path.write_bytes(_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":' + deep + b"}", END))
+    try:
+        rec = read_recording(path)
+    except RecordingError as e:
+        assert str(e).startswith(f"{path}:2: "), str(e)
+        return
+    assert decode_data(rec.events[0]["data"]) == deep.decode()
+
+
+_VALID = _lines(HEADER, EVENT, {"t": 0.15, "kind": "chunk", "n": 1, "b64": "aGk="},
+                {"t": 0.16, "kind": "comment", "text": "x"}, END)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_recordings_are_read_or_refused_never_crash(tmp_path, data):
+    raw = bytearray(_VALID)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate", "replace_value"]))
+        if op == "flip" and raw:
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255))
+        elif op == "insert":
+            i = data.draw(st.integers(0, len(raw)))
+            raw[i:i] = data.draw(st.binary(max_size=8))
+        elif op == "delete" and raw:
+            i = data.draw(st.integers(0, len(raw) - 1))
+            del raw[i:i + data.draw(st.integers(1, 20))]
+        elif op == "truncate":
+            del raw[data.draw(st.integers(0, len(raw))):]
+        elif op == "replace_value":
+            rows = bytes(raw).split(b"\n")
+            i = data.draw(st.integers(0, len(rows) - 1))
+            try:
+                obj = orjson.loads(rows[i])
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and obj:
+                key = data.draw(st.sampled_from(sorted(obj)))
+                obj[key] = data.draw(st.recursive(
+                    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                    max_leaves=6))
+                rows[i] = orjson.dumps(obj)
+                raw = bytearray(b"\n".join(rows))
+    path = tmp_path / "mutated.jsonl"
+    path.write_bytes(bytes(raw))
+    try:
+        rec = read_recording(path)
+    except RecordingError as e:
+        assert re.match(re.escape(str(path)) + r":\d+: \S", str(e)), str(e)
+        return
+    # what the reader accepted is usable
+    rec.ending, rec.chunks
+    for e in rec.events:
+        decode_data(e["data"])
