@@ -193,3 +193,15 @@ def test_the_rules_file_example_in_the_docs_loads(tmp_path):
     protocol = load_rules(str(tmp_path / "agent.toml"))
     assert [type(r) for r in protocol.rules][-5:] == [Follows, First, Block, Json, KnownTypes]
     assert [str(s) for s in protocol.terminal] == ["message_stop", "error", "done"]
+
+
+def test_preset_detection_needs_the_protocols_shape_not_just_an_event_name():
+    from sse_capture_addon.inspect.protocols import detect
+
+    anthropic = {"event": "message_start", "data": {"type": "message_start", "message": {"id": "msg_1"}}}
+    look_alike = {"event": "message_start", "data": {"type": "message_start", "id": "msg_1"}}  # the demo agent
+    openai = {"event": "message", "data": {"object": "chat.completion.chunk", "choices": []}}
+    assert detect(anthropic, "https://api.example/x") == "anthropic"
+    assert detect(look_alike, "http://127.0.0.1/api/chat") is None
+    assert detect(look_alike, "https://api.example/v1/messages") == "anthropic"
+    assert detect(openai, "http://127.0.0.1/x") == "openai"

@@ -202,9 +202,14 @@ PRESETS: dict[str, Callable[[], Protocol]] = {"anthropic": anthropic, "openai": 
 
 def detect(first_event: dict, url: str) -> str | None:
     """Which preset a stream speaks, from its first event (or its URL)."""
-    if first_event.get("event") in ("message_start", "ping") or url.rstrip("/").endswith("/v1/messages"):
-        return "anthropic"
     data = first_event.get("data")
+    if url.rstrip("/").endswith("/v1/messages"):
+        return "anthropic"
+    # the event name alone is too common (other agents say message_start too): require Anthropic's shape
+    if isinstance(data, dict) and first_event.get("event") == data.get("type") and (
+            (data.get("type") == "message_start" and isinstance(data.get("message"), dict))
+            or data.get("type") == "ping"):
+        return "anthropic"
     if isinstance(data, dict) and ("choices" in data or data.get("object") == "chat.completion.chunk"):
         return "openai"
     if url.rstrip("/").endswith("/chat/completions"):
