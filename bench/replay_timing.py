@@ -23,8 +23,9 @@
 
 The client (this process) timestamps every event as it arrives: lateness = arrival - t / speed - (the
 same for the stream's least-delayed event). ``cpu us/ev`` is the CPU time of the serving processes (the
-proxy, and the sender or replay server when it is a process of its own) per event delivered. Everything
-listens on 127.0.0.1.
+proxy, and the sender or replay server when it is a process of its own) per event delivered; ``steady
+p99`` counts only the events that arrived from 1 s after the last request on, once every connection is
+set up. Everything listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ class _StreamClient(asyncio.Protocol):
         self.start: float | None = None
         self.buffer = b""
         self.arrived: list[float] = []
+        self.arrival: list[float] = []  # loop time of each event's arrival
 
     def connection_made(self, transport) -> None:
         transport.write(self.request)
@@ -186,16 +188,18 @@ class _StreamClient(asyncio.Protocol):
             i = int(m.group(1))
             if i == len(arrived):
                 arrived.append(now - self.start - times[i] / self.speed)
+                self.arrival.append(now)
         self.buffer = self.buffer[-16:]
 
     def connection_lost(self, exc) -> None:
         self.closed.set_result(None)
 
 
-async def lateness_of_one_stream(port: int, url: str, times: list[float], speed: float,
-                                 delay: float = 0.0) -> list[float]:
+async def lateness_of_one_stream(port: int, url: str, times: list[float], speed: float, delay: float = 0.0,
+                                 steady: tuple[float, list[float]] | None = None) -> list[float]:
     """Per-event lateness in seconds, in event order, for one stream read from ``port``: a proxy when
-    ``url`` is absolute, else the server itself. The request is sent after ``delay`` seconds."""
+    ``url`` is absolute, else the server itself. The request is sent after ``delay`` seconds.
+    ``steady``: (loop time, list): the lateness of events arriving from then on is added to the list."""
     await asyncio.sleep(delay)
     host = url.split("/")[2] if "://" in url else f"127.0.0.1:{port}"
     request = f"GET {url} HTTP/1.1\r\nhost: {host}\r\naccept: text/event-stream\r\n\r\n".encode()
@@ -208,30 +212,39 @@ async def lateness_of_one_stream(port: int, url: str, times: list[float], speed:
     # measured from the stream's best-case path (the least-delayed event), so that a response head held
     # up on its way to the client does not count as events arriving early
     best = min(arrived)
+    if steady is not None:
+        steady[1].extend(x - best for x, at in zip(arrived, client.arrival) if at >= steady[0])
     return [x - best for x in arrived]
 
 
-def concurrently(streams: int, port: int, url: str, times: list[float], ramp: float = 0.0) -> list[list[float]]:
-    """``streams`` replays at once; their requests are spread evenly over the first ``ramp`` seconds."""
+def concurrently(streams: int, port: int, url: str, times: list[float],
+                 ramp: float = 0.0) -> tuple[list[list[float]], list[float]]:
+    """``streams`` replays at once; their requests are spread evenly over the first ``ramp`` seconds.
+    Returns the lateness of each stream's events, and of all events that arrived from 1 s after the
+    last request on (the steady state, once every connection is set up)."""
     async def run():
-        return await asyncio.gather(*(lateness_of_one_stream(port, url, times, 1.0, ramp * i / streams)
-                                      for i in range(streams)))
+        steady = (asyncio.get_running_loop().time() + ramp + 1.0, [])
+        streams_lateness = await asyncio.gather(*(lateness_of_one_stream(port, url, times, 1.0, ramp * i / streams,
+                                                                         steady) for i in range(streams)))
+        return streams_lateness, steady[1]
 
     return asyncio.run(run())
 
 
 HEADER = (f"{'config':<50} {'speed':>5} {'events':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'end drift ms':>12} {'cpu us/ev':>9}")
+          f"{'end drift ms':>12} {'cpu us/ev':>9} {'steady p99':>10}")
 
 
-def summary(name: str, speed: float, streams: list[list[float]], cpu: float | None = None) -> str:
+def summary(name: str, speed: float, streams: list[list[float]], cpu: float | None = None,
+            steady: list[float] | None = None) -> str:
     pooled = sorted(x * 1000 for s in streams for x in s)
     p = lambda q: pooled[min(len(pooled) - 1, int(q * len(pooled)))]  # noqa: E731
     drift = max(s[-1] for s in streams) * 1000
     count = f"{len(streams)}x{len(streams[0])}" if len(streams) > 1 else str(len(streams[0]))
     cpu_text = f"{cpu * 1e6 / len(pooled):>9.1f}" if cpu is not None else f"{'':>9}"
+    steady_text = f" {sorted(steady)[int(0.99 * len(steady))] * 1000:>10.2f}" if steady else ""
     return (f"{name:<50} {speed:>5g} {count:>9} {p(0.5):>8.2f} {p(0.99):>8.2f} {pooled[-1]:>8.2f} "
-            f"{drift:>12.2f} {cpu_text}")
+            f"{drift:>12.2f} {cpu_text}{steady_text}")
 
 
 class Processes:
@@ -295,9 +308,9 @@ def concurrent_load(name: str, streams: int, recording: Path, times: list[float]
         for i in range(len(configs)):
             label, port, url, measured = configs[(i + rotation) % len(configs)]
             before = sum(tree_cpu(p.pid) for p in measured)
-            result = concurrently(streams, port, url, times, ramp)
+            result, steady = concurrently(streams, port, url, times, ramp)
             cpu = sum(tree_cpu(p.pid) for p in measured) - before
-            rows[label] = summary(f"{name}: {label}", 1.0, result, cpu)
+            rows[label] = summary(f"{name}: {label}", 1.0, result, cpu, steady)
             print(rows[label], flush=True)
         return [rows[label] for label, *_ in configs]
     finally:
@@ -372,7 +385,8 @@ def main() -> None:
     print("\n".join(rows))
     print(f"\nlateness = arrival - t / speed, from the stream's least-delayed event, at the client; end drift = "
           f"lateness of the last event (worst stream); cpu us/ev = CPU of the serving processes per event "
-          f"(for the single stream: the replay proxy's). load average after: {os.getloadavg()[0]:.2f}")
+          f"(for the single stream: the replay proxy's); steady p99 = p99 of the events that arrived from 1 s "
+          f"after the last request on. load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .capture import is_sse, warn_if_listening_everywhere
 from .recording import Recording, RecordingError, find_recordings, read_recording
 from .replay.faults import Faults, check_byte_exact, parse_swap
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
-from .replay.schedule import Timing, build_plan, check_raw_chunks, parse_speed
+from .replay.schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 from .replay.server import Playback, ReplayServer, Request
 
 log = logging.getLogger("sse_replay")
@@ -43,6 +43,7 @@ class SSEReplay:
         self.byte_exact = False
         self.server: ReplayServer | None = None
         self.expected: dict[str, Playback] = {}
+        self.plans: dict[int, Plan] = {}  # id(recording) -> its plan under the current options
 
     def load(self, loader):
         loader.add_option("sse_replay", Sequence[str], [],
@@ -85,6 +86,7 @@ class SSEReplay:
         opts = ctx.options
         if not any(name.startswith("sse_replay") for name in updated):
             return
+        self.plans.clear()
         with _refusing("sse_replay_speed"):
             speed = parse_speed(opts.sse_replay_speed)
         with _refusing("sse_replay_max_pause"):
@@ -133,7 +135,11 @@ class SSEReplay:
         if rec is None:
             self._extra(flow)
             return
-        plan = build_plan(rec, self.timing, self.faults, self.byte_exact)
+        # a plan is built once per recording (a long one takes milliseconds, which every other
+        # stream playing in this event loop would wait)
+        plan = self.plans.get(id(rec))
+        if plan is None:
+            plan = self.plans[id(rec)] = build_plan(rec, self.timing, self.faults, self.byte_exact)
         for warning in plan.warnings:
             log.warning(f"sse-replay: {rec.path}: {warning}")
         token = secrets.token_urlsafe(16)

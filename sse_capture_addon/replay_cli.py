@@ -12,7 +12,7 @@ import click
 from .recording import find_recordings, read_recording
 from .replay.faults import Faults, check_byte_exact, parse_swap
 from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
-from .replay.schedule import Timing, build_plan, check_raw_chunks, parse_speed
+from .replay.schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 from .replay.server import LOOPBACK, Playback, ReplayServer, Request
 from .replay_addon import EXTRA_CHOICES
 
@@ -135,13 +135,18 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
     matcher = Matcher(loaded, MatchOptions(ignore_host=True, ignore_port=True, ignore_scheme=True,
                                            ignore_params=ignore_params, match_body=match_body, reuse=reuse), mapped)
 
+    plans: dict[int, Plan] = {}  # id(recording) -> its plan, built once
+
     def resolve(request: Request) -> Playback | None:
         url = f"http://{LOOPBACK}{request.target}"
         rec = matcher.match(RequestInfo(request.method, url, request.body))
         if rec is None:
             click.echo(f"no recording for {request.method} {request.target}: 404", err=True)
             return None
-        return Playback(build_plan(rec, timing, faults, byte_exact), label=f"{request.method} {request.target}")
+        plan = plans.get(id(rec))
+        if plan is None:
+            plan = plans[id(rec)] = build_plan(rec, timing, faults, byte_exact)
+        return Playback(plan, label=f"{request.method} {request.target}")
 
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),

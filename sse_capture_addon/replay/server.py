@@ -5,13 +5,17 @@ play for a request; the response is chunked, so a proper end (the last chunk), a
 a close mid-body (FIN) are three different things on the wire, and a proxy in front of this server
 passes each on to its client as such.
 
-Writes are due at ``start + at``: the player sleeps until that moment for every write, so a late
-write never delays the ones after it.
+Writes are due at ``start + at``, never a gap after the previous write, so a late write never delays
+the ones after it. One ``Timeline`` per server plays the writes of every stream: a heap of each
+stream's next write, one timer for the earliest, and everything due written in one pass, so a write
+costs a heap push and a ``transport.write`` instead of a timer, a future and a task wake-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import socket
 import struct
@@ -21,12 +25,13 @@ from dataclasses import dataclass, field
 
 import h11
 
-from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan
+from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
 
 log = logging.getLogger("sse_replay")
 
 LOOPBACK = "127.0.0.1"
 MAX_REQUEST_BODY = 64 * 1024 * 1024
+RESET_GRACE = 0.1  # seconds between the last byte and a TCP reset
 
 #: How a playback ended besides the plan's own ending.
 CLIENT_GONE = "client went away"
@@ -74,6 +79,89 @@ def _ignore(playback: Playback) -> None:
     pass
 
 
+class _Stream:
+    """The writes of one response still to be sent, from ``writes[next]`` on."""
+    __slots__ = ("start", "writes", "next", "transport", "chunked", "playback", "done")
+
+    def __init__(self, start: float, writes: list[Write], transport: asyncio.WriteTransport, chunked: bool,
+                 playback: Playback, done: asyncio.Future):
+        self.start, self.writes, self.next = start, writes, 0
+        self.transport, self.chunked, self.playback, self.done = transport, chunked, playback, done
+
+    @property
+    def due(self) -> float:
+        return self.start + self.writes[self.next].at
+
+    def write_due(self, now: float) -> bool:
+        """Sends every write due by ``now`` (in one ``transport.write``, each still its own HTTP chunk).
+        False when the stream has nothing left to send."""
+        if self.done.done():  # cancelled: the client went away or the server is closing
+            return False
+        if self.transport.is_closing():
+            self.done.set_exception(ConnectionResetError("the client went away"))
+            return False
+        writes, i = self.writes, self.next
+        out = []
+        while i < len(writes) and self.start + writes[i].at <= now:
+            data = writes[i].data
+            if data:
+                out.append(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+            self.playback.events_sent += writes[i].events
+            i += 1
+        if out:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self.next = i
+        if i == len(writes):
+            self.done.set_result(None)
+            return False
+        return True
+
+
+class Timeline:
+    """Plays the writes of every stream of one event loop on a single timer (see the module docstring)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._heap: list[tuple[float, int, _Stream]] = []
+        self._order = itertools.count()  # streams due at the same time write in the order they were queued
+        self._timer: asyncio.TimerHandle | None = None
+
+    def play(self, start: float, writes: list[Write], transport: asyncio.WriteTransport, chunked: bool,
+             playback: Playback) -> asyncio.Future:
+        """Each write at ``start + write.at``; the future is done after the last one, or fails with
+        ``ConnectionResetError`` when the transport closed first. Cancel it to stop."""
+        stream = _Stream(start, writes, transport, chunked, playback, self.loop.create_future())
+        if not writes:
+            stream.done.set_result(None)
+        elif stream.write_due(self.loop.time()):
+            self._queue(stream)
+        return stream.done
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
+
+    def _queue(self, stream: _Stream) -> None:
+        due = stream.due
+        heapq.heappush(self._heap, (due, next(self._order), stream))
+        if self._timer is None or due < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(due, self._run)
+
+    def _run(self) -> None:
+        self._timer = None
+        heap, now = self._heap, self.loop.time()
+        while heap and heap[0][0] <= now:
+            stream = heapq.heappop(heap)[2]
+            if stream.write_due(now):
+                heapq.heappush(heap, (stream.due, next(self._order), stream))
+        if heap:
+            self._timer = self.loop.call_at(heap[0][0], self._run)
+
+
 class ReplayServer:
     """``await start()`` listens on 127.0.0.1 (``port`` 0: any free port); ``await close()`` stops it and
     every stream still playing."""
@@ -87,9 +175,11 @@ class ReplayServer:
         self.cors = cors
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._timeline: Timeline | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._connection, LOOPBACK, self.port)
+        self._timeline = Timeline(asyncio.get_running_loop())
+        self._server = await asyncio.start_server(self._connection, LOOPBACK, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -100,6 +190,8 @@ class ReplayServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._timeline is not None:
+            self._timeline.close()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -192,14 +284,9 @@ class ReplayServer:
             writer.write(conn.send(h11.EndOfMessage()))
             await writer.drain()
             return
-        for w in plan.writes:
-            delay = start + w.at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if w.data:
-                writer.write(conn.send(h11.Data(data=w.data)))
-            playback.events_sent += w.events
-            await writer.drain()
+        # h11 framed the head: chunked for an HTTP/1.1 client, else the body ends with the connection
+        chunked = conn.their_http_version >= b"1.1"
+        await self._timeline.play(start, plan.writes, writer.transport, chunked, playback)
         delay = start + plan.end_at - loop.time()
         if delay > 0 and plan.ending != HOLD:
             await asyncio.sleep(delay)
@@ -213,6 +300,9 @@ class ReplayServer:
             await writer.wait_closed()
         elif plan.ending == RESET:
             await _flushed(writer)
+            # a reset makes the peer drop what it has not read yet: give the bytes already sent time to get
+            # through the proxy, so the client sees every event before the connection dies
+            await asyncio.sleep(RESET_GRACE)
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
