@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,22 @@ def test_mitmweb_records_too(certs, tmp_path, servers, upstream_app, scenario_na
         _stream_once(proxy, certs, servers["h1"], upstream_app, scenario_name, tmp_path / "rec")
     finally:
         proxy.stop()
+
+
+def test_mitmproxy_console_records_too(certs, tmp_path, servers, upstream_app, scenario_name):
+    """mitmproxy's interactive console, on a real terminal (tmux)."""
+    port, session = free_port(), f"sse-capture-test-{uuid.uuid4().hex[:8]}"
+    cmd = " ".join([str(BIN / "mitmproxy"), "--listen-host", "127.0.0.1", "--listen-port", str(port),
+                    "-s", str(ADDON), "--set", f"confdir={certs.mitm_confdir}",
+                    "--set", f"sse_capture_dir={tmp_path / 'rec'}"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "200", "-y", "50", cmd], check=True,
+                   env={**os.environ, "TERM": "xterm-256color"})
+    try:
+        wait_for_port(port, timeout=60)
+        proxy = type("Console", (), {"url": f"http://127.0.0.1:{port}"})()
+        _stream_once(proxy, certs, servers["h1"], upstream_app, scenario_name, tmp_path / "rec")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
 def test_installed_package_works_outside_the_checkout(certs, tmp_path, servers, upstream_app, scenario_name):
