@@ -360,24 +360,23 @@ class HypercornServer:
             self._thread.join(10)
 
 
-class RawServer:
-    """A raw TCP server for byte-exact or broken HTTP/1.1 responses: ``respond(request_bytes)`` returns the
-    list of steps (bytes / float sleep / "reset" for a TCP RST / "close")."""
+class LoopbackServer:
+    """A threaded TCP server on 127.0.0.1: a thread per connection runs ``_serve(conn)``."""
 
-    def __init__(self, respond: Callable[[bytes], list]):
-        self.respond = respond
+    scheme = "http"
+
+    def __init__(self, backlog: int = 64):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.requests: list[bytes] = []
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
         while not self._closed:
@@ -386,6 +385,23 @@ class RawServer:
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._closed = True
+        self.sock.close()
+
+
+class RawServer(LoopbackServer):
+    """A raw TCP server for byte-exact or broken HTTP/1.1 responses: ``respond(request_bytes)`` returns the
+    list of steps (bytes / float sleep / "reset" for a TCP RST / "close")."""
+
+    def __init__(self, respond: Callable[[bytes], list]):
+        self.respond = respond
+        self.requests: list[bytes] = []
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
@@ -409,10 +425,6 @@ class RawServer:
                         return
             except OSError:
                 return
-
-    def stop(self) -> None:
-        self._closed = True
-        self.sock.close()
 
 
 def sse_response_head(extra: str = "", chunked: bool = False) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 
+from harness import LoopbackServer
 from sse_capture_addon.recording import read_recording
 from sse_capture_addon.sse import DEFAULT_MAX_EVENT_SIZE, Event, SSEParser
 
@@ -475,40 +476,21 @@ class H2ThroughProxy:
 
 # --- a raw HTTP/2 upstream that can reset a stream or drop the connection mid-body ----------------------
 
-class H2RawServer:
+class H2RawServer(LoopbackServer):
     """TLS + ALPN h2 on 127.0.0.1 with the test upstream certificate. ``respond(path)`` returns steps: bytes
     (a DATA frame), a float (sleep), ``"rst"`` (RST_STREAM INTERNAL_ERROR), ``"goaway"`` (GOAWAY then
     close), ``"close"`` (TCP close without GOAWAY), ``"end"`` (END_STREAM)."""
 
+    scheme = "https"
+
     def __init__(self, certs, respond):
         import ssl
-        import threading
 
         self.respond = respond
         self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ctx.load_cert_chain(str(certs.upstream_cert), str(certs.upstream_key))
         self.ctx.set_alpn_protocols(["h2"])
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def base(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        import threading
-
-        while not self._closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(backlog=16)
 
     def _serve(self, raw: socket.socket) -> None:
         import h2.config
@@ -559,6 +541,3 @@ class H2RawServer:
             except OSError:
                 return
 
-    def stop(self) -> None:
-        self._closed = True
-        self.sock.close()
