@@ -12,6 +12,7 @@ before the ``request`` hook runs, so the addon switches to ``lazy`` while it has
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -42,6 +43,7 @@ class SSEReplay:
         self.faults = Faults()
         self.byte_exact = False
         self.server: ReplayServer | None = None
+        self.server_ready = asyncio.Event()
         self.expected: dict[str, Playback] = {}
         self.plans: dict[int, Plan] = {}  # id(recording) -> its plan under the current options
 
@@ -118,6 +120,7 @@ class SSEReplay:
         if self.server is None:
             self.server = ReplayServer(self._resolve, on_start=self._started, on_end=self._ended)
             await self.server.start()
+            self.server_ready.set()
             log.debug(f"sse-replay: replay server on {self.server.url}")
 
     async def done(self):
@@ -127,8 +130,12 @@ class SSEReplay:
 
     # -- hooks ------------------------------------------------------------------------------------------
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if self.matcher is None or self.server is None or flow.response or flow.error:
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if self.matcher is None or flow.response or flow.error:
+            return
+        # the proxy may accept a request before `running` has the replay server listening
+        await self.server_ready.wait()
+        if self.server is None:  # shutting down
             return
         req = flow.request
         rec = self.matcher.match(RequestInfo(req.method, req.url, req.raw_content))
