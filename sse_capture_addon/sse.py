@@ -144,6 +144,14 @@ class SSEParser:
                     self.line_endings["lf"] += 2
                     data = text[6:-2] if text[5] == " " else text[5:-2]
                     return [_new_tuple(Event, ("message", data, self.last_event_id, None))]
+                if text.startswith("event:") and text.count("\n") == 3 and text.endswith("\n\n"):
+                    # The next commonest: one "event:" line, one "data:" line and the blank line.
+                    head, sep, value = text.partition("\ndata:")
+                    if sep and "\n" not in head:
+                        self.line_endings["lf"] += 3
+                        type_ = head[7:] if head[6:7] == " " else head[6:]
+                        data = value[1:-2] if value[:1] == " " else value[:-2]
+                        return [_new_tuple(Event, (type_ or "message", data, self.last_event_id, None))]
                 events = self._simple_blocks(text, "lf")
             else:
                 events = self._simple_blocks(text.replace("\r\n", "\n"), "crlf") if self._pure_crlf(text) else None
