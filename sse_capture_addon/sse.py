@@ -175,6 +175,12 @@ class SSEParser:
         blocks = text.split("\n\n")
         if blocks.pop():  # not "": the text ends with an odd run of LFs, e.g. "data: x\n\n\n"
             return None
+        n = len(blocks)
+        if text.startswith("data: ") and text.count("\n") == 2 * n and text.count("\n\ndata: ") == n - 1:
+            # every block is exactly one "data: " line (the only LFs are the blank-line separators): the
+            # whole chunk in one comprehension
+            self.line_endings[ending] += 2 * n
+            return [_new_tuple(Event, ("message", block[6:], lid, None)) for block in blocks]
         events: list[Item] = []
         lf = 2 * len(blocks)
         for block in blocks:
