@@ -11,11 +11,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 AGENT_SCRIPT: list[tuple[float, str, dict]] = [
     (0.05, "message_start", {"type": "message_start", "id": "msg_1", "model": "demo-agent"}),
@@ -74,32 +72,15 @@ async def serve_agent(port: int, ready=None) -> None:
         await server.serve_forever()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with status {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
-
-
 def run_demo(directory: str, echo=print) -> str:
     """Start the example agent and the capturing proxy, send one chat through it, return the recording."""
     import httpx
 
     from .cli import ADDON, find_mitmproxy_tool
+    from .processes import free_port, wait_for_port
     from .recording import find_recordings
 
-    agent_port, proxy_port = _free_port(), _free_port()
+    agent_port, proxy_port = free_port(), free_port()
     python = sys.executable
     agent = subprocess.Popen([python, "-m", "sse_capture_addon.demo", "serve", str(agent_port)],
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -108,8 +89,8 @@ def run_demo(directory: str, echo=print) -> str:
                               "--listen-port", str(proxy_port), "--set", f"confdir={confdir}",
                               "--set", f"sse_capture_dir={directory}"])
     try:
-        _wait_port(agent_port, agent)
-        _wait_port(proxy_port, proxy)
+        wait_for_port(agent_port, 30, agent)
+        wait_for_port(proxy_port, 30, proxy)
         before = set(find_recordings(directory)) if os.path.isdir(directory) else set()
         echo(f"example agent on 127.0.0.1:{agent_port}, capturing proxy on 127.0.0.1:{proxy_port}")
         echo("POST /api/chat through the proxy; the client sees:")

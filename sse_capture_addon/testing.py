@@ -18,28 +18,21 @@ without the prefix (``cut_after=3``, ``ignore_host=True``, ``drop=["done"]``).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from .processes import free_port, stop_process, wait_for_port
+
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ReplayProxy:
     def __init__(self, *recordings: str | os.PathLike, speed: str | float = "1", confdir: str | os.PathLike | None = None,
                  port: int | None = None, log_dir: str | os.PathLike | None = None, timeout: float = 30.0,
                  **options):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         cmd = [sys.executable, "-m", "sse_capture_addon.cli", "replay", *map(str, recordings),
                "--listen-port", str(self.port), "--speed", str(speed)]
         if confdir is not None:
@@ -56,7 +49,11 @@ class ReplayProxy:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env)
-        self._wait_listening(timeout)
+        try:
+            wait_for_port(self.port, timeout, self.proc)
+        except (RuntimeError, TimeoutError) as e:
+            self.stop()
+            raise type(e)(f"the replay proxy did not start: {e}\n{self.log()}") from None
 
     @property
     def url(self) -> str:
@@ -65,28 +62,8 @@ class ReplayProxy:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def _wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                self._log.close()
-                raise RuntimeError(f"the replay proxy exited with {self.proc.returncode}:\n{self.log()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"the replay proxy did not listen on {self.port} in {timeout}s:\n{self.log()}")
-            time.sleep(0.05)
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
     def __enter__(self) -> ReplayProxy:

@@ -1,7 +1,6 @@
 """The ways a user starts capture: scripts/record, sse-capture record/demo, mitmweb, an installed package."""
 
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ADDON, ROOT, Scenario, free_port, httpx_client, wait_for_port, wait_until
+from harness import ADDON, ROOT, Scenario, free_port, httpx_client, stop_process, wait_for_port, wait_until
 from sse_capture_addon.recording import decode_data, find_recordings, read_recording
 
 BIN = Path(sys.executable).parent
@@ -28,12 +27,7 @@ class _Proc:
         wait_for_port(port, timeout=120, proc=self.proc, log=self.log_path)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, timeout=15)
         self._log.close()
 
 
