@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from ..recording import IN_PROGRESS, RecordingError, find_recordings
+from ..recording import IN_PROGRESS, RecordingError
 from .protocols import PRESETS, Protocol, detect
-from .reader import EVENT_KINDS, RecordingStream
+from .reader import EVENT_KINDS, RecordingStream, each_readable
 
 ERROR, WARNING = "error", "warning"
 DEFAULT_MAX_STALL = 30.0
@@ -145,8 +145,4 @@ def lint_file(path: str, options: LintOptions) -> tuple[list[Finding], str, str]
 
 def lint_paths(path: str, options: LintOptions, errors: list[RecordingError]):
     """Yield ``(path, findings, protocol, ending)`` for each recording below ``path``."""
-    for file in find_recordings(path):
-        try:
-            yield (file, *lint_file(file, options))
-        except RecordingError as e:
-            errors.append(e)
+    return each_readable(path, lambda file: (file, *lint_file(file, options)), errors)

@@ -11,9 +11,9 @@ from fnmatch import fnmatchcase
 
 import orjson
 
-from ..recording import RecordingError, find_recordings, header_of, validate_record
+from ..recording import RecordingError, header_of, validate_record
 from .fmt import ended_badly, started_at
-from .reader import EVENT_KINDS, RecordingStream
+from .reader import EVENT_KINDS, RecordingStream, each_readable
 
 
 @dataclass
@@ -111,14 +111,6 @@ class Filters:
 
 def list_recordings(directory: str, filters: Filters, errors: list[RecordingError]) -> list[Summary]:
     """Summaries sorted by start time; unreadable recordings are appended to ``errors`` and skipped."""
-    out = []
-    for path in find_recordings(directory):
-        try:
-            summary = summarize(path)
-        except RecordingError as e:
-            errors.append(e)
-            continue
-        if filters.keep(summary):
-            out.append(summary)
+    out = [summary for summary in each_readable(directory, summarize, errors) if filters.keep(summary)]
     out.sort(key=lambda s: (s.started_unix, s.path))
     return out

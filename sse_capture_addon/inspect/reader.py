@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import orjson
 
-from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, RecordingError, iter_lines,
+from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, RecordingError, find_recordings, iter_lines,
                          validate_header, validate_record, writer_alive)
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
 EVENT_KINDS = ("event", "oversized")
+
+
+T = TypeVar("T")
+
+
+def each_readable(path: str, read: Callable[[str], T], errors: list[RecordingError]) -> Iterator[T]:
+    """``read(file)`` for every recording at ``path`` (a file or a directory); a file that cannot be read is
+    skipped, its error appended to ``errors``."""
+    for file in find_recordings(path):
+        try:
+            yield read(file)
+        except RecordingError as e:
+            errors.append(e)
 
 
 class RecordingStream:

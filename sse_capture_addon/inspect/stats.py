@@ -7,8 +7,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..recording import RecordingError, find_recordings
-from .reader import EVENT_KINDS, RecordingStream
+from ..recording import RecordingError
+from .reader import EVENT_KINDS, RecordingStream, each_readable
 
 EXACT_LIMIT = 10_000       # samples kept exactly before switching to the histogram
 _GROWTH = 1.01             # histogram buckets are 1% wide, so quantiles are within 1%
@@ -215,12 +215,7 @@ def collect(path: str, errors: list[RecordingError], keep_streams: bool = True) 
     """Stats for ``path`` (a file or directory); unreadable recordings go to ``errors``. With
     ``keep_streams`` false only the totals are kept (a huge directory)."""
     streams, totals = [], Totals()
-    for file in find_recordings(path):
-        try:
-            s = stream_stats(file)
-        except RecordingError as e:
-            errors.append(e)
-            continue
+    for s in each_readable(path, stream_stats, errors):
         totals.add(s)
         if keep_streams:
             s.gaps = None  # its samples were only needed for the totals
