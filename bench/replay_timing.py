@@ -40,12 +40,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import free_port, wait_port  # noqa: E402
 from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, line, read_recording  # noqa: E402
 
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
@@ -54,24 +54,6 @@ PLAIN_SCRIPT = ROOT / "bench" / "plain_stream.py"
 EVENT_INDEX = re.compile(rb'"i":(\d+),')
 URL = "http://bench.test/sse"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
 
 
 def tree_cpu(pid: int) -> float:
@@ -255,7 +237,7 @@ class Processes:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         self.procs.append(proc)
-        wait_for_port(port, proc)
+        wait_port(port, proc)
         return proc
 
     def stop(self) -> None:
