@@ -78,14 +78,7 @@ class StreamRecorder:
             try:
                 data = chunk if self.decoder is None else self.decoder.decode(chunk)
                 self.decoded_bytes += len(data)
-                plain_events = self.redactor is None or not self.redactor.json_keys
-                for item in self.parser.feed(data):
-                    if plain_events and type(item) is Event:  # the hot path, inlined
-                        self.events += 1
-                        out.append(event_line_json(t_json, item.type, data_json(item.data), item.last_event_id,
-                                                   item.retry))
-                    else:
-                        out.append(self._item_line(t_json, item))
+                self._add_lines(t_json, self.parser.feed(data), out)
             except DecodeError as e:
                 out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
@@ -93,14 +86,20 @@ class StreamRecorder:
         if out:
             self._append(b"".join(out))
 
+    def _add_lines(self, t_json: bytes, items: list, out: list[bytes]) -> None:
+        plain_events = self.redactor is None or not self.redactor.json_keys
+        for item in items:
+            if plain_events and type(item) is Event:  # the hot path, inlined
+                self.events += 1
+                out.append(event_line_json(t_json, item.type, data_json(item.data), item.last_event_id, item.retry))
+            else:
+                out.append(self._item_line(t_json, item))
+
     def _item_line(self, t_json: bytes, item: Any) -> bytes:
-        if type(item) is Event:
+        if type(item) is Event:  # with key redaction; other events take the path in _add_lines
             self.events += 1
-            if self.redactor is not None and self.redactor.json_keys:
-                data, redacted = self._redact_data(encode_data(item.data))
-                return event_line_json(t_json, item.type, orjson.dumps(data), item.last_event_id, item.retry,
-                                       redacted)
-            return event_line_json(t_json, item.type, data_json(item.data), item.last_event_id, item.retry)
+            data, redacted = self._redact_data(encode_data(item.data))
+            return event_line_json(t_json, item.type, orjson.dumps(data), item.last_event_id, item.retry, redacted)
         if type(item) is Comment:
             self.comments += 1
             return line_at(t_json, {"kind": "comment", "text": item.text})
@@ -185,9 +184,7 @@ class StreamRecorder:
         if parser is not None:
             try:
                 if self.decoder is not None:
-                    rest = self.decoder.flush()
-                    for item in parser.feed(rest):
-                        out.append(self._item_line(time_json(t), item))
+                    self._add_lines(time_json(t), parser.feed(self.decoder.flush()), out)
                 tail = parser.close()
             except Exception as e:  # noqa: BLE001
                 out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))
