@@ -341,10 +341,7 @@ def find_recordings(path: str | os.PathLike) -> list[str]:
     """A recording file itself, or every ``*.jsonl`` below a directory, sorted by name (= by time)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        found = []
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            found.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(".jsonl"))
+        found = [os.path.join(root, f) for root, _, files in os.walk(path) for f in files if f.endswith(".jsonl")]
         return sorted(found, key=lambda p: os.path.relpath(p, path))
     if not os.path.exists(path):
         raise RecordingError(path, 0, "no such file or directory")
