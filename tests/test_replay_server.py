@@ -12,7 +12,7 @@ from harness import ROOT, free_port, wait_for_port
 from replay_helpers import chat_recording, parse_events
 
 from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
-from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer
+from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer, Timeline
 
 REQUEST = b"GET /sse HTTP/1.1\r\nhost: x\r\n\r\n"
 
@@ -80,6 +80,47 @@ def test_a_late_write_does_not_delay_the_ones_after_it():
     assert len(arrivals) == 20
     # the writes held up by the block go out at once; the rest are back on the original schedule
     assert arrivals[-1] == pytest.approx(0.38, abs=0.07)  # gap after gap would end at 0.53
+
+
+def test_the_early_wake_up_never_sends_a_write_before_it_is_due():
+    """The timeline wakes ahead of time to beat epoll's millisecond rounding; no write may go out early,
+    for one stream or for several interleaved ones."""
+    class Transport:
+        def __init__(self, loop):
+            self.loop, self.sent = loop, []
+
+        def is_closing(self):
+            return False
+
+        def write(self, data):
+            self.sent.append((self.loop.time(), data))
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        timeline = Timeline(loop)
+        start = loop.time() + 0.01
+        plays = []
+        for k in range(3):  # gaps of 0.3-3.3 ms, below and above the wake-up slack, offset per stream
+            at, writes = 0.0, []
+            for i in range(40):
+                at += 0.0003 + 0.001 * ((i * 7 + k) % 4)
+                writes.append(Write(at, b"%d.%d" % (k, i), 1))
+            transport = Transport(loop)
+            plays.append((start, writes, transport, timeline.play(start, writes, transport, False,
+                                                                   Playback(plan(writes)))))
+        await asyncio.gather(*(done for *_, done in plays))
+        return plays
+
+    for start, writes, transport, _ in asyncio.run(run()):
+        due = {w.data: start + w.at for w in writes}
+        assert b"".join(d for _, d in transport.sent) == b"".join(w.data for w in writes)
+        position = 0
+        for t, data in transport.sent:  # a write may carry several that were due together
+            while data:
+                w = writes[position]
+                assert data.startswith(w.data)
+                assert t >= due[w.data], f"{w.data!r} went out {1000 * (due[w.data] - t):.3f} ms early"
+                data, position = data[len(w.data):], position + 1
 
 
 def test_serve_command(tmp_path):
