@@ -137,14 +137,16 @@ class SSEParser:
                 text = data.decode()
             except UnicodeDecodeError:  # invalid, or a character split across chunks
                 text = self._decode(data)
-        if self._at_boundary and len(text) <= self.max_event_size:
-            if "\r" not in text:
-                if text.find("\n") == len(text) - 2 and text[-1] == "\n" and text.startswith("data:"):
+        if "\r" not in text:
+            if self._at_boundary:
+                if text.startswith("data:") and text.find("\n") == len(text) - 2 and text[-1] == "\n" \
+                        and len(text) <= self.max_event_size:
                     # The commonest chunk by far, one "data:" line and the blank line: inlined.
                     self.line_endings["lf"] += 2
                     data = text[6:-2] if text[5] == " " else text[5:-2]
                     return [_new_tuple(Event, ("message", data, self.last_event_id, None))]
-                if text.startswith("event:") and text.count("\n") == 3 and text.endswith("\n\n"):
+                if text.startswith("event:") and text.count("\n") == 3 and text.endswith("\n\n") \
+                        and len(text) <= self.max_event_size:
                     # The next commonest: one "event:" line, one "data:" line and the blank line.
                     head, sep, value = text.partition("\ndata:")
                     if sep and "\n" not in head:
@@ -152,13 +154,41 @@ class SSEParser:
                         type_ = head[7:] if head[6:7] == " " else head[6:]
                         data = value[1:-2] if value[:1] == " " else value[:-2]
                         return [_new_tuple(Event, (type_ or "message", data, self.last_event_id, None))]
-                events = self._simple_blocks(text, "lf")
-            else:
-                events = self._simple_blocks(text.replace("\r\n", "\n"), "crlf") if self._pure_crlf(text) else None
+            elif "\n" not in text and text and self._started and not self._cr:
+                # the middle of a line (tiny chunks, a long line): nothing to interpret yet
+                self._line.add(text)
+                self._tail.add(text)
+                return []
+            return self._whole_blocks_inside(text)
+        if self._at_boundary and len(text) <= self.max_event_size and self._pure_crlf(text):
+            events = self._simple_blocks(text.replace("\r\n", "\n"), "crlf")
             if events is not None:
                 return events
         out: list[Item] = []
         self._text(text, out)
+        self._at_boundary = self._started and not self._cr and not self._tail.total
+        return out
+
+    def _whole_blocks_inside(self, text: str) -> list[Item]:
+        """An LF-only chunk: what ends the block in progress, then the whole blocks after it (the fast path
+        of _simple_blocks when they are simple), then the start of the next block. Chunks cut at arbitrary
+        points (a proxy's 16 KiB reads) are mostly whole blocks."""
+        out: list[Item] = []
+        first = -2 if self._at_boundary else text.find("\n\n")  # the blank line ending the block in progress
+        last = text.rfind("\n\n")
+        if last < 0 or last == first:  # no whole block: the general path
+            self._text(text, out)
+        else:
+            if first >= 0:
+                self._text(text[:first + 2], out)
+            blocks = text[first + 2:last + 2]
+            events = self._simple_blocks(blocks, "lf") if len(blocks) <= self.max_event_size else None
+            if events is None:
+                self._text(blocks, out)
+            else:
+                out += events
+            if last + 2 < len(text):
+                self._text(text[last + 2:], out)
         self._at_boundary = self._started and not self._cr and not self._tail.total
         return out
 
@@ -248,14 +278,17 @@ class SSEParser:
             counts["crlf"] += crlf
             counts["cr"] += cr
             counts["lf"] += lf
-            if cr or lf:
+            self._cr = text[-1] == "\r"
+            if not (cr or lf):
+                sep = "\r\n"
+                segs = text.split(sep)
+            elif not (crlf or lf):
+                sep = "\r"
+                segs = text.split(sep)
+            else:  # mixed
                 sep = ""
                 parts = _EOL.split(text)  # [line, terminator, line, ..., incomplete line]
                 segs = parts[::2]
-                self._cr = text[-1] == "\r"
-            else:
-                sep = "\r\n"
-                segs = text.split(sep)
 
         if len(segs) == 1:  # no terminator: all of it belongs to the incomplete line
             self._line.add(text)
