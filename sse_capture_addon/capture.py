@@ -18,7 +18,7 @@ from .recording import FORMAT, FORMAT_VERSION
 from .recorder import StreamRecorder
 from .redact import DEFAULT_HEADERS, Redactor
 from .sse import DEFAULT_MAX_EVENT_SIZE
-from .writer import RecordingFile, new_stream_id, recording_name
+from .writer import RecordingFile, SpaceReserve, new_stream_id, recording_name
 
 log = logging.getLogger("sse_capture")
 
@@ -65,6 +65,7 @@ class SSECapture:
         self.filter: flowfilter.TFilter | None = None
         self.redactor = Redactor()
         self.raw_chunks = True
+        self.reserve: SpaceReserve | None = None  # room kept for end lines when the disk fills up
         self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow]] = {}
 
     def load(self, loader):
@@ -109,6 +110,7 @@ class SSECapture:
                                               f"got {getattr(opts, name)}")
         if "sse_capture_dir" in updated:
             _check_writable_dir(opts.sse_capture_dir)
+            self.reserve = SpaceReserve(opts.sse_capture_dir)  # allocated with the first recording
         if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys"}:
             headers = set(DEFAULT_HEADERS) if opts.sse_capture_redact else set()
             headers.update(_names(opts.sse_capture_redact_headers, "sse_capture_redact_headers"))
@@ -202,6 +204,8 @@ class SSECapture:
             "redacted_headers": sorted(set(hit_req) | set(hit_resp)),
             "redacted_keys": sorted(self.redactor.json_keys),
         }
+        if self.reserve is not None:
+            self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
         file = RecordingFile(opts.sse_capture_dir, recording_name(started, req.method, req.url, stream_id),
                              fsync=opts.sse_capture_fsync)
         path = file.path
@@ -212,6 +216,7 @@ class SSECapture:
             max_event_size=opts.sse_capture_max_event_size,
             redactor=self.redactor,
             on_error=lambda message: log.error(f"sse-capture: {path}: {message} (traffic continues)"),
+            reserve=self.reserve,
         )
 
     def _body(self, req: http.Request, cap: int) -> dict:

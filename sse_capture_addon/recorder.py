@@ -4,6 +4,10 @@
 appends everything the chunk completed in a single write, so the file always holds at least what the
 client has seen. It never raises: a failure is remembered, reported through ``on_error`` once, and the
 caller keeps forwarding traffic.
+
+The end line matters most: without it readers take the recording for one whose proxy died. So when it
+cannot be written, ``finish`` retries with space from the directory's ``SpaceReserve`` (disk full) and then
+with a smaller end line whose unterminated tail is left out (its size is kept).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from .decoding import DecodeError, UnsupportedEncoding, make_decoder
 from .recording import chunk_line, data_json, encode_data, event_line_json, line, line_at, time_json
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
-from .writer import RecordingFile
+from .writer import NO_SPACE, RecordingFile, SpaceReserve
 
 
 class StreamRecorder:
@@ -33,8 +37,10 @@ class StreamRecorder:
         redactor: Redactor | None = None,
         on_error: Callable[[str], None] = lambda message: None,
         clock: Callable[[], float] = time.monotonic,
+        reserve: SpaceReserve | None = None,
     ):
         self.file = file
+        self.reserve = reserve
         self.header = header
         self.raw_chunks = raw_chunks
         self.redactor = redactor
@@ -53,6 +59,8 @@ class StreamRecorder:
         self.errors: list[str] = []
         self.lost_lines = 0
         self.write_failed = False
+        self.write_error: str | None = None  # the first failed write, as reported
+        self.write_errno: int | None = None  # of the last failed write
         self.finished = False
         pending = [line(header)]
         try:
@@ -150,25 +158,42 @@ class StreamRecorder:
         self.parser = None
         return self._error_line(t, what, message)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes) -> bool:
+        """Append lines; True when written. A failure is reported once; the lines it lost are counted and said
+        in an error line at the start of the next write that succeeds."""
         if self.file is None:
-            return
+            return True
         if self.lost_lines:
-            lost = (f"{self.lost_lines} line(s) were lost while the file could not be written "
-                    f"(first error: {self.errors[0]})")
-            data = line({"t": round(self.clock() - self.t0, 6), "kind": "error", "what": "write",
-                         "message": lost}) + data
+            return self._append_after_loss(data)
         try:
             self.file.append(data)
         except OSError as e:
-            if not self.write_failed:
-                self.write_failed = True
-                message = f"writing {self.file.path} failed: {e.strerror or e}"
-                self.errors.append(message)
-                self.on_error(message)
-            self.lost_lines += data.count(b"\n")
-        else:
-            self.lost_lines = 0
+            self._write_failed(e, data.count(b"\n"))
+            return False
+        return True
+
+    def _append_after_loss(self, data: bytes) -> bool:
+        lost = (f"{self.lost_lines} line(s) were lost while the file could not be written "
+                f"(first error: {self.write_error})")
+        try:
+            self.file.append(line({"t": round(self.clock() - self.t0, 6), "kind": "error", "what": "write",
+                                   "message": lost}) + data)
+        except OSError as e:
+            self._write_failed(e, data.count(b"\n"))
+            return False
+        self.lost_lines = 0
+        if self.reserve is not None:
+            self.reserve.ensure()  # writes work again: take back the space kept for end lines
+        return True
+
+    def _write_failed(self, e: OSError, lines: int) -> None:
+        self.write_errno = e.errno
+        self.lost_lines += lines
+        if not self.write_failed:
+            self.write_failed = True
+            message = self.write_error = f"writing {self.file.path} failed: {e.strerror or e}"
+            self.errors.append(message)
+            self.on_error(message)
 
     # -- the end ----------------------------------------------------------------------------------------
 
@@ -188,6 +213,22 @@ class StreamRecorder:
                 tail = parser.close()
             except Exception as e:  # noqa: BLE001
                 out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))
+
+        def end_line(drop_tail: bool = False) -> dict:
+            return self._end_record(t, reason, message, parser, tail, drop_tail)
+
+        lost_before = self.lost_lines
+        end = end_line()
+        data = b"".join(out) + line(end)
+        if not self._append(data):
+            end = self._rescue_end(out, end_line, lost_before, len(data))
+        self._end = end
+        if self.file is not None:
+            self.file.close()
+        return end
+
+    def _end_record(self, t: float, reason: str, message: str | None, parser: SSEParser | None, tail: str | None,
+                    drop_tail: bool) -> dict:
         end: dict[str, Any] = {"t": round(t, 6), "kind": "end", "reason": reason, "message": message}
         if self.write_failed:
             # the stream itself may have ended well; the recording did not
@@ -200,16 +241,45 @@ class StreamRecorder:
         if tail is not None and self.redactor is not None and self.redactor.json_keys:
             # a cut-off event cannot be parsed, so it cannot be redacted: keep only its size
             end.update(tail=None, tail_redacted=True, tail_size=len(tail))
+        elif tail is not None and drop_tail:
+            end.update(tail=None, tail_dropped=True, tail_size=len(tail))  # no room for it on disk
         if parser is not None:
             end["tail_truncated"] = parser.tail_truncated
             end["bom"] = parser.bom
             end["line_endings"] = dict(parser.line_endings)
         end["errors"] = self.errors
-        out.append(line(end))
-        self._append(b"".join(out))
-        self._end = end
-        if self.file is not None:
-            self.file.close()
+        return end
+
+    #: an end line (with the lines before it) bigger than this share of the reserve is retried without its
+    #: tail, so that one long unterminated event does not use up the space kept for every stream's end line
+    _RESERVE_SHARE = 4
+
+    def _rescue_end(self, lines: list[bytes], end_line: Callable[..., dict], lost_before: int, failed: int) -> dict:
+        """The last write (the decoder's last lines, then the end line) failed. Retry, smallest change first:
+        all of it; then without the tail text; then the end line alone. On a full disk each retry first frees a
+        slice of the reserve; a retry no smaller than a write that failed is made only when space was freed.
+        Returns the end record that was written (or, when none could be, the last one tried)."""
+        nospace = self.write_errno in NO_SPACE
+        body = b"".join(lines)
+        dropped = body.count(b"\n")
+        end = end_line()  # recording_failed now that a write failed
+        attempts = [(body, end)]
+        short = end_line(drop_tail=True)
+        if "tail_dropped" in short:
+            attempts.append((body, short))
+        if body:
+            attempts.append((b"", short))
+        for head, end in attempts:
+            data = head + line(end)
+            freed = False
+            if nospace and self.reserve is not None and len(data) <= self.reserve.size // self._RESERVE_SHARE:
+                freed = self.reserve.release(len(data) + 1024)  # + the line saying how many lines were lost
+            if not freed and len(data) >= failed:
+                continue
+            self.lost_lines = lost_before + (0 if head else dropped)
+            if self._append(data):
+                break
+            failed = len(data)
         return end
 
     @property

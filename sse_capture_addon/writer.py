@@ -3,12 +3,17 @@
 Knows nothing of mitmproxy. Each ``append`` is one ``os.write`` of whole lines (no user-space
 buffering), so whatever has been appended survives the process being killed, and a failed write
 is rolled back so the file never ends in half a line.
+
+``SpaceReserve`` keeps a little allocated space in the recordings directory, given back when the disk is
+full so that a recording's end line still fits.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import re
 import time
 import uuid
@@ -83,3 +88,89 @@ class RecordingFile:
                 os.close(self.fd)  # also releases the lock
             finally:
                 self.fd = -1
+
+
+#: Errors that giving space back can cure (a full disk, a full quota); EFBIG (RLIMIT_FSIZE) is not one.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class SpaceReserve:
+    """A small hidden file of allocated blocks in the recordings directory, so that when the disk fills up a
+    recording's end line can still be written: the end line is what tells readers the stream ended (and how)
+    rather than the proxy dying.
+
+    ``release(need)`` frees a slice of it just before retrying a failed end line, so one reserve serves several
+    streams ending on a full disk; ``ensure()`` takes the space back when writes work again. Recording
+    listings only look at ``*.jsonl``, so the file (``.sse-capture-reserve``, safe to delete) is not mistaken
+    for a recording. Several proxies writing to one directory share it. Nothing here runs per chunk.
+    """
+
+    NAME = ".sse-capture-reserve"
+    SIZE = 64 * 1024
+
+    def __init__(self, directory: str, size: int = SIZE):
+        self.path = os.path.join(directory, self.NAME)
+        self.size = size
+        self.full = False  # as far as this process knows, the reserve holds all of ``size``
+
+    def _open(self, flags: int) -> int:
+        fd = os.open(self.path, flags | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+        return fd
+
+    def ensure(self) -> bool:
+        """Allocate the reserve unless it is already whole (then no system call at all). False when there is not
+        room for all of it yet; what could be allocated is kept, and the next call tries again."""
+        if self.full:
+            return True
+        try:
+            fd = self._open(os.O_CREAT)
+        except OSError:
+            return False  # no directory (yet), no room for even an inode, ...
+        try:
+            _allocate(fd, self.size)
+            self.full = True
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return self.full
+
+    def release(self, need: int) -> bool:
+        """Free enough of the reserve for a write of ``need`` bytes (whole blocks, plus one for file system
+        overhead), or all that is left of it. False when there was nothing left to free."""
+        try:
+            fd = self._open(0)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_size == 0:
+                return False
+            block = st.st_blksize or 4096
+            os.ftruncate(fd, max(0, st.st_size - (-(-need // block) + 1) * block))
+            self.full = False
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Make sure ``size`` bytes of the file are real, allocated blocks (not a sparse hole)."""
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    have = os.fstat(fd).st_size
+    if have < size:
+        os.lseek(fd, have, os.SEEK_SET)
+        block = b"\xff" * (size - have)  # not zeros, which a compressing file system would store as nothing
+        while block:
+            block = block[os.write(fd, block):]

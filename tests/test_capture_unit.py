@@ -6,6 +6,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from sse_capture_addon.capture import SSECapture, is_sse
 from sse_capture_addon.recording import decode_data, read_recording
+from sse_capture_addon.writer import SpaceReserve
 
 
 def _sse_flow(content_type="text/event-stream"):
@@ -31,6 +32,7 @@ def test_streaming_is_enabled_even_for_flows_the_filter_excludes(tmp_path):
         addon.responseheaders(f)
         assert f.response.stream is True
         assert not list(tmp_path.rglob("*.jsonl"))
+        assert not (tmp_path / SpaceReserve.NAME).exists()  # made with the first recording, not before
 
 
 def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
@@ -47,6 +49,7 @@ def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
     rec = read_recording(path)
     assert [decode_data(e["data"]) for e in rec.events] == ["a", "b"]
     assert rec.ending == "proxy_shutdown"
+    assert (tmp_path / SpaceReserve.NAME).stat().st_size == SpaceReserve.SIZE  # room kept for end lines
 
 
 def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):

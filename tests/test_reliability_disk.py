@@ -3,9 +3,12 @@ recording is marked failed, and recording recovers when space (or the directory)
 
 Disk full uses a real 1 MiB tmpfs mounted over the recordings directory (we run as root, in CI too);
 the file-size limit case uses RLIMIT_FSIZE on the mitmdump process (Python ignores SIGXFSZ, so writes
-fail with EFBIG).
+fail with EFBIG). The end line, which tells readers the stream ended rather than the proxy dying, is
+written even on a disk that is still full, from a small space reserve kept in the recordings directory;
+the StreamRecorder tests below check that on the same tmpfs without a proxy.
 """
 
+import errno
 import os
 import resource
 import shutil
@@ -18,7 +21,9 @@ import pytest
 
 from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
 from reliability_helpers import fill_fs, log_lines, mount_tmpfs, recording_for, reference_events, umount, whole_lines
-from sse_capture_addon.recording import decode_data, read_recording
+from sse_capture_addon.recorder import StreamRecorder
+from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, decode_data, find_recordings, read_recording
+from sse_capture_addon.writer import RecordingFile, SpaceReserve
 
 
 @pytest.fixture
@@ -118,13 +123,21 @@ def test_disk_full_mid_stream_then_space_returns(certs, tmp_path, small_fs, serv
     assert nxt.ending == "complete" and len(nxt.events) == 2 and not nxt.end["errors"]
 
 
-def test_disk_still_full_when_the_stream_ends(certs, tmp_path, small_fs, servers, upstream_app, scenario_name):
-    """Space never comes back during the stream. The failed write is rolled back to the last whole line;
-    the small end line then fits when the file's last tmpfs page has room (it usually has), else the file
-    simply stops at a whole line. Either way: traffic unchanged, logged once, next stream records fine."""
+def _tail(size):
+    return b"data: " + b"T" * size if size else b""
+
+
+@pytest.mark.parametrize("tail_size", [0, 5000, 100_000], ids=["no-tail", "tail-kept", "tail-dropped"])
+def test_disk_still_full_when_the_stream_ends(certs, tmp_path, small_fs, servers, upstream_app, scenario_name,
+                                              tail_size):
+    """Space never comes back during the stream. The failed writes are rolled back to the last whole line,
+    and the end line is still written (from the space reserve when it does not fit in the file's last page),
+    so readers see "recording_failed", not "proxy_died". An unterminated tail too big for a fair share of the
+    reserve is left out of the end line; its size is kept. Traffic unchanged, logged once, next stream fine."""
     full = threading.Event()
     first = [_small(i) for i in range(3)]
-    rest = [_big(i) for i in range(3, 8)]
+    tail = _tail(tail_size)
+    rest = [_big(i) for i in range(3, 8)] + ([tail] if tail else [])
     upstream_app.add(scenario_name, Scenario([*first, full, *rest]))
     with Mitmdump(certs, tmp_path, record_dir=small_fs) as mitm, httpx_client(mitm, certs) as client:
         with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
@@ -132,6 +145,7 @@ def test_disk_still_full_when_the_stream_ends(certs, tmp_path, small_fs, servers
             got = bytearray()
             while len(got) < len(b"".join(first)):
                 got += next(it)
+            assert (small_fs / SpaceReserve.NAME).stat().st_size == SpaceReserve.SIZE
             filler = fill_fs(small_fs)
             full.set()
             for piece in it:
@@ -149,15 +163,20 @@ def test_disk_still_full_when_the_stream_ends(certs, tmp_path, small_fs, servers
         upstream_app.add(scenario_name + "-next", Scenario([_small(0)]))
         assert client.get(f"{servers['h1'].base}/sse/{scenario_name}-next").content == _small(0)
         nxt = read_recording(recording_for(mitm, f"/sse/{scenario_name}-next"))
+        reserve_after = (small_fs / SpaceReserve.NAME).stat().st_size
     assert len(failures) == 1
     assert _events(rec)[:3] == reference_events(b"".join(first))
     assert len(rec.events) < 8
-    if rec.end is not None:
-        assert rec.ending == "recording_failed" and rec.end["stream_ended"] == "complete", rec.end
-        assert rec.end["events"] == 8 and rec.end["bytes"] == len(got)
-    else:   # no room even for the end line (see .notes/reliability.md: reserve space for it)
-        assert rec.ending == "proxy_died"
+    assert rec.ending == "recording_failed" and rec.end["stream_ended"] == "complete", rec.end
+    assert rec.end["events"] == 8 and rec.end["bytes"] == len(got)
+    assert any("No space left on device" in e for e in rec.end["errors"])
+    if tail_size == 5000:
+        assert rec.end["tail"] == tail.decode() and "tail_dropped" not in rec.end
+    elif tail_size:
+        assert rec.end["tail"] is None and rec.end["tail_dropped"] is True and rec.end["tail_size"] == len(tail)
     assert nxt.ending == "complete" and not nxt.end["errors"]
+    assert reserve_after == SpaceReserve.SIZE   # taken back by the next stream, once there was room
+    assert sorted(find_recordings(small_fs)) == [str(p) for p in mitm.recordings()]   # the reserve is no recording
 
 
 def test_file_size_limit_mid_stream(certs, tmp_path):
@@ -250,3 +269,134 @@ def test_directory_replaced_by_a_file_then_restored(certs, tmp_path):
     assert rec.ending == "complete" and len(rec.events) == 2
     assert len(list(record_dir.rglob("*.jsonl"))) == 2
     shutil.rmtree(record_dir)
+
+
+# --- the end line on a full disk, StreamRecorder and SpaceReserve without a proxy ----------------------------
+
+def _recorder(directory, name, reserve, file_class=RecordingFile):
+    header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": name,
+              "started": "2026-01-01T00:00:00.000000Z",
+              "request": {"method": "GET", "url": f"http://127.0.0.1/sse/{name}", "headers": []},
+              "response": {"status": 200, "headers": []}}
+    return StreamRecorder(file_class(str(directory), f"day/{name}.jsonl"), header, max_event_size=1 << 20,
+                          reserve=reserve)
+
+
+def _reserve_size(directory):
+    return (directory / SpaceReserve.NAME).stat().st_size
+
+
+@pytest.mark.parametrize("tail_size", [0, 5000, 100_000], ids=["no-tail", "tail-kept", "tail-dropped"])
+def test_recorder_end_line_on_a_full_disk(small_fs, tail_size):
+    reserve = SpaceReserve(str(small_fs))
+    assert reserve.ensure() and _reserve_size(small_fs) == SpaceReserve.SIZE
+    rec = _recorder(small_fs, "full", reserve)
+    rec.feed(b"".join(_small(i) for i in range(3)))
+    filler = fill_fs(small_fs)
+    try:
+        for i in range(3, 6):
+            rec.feed(_big(i))   # a chunk line and an event line each, lost
+        tail = _tail(tail_size)
+        rec.feed(tail)          # a chunk line, lost
+        end = rec.finish("complete")
+        left = _reserve_size(small_fs)
+    finally:
+        filler.unlink()
+    whole_lines(rec.file.path)
+    r = read_recording(rec.file.path)
+    assert r.end == end
+    assert r.ending == "recording_failed" and r.end["stream_ended"] == "complete" and r.end["events"] == 6
+    assert [e.get("id") for e in r.events] == ["0", "1", "2"]
+    [lost] = [x for x in r.records if x["kind"] == "error"]
+    assert lost["what"] == "write" and lost["message"].startswith(f"{6 + bool(tail)} line(s) were lost")
+    if tail_size == 5000:   # more than a page: only the reserve made room for it
+        assert r.end["tail"] == tail.decode() and left < SpaceReserve.SIZE
+    elif tail_size:         # more than a quarter of the reserve: the end line goes without the tail text
+        assert r.end["tail"] is None and r.end["tail_dropped"] is True and r.end["tail_size"] == len(tail)
+        assert SpaceReserve.SIZE - left <= 3 * 4096   # a small slice for a small end line
+    assert find_recordings(small_fs) == [rec.file.path]
+
+
+def test_one_reserve_serves_several_end_lines_and_comes_back(small_fs):
+    reserve = SpaceReserve(str(small_fs))
+    assert reserve.ensure()
+    recs = [_recorder(small_fs, f"s{i}", reserve) for i in range(4)] + [_recorder(small_fs, "ongoing", reserve)]
+    for rec in recs:
+        rec.feed(_small(0))
+    filler = fill_fs(small_fs)
+    try:
+        for rec in recs:
+            rec.feed(_tail(5000))   # lost: the disk is full
+        ends = [rec.finish("client_disconnected") for rec in recs[:4]]
+        assert SpaceReserve.SIZE // 4 <= _reserve_size(small_fs) < SpaceReserve.SIZE   # slices, not all of it
+        assert not reserve.ensure()   # still no room to take it back
+    finally:
+        filler.unlink()
+    for rec, end in zip(recs, ends):
+        r = read_recording(rec.file.path)
+        assert r.end == end and r.ending == "recording_failed" and r.end["stream_ended"] == "client_disconnected"
+        assert r.end["tail"] == _tail(5000).decode()
+    ongoing = recs[4]
+    ongoing.feed(b"\n\n")   # writes work again: the reserve is taken back
+    assert _reserve_size(small_fs) == SpaceReserve.SIZE and reserve.full
+    assert ongoing.finish("complete")["reason"] == "recording_failed"
+    assert [decode_data(e["data"]) for e in read_recording(ongoing.file.path).events] == ["small 0", "T" * 5000]
+
+
+class _SizeLimitedFile(RecordingFile):
+    """Writes past ``limit`` fail with EFBIG, as under RLIMIT_FSIZE."""
+
+    limit = 1 << 30
+
+    def append(self, data: bytes) -> None:
+        if self.size + len(data) > self.limit:
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+        super().append(data)
+
+
+def test_file_too_large_for_the_end_line_does_not_touch_the_reserve(tmp_path):
+    reserve = SpaceReserve(str(tmp_path))
+    assert reserve.ensure()
+    rec = _recorder(tmp_path, "efbig", reserve, _SizeLimitedFile)
+    rec.feed(_small(0))
+    rec.file.limit = rec.file.size + 2000   # room for a short end line, not for one with the tail
+    tail = _tail(5000)
+    rec.feed(tail)
+    end = rec.finish("complete")
+    r = read_recording(rec.file.path)
+    assert r.end == end and r.ending == "recording_failed" and r.end["stream_ended"] == "complete"
+    assert r.end["tail"] is None and r.end["tail_dropped"] is True and r.end["tail_size"] == len(tail)
+    assert any("File too large" in e for e in r.end["errors"])
+    assert _reserve_size(tmp_path) == SpaceReserve.SIZE and reserve.full   # space is not what was missing
+
+
+def test_finish_never_raises_when_not_even_the_end_line_fits(tmp_path):
+    rec = _recorder(tmp_path, "nothing", None, _SizeLimitedFile)
+    rec.feed(_small(0))
+    rec.file.limit = rec.file.size
+    rec.feed(_small(1))
+    assert rec.finish("complete")["reason"] == "recording_failed"
+    whole_lines(rec.file.path)
+    assert read_recording(rec.file.path).ending == "proxy_died"   # the one case left: no room at all
+
+
+def test_reserve_costs_no_system_call_while_whole_and_frees_in_slices(tmp_path, monkeypatch):
+    reserve = SpaceReserve(str(tmp_path))
+    assert reserve.ensure()
+    path = tmp_path / SpaceReserve.NAME
+    assert path.stat().st_size == SpaceReserve.SIZE and path.stat().st_blocks * 512 >= SpaceReserve.SIZE
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+    with monkeypatch.context() as m:
+        m.setattr(os, "open", lambda *a, **k: pytest.fail("a system call for a whole reserve"))
+        assert reserve.ensure()
+    assert reserve.release(600) and not reserve.full
+    block = path.stat().st_blksize
+    assert path.stat().st_size == SpaceReserve.SIZE - 2 * block
+    while reserve.release(600):
+        pass
+    assert path.stat().st_size == 0 and not reserve.release(1)
+    assert reserve.ensure() and path.stat().st_size == SpaceReserve.SIZE
+    path.unlink()
+    path.symlink_to(tmp_path / "elsewhere")
+    reserve.full = False
+    assert not reserve.ensure() and not reserve.release(1) and not (tmp_path / "elsewhere").exists()
