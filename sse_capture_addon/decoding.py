@@ -1,7 +1,8 @@
 """Incremental Content-Encoding decoders: gzip, deflate (zlib-wrapped or raw), br, zstd, and chains of them.
 
 Each Decoder turns compressed chunks into the bytes decodable so far, using the libraries' streaming APIs,
-so a long-lived response never has to be buffered whole.
+so a long-lived response never has to be buffered whole. Sans-IO: what a decoder skipped it only counts
+(``trailing_bytes``); saying so is the caller's business.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ class DecodeError(Exception):
 
 
 class Decoder:
+    #: input bytes after the end of the encoded data that were ignored, not decoded (gzip only: browsers
+    #: ignore what follows a gzip member when it is not another member)
+    trailing_bytes = 0
+
     def decode(self, chunk: bytes) -> bytes:
         raise NotImplementedError
 
@@ -39,10 +44,11 @@ class _Zlib(Decoder):
         self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None  # deflate: chosen by its header
         self._start = b""  # deflate: the first bytes, until there are two to look at
         self._replay: bytes | None = None  # zlib-wrapped deflate: input so far while it produced no output
-        self._trailing = False  # gzip: junk after a member, ignored from there on as browsers do
+        self._trailing = False  # gzip: junk after a member, ignored from there on as browsers do (and counted)
 
     def decode(self, chunk: bytes) -> bytes:
         if self._trailing:
+            self.trailing_bytes += len(chunk)
             return b""
         if self._obj is None:
             self._start += chunk
@@ -74,6 +80,7 @@ class _Zlib(Decoder):
                 chunk = self._obj.unused_data
                 if chunk[0] != 0x1F:  # not the next gzip member
                     self._trailing = True
+                    self.trailing_bytes += len(chunk)
                     break
                 self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
         return b"".join(out)
@@ -119,6 +126,10 @@ class _Zstd(Decoder):
 class _Chain(Decoder):
     def __init__(self, decoders: list[Decoder]):
         self._decoders = decoders  # in decoding order
+
+    @property
+    def trailing_bytes(self) -> int:  # each counted in its own layer's input
+        return sum(d.trailing_bytes for d in self._decoders)
 
     def decode(self, chunk: bytes) -> bytes:
         for d in self._decoders:

@@ -213,6 +213,11 @@ class StreamRecorder:
                 tail = parser.close()
             except Exception as e:  # noqa: BLE001
                 out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))
+        trailing = self.decoder.trailing_bytes if self.decoder is not None else 0
+        if trailing:
+            out.append(self._error_line(t, "decode", f"{trailing} byte(s) after the end of the gzip data were not "
+                                                     "decoded or parsed (ignored, as browsers do; the client got "
+                                                     "them unchanged)"))
 
         def end_line(drop_tail: bool = False) -> dict:
             return self._end_record(t, reason, message, parser, tail, drop_tail)

@@ -1,5 +1,7 @@
 """The capture addon's hooks driven by mitmproxy's own test helpers (beside the real-process tests)."""
 
+import gzip
+
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
@@ -50,6 +52,46 @@ def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
     assert [decode_data(e["data"]) for e in rec.events] == ["a", "b"]
     assert rec.ending == "proxy_shutdown"
     assert (tmp_path / SpaceReserve.NAME).stat().st_size == SpaceReserve.SIZE  # room kept for end lines
+
+
+def test_bytes_after_the_gzip_data_pass_through_and_are_reported_once(tmp_path, caplog):
+    junk = [b"not gzip", b" and more", b" of it"]
+    body = gzip.compress(b"data: a\n\nid: 2\ndata: b\n\n")
+    chunks = [body[:7], body[7:], *junk]
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+        f.response.headers["content-encoding"] = "gzip"
+        addon.responseheaders(f)
+        for chunk in chunks:
+            assert f.response.stream(chunk) == chunk  # traffic unchanged
+        addon.response(f)
+    [path] = tmp_path.rglob("*.jsonl")
+    rec = read_recording(path)
+    assert [decode_data(e["data"]) for e in rec.events] == ["a", "b"]
+    assert b"".join(raw for _, raw in rec.chunks) == b"".join(chunks)
+    [error] = [r for r in rec.records if r["kind"] == "error"]
+    n = len(b"".join(junk))
+    assert error["what"] == "decode" and error["message"].startswith(f"{n} byte(s) after the end of the gzip data")
+    assert rec.records[-1] is error   # once, at the end, with the total
+    assert rec.ending == "complete" and rec.end["errors"] == [error["message"]]
+    assert rec.end["bytes"] == len(body) + n
+    assert f"{n} byte(s) after the end of the gzip data" in caplog.text
+
+
+def test_gzip_without_trailing_bytes_records_no_error(tmp_path):
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+        f.response.headers["content-encoding"] = "gzip"
+        addon.responseheaders(f)
+        f.response.stream(gzip.compress(b"data: a\n\n") + gzip.compress(b"data: b\n\n"))
+        addon.response(f)
+    [path] = tmp_path.rglob("*.jsonl")
+    rec = read_recording(path)
+    assert len(rec.events) == 2 and not [r for r in rec.records if r["kind"] == "error"] and not rec.end["errors"]
 
 
 def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):

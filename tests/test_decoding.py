@@ -186,10 +186,28 @@ def test_deflate_data_after_end_raises_decode_error():
         run(make_decoder("deflate"), zlib.compress(b"x") + b"junk", [100])
 
 
-def test_gzip_junk_after_member_is_ignored_like_browsers_do():
-    data = gzip.compress(b"data: x\n\n") + b"junk that is not gzip"
-    for sizes in ([len(data)], [1] * len(data)):
-        assert run(make_decoder("gzip"), data, sizes) == b"data: x\n\n"
+def test_gzip_junk_after_member_is_ignored_like_browsers_do_and_counted():
+    junk = b"junk that is not gzip"
+    data = gzip.compress(b"data: x\n\n") + junk
+    for sizes in ([len(data)], [1] * len(data), [len(data) - len(junk)] + [4] * 10, [len(data) - 3, 1, 1, 1]):
+        d = make_decoder("gzip")
+        assert run(d, data, sizes) == b"data: x\n\n"
+        assert d.trailing_bytes == len(junk)   # every byte after the member, however it was chunked
+
+
+def test_gzip_trailing_bytes_counted_through_a_chain():
+    junk = b"\r\n0\r\n\r\n"
+    data = gzip.compress(brotli.compress(PAYLOAD)) + junk   # Content-Encoding: br, gzip
+    d = make_decoder("br, gzip")
+    assert run(d, data, random_sizes(5)) == PAYLOAD and d.trailing_bytes == len(junk)
+
+
+@pytest.mark.parametrize("name", sorted(COMPRESSORS))
+def test_no_trailing_bytes_in_well_formed_streams(name):
+    data = COMPRESSORS[name](PAYLOAD) * (2 if "gzip" in name else 1)   # gzip: two members
+    d = make_decoder(name)
+    run(d, data, random_sizes(7))
+    assert d.trailing_bytes == 0
 
 
 def test_gzip_bad_second_member_raises_decode_error():
