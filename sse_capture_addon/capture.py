@@ -147,16 +147,14 @@ class SSECapture:
             return
         self.active[flow.id] = (recorder, flow)
         previous = flow.response.stream
-
-        def forward(chunk: bytes) -> bytes:
-            if callable(previous):
+        if callable(previous):  # another addon rewrites the stream: record what the client gets
+            def forward(chunk: bytes) -> bytes:
                 chunk = previous(chunk)
-                if not isinstance(chunk, bytes):
-                    chunk = b"".join(chunk)
-            recorder.feed(chunk)
-            return chunk
+                return recorder.feed(chunk if isinstance(chunk, bytes) else b"".join(chunk))
 
-        flow.response.stream = forward
+            flow.response.stream = forward
+        else:
+            flow.response.stream = recorder.feed  # records each chunk, then returns it to be forwarded
         log.info(f"sse-capture: recording {flow.request.method} {flow.request.pretty_url} -> {recorder.file.path}")
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -67,11 +67,12 @@ class RecordingFile:
 
     def append(self, data: bytes) -> None:
         """Write whole lines; on failure truncate back to the last whole line and re-raise."""
-        view = memoryview(data)
         try:
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            n = os.write(self.fd, data)
+            if n < len(data):  # rare: a signal, or the disk filling up mid-write
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(self.fd, view):]
             if self.fsync:
                 os.fsync(self.fd)
         except OSError:
