@@ -66,7 +66,12 @@ class SSECapture:
         self.redactor = Redactor()
         self.raw_chunks = True
         self.reserve: SpaceReserve | None = None  # room kept for end lines when the disk fills up
-        self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow]] = {}
+        self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow, str]] = {}  # flow id -> (.., "METHOD url")
+        # option values used per flow, copied here: mitmproxy deep-copies an option on every read
+        self.directory = "recordings"
+        self.fsync = False
+        self.max_event_size = DEFAULT_MAX_EVENT_SIZE
+        self.max_body = 1024 * 1024
 
     def load(self, loader):
         loader.add_option("sse_capture_dir", str, "recordings",
@@ -125,6 +130,8 @@ class SSECapture:
                     "sse_capture_raw_chunks=on would store the unredacted bytes of events that "
                     "sse_capture_redact_keys redacts; use auto or off")
             self.raw_chunks = mode == "on" or (mode == "auto" and not self.redactor.json_keys)
+        self.directory, self.fsync = opts.sse_capture_dir, opts.sse_capture_fsync
+        self.max_event_size, self.max_body = opts.sse_capture_max_event_size, opts.sse_capture_max_body
 
     # -- hooks ------------------------------------------------------------------------------------------
 
@@ -139,13 +146,14 @@ class SSECapture:
             flow.response.stream = True
         if self.filter is not None and not self.filter(flow):
             return
+        req = flow.request
+        url, label = req.url, f"{req.method} {req.pretty_url}"
         try:
-            recorder = self._start(flow)
+            recorder = self._start(flow, url)
         except Exception as e:  # noqa: BLE001 - never break traffic
-            log.error(f"sse-capture: NOT recording {flow.request.method} {flow.request.pretty_url}: "
-                      f"{type(e).__name__}: {e}")
+            log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
             return
-        self.active[flow.id] = (recorder, flow)
+        self.active[flow.id] = (recorder, flow, label)
         previous = flow.response.stream
         if callable(previous):  # another addon rewrites the stream: record what the client gets
             def forward(chunk: bytes) -> bytes:
@@ -155,7 +163,8 @@ class SSECapture:
             flow.response.stream = forward
         else:
             flow.response.stream = recorder.feed  # records each chunk, then returns it to be forwarded
-        log.info(f"sse-capture: recording {flow.request.method} {flow.request.pretty_url} -> {recorder.file.path}")
+        # the line at the end says it all; one log line per flow, since each costs mitmproxy a hook round
+        log.debug(f"sse-capture: recording {label} -> {recorder.file.path}")
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._finish(flow, "complete", None)
@@ -171,8 +180,7 @@ class SSECapture:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _start(self, flow: http.HTTPFlow) -> StreamRecorder:
-        opts = ctx.options
+    def _start(self, flow: http.HTTPFlow, url: str) -> StreamRecorder:
         started = time.time()
         stream_id = new_stream_id()
         req, resp = flow.request, flow.response
@@ -189,9 +197,9 @@ class SSECapture:
             "server": _address(flow.server_conn.peername or flow.server_conn.address),
             "mode": flow.client_conn.proxy_mode.full_spec if flow.client_conn.proxy_mode else None,
             "request": {
-                "method": req.method, "url": req.url, "pretty_url": req.pretty_url,
+                "method": req.method, "url": url, "pretty_url": req.pretty_url,
                 "http_version": req.http_version, "headers": req_headers,
-                **self._body(req, opts.sse_capture_max_body),
+                **self._body(req, self.max_body),
             },
             "response": {
                 "status": resp.status_code, "reason": resp.reason, "http_version": resp.http_version,
@@ -204,14 +212,13 @@ class SSECapture:
         }
         if self.reserve is not None:
             self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
-        file = RecordingFile(opts.sse_capture_dir, recording_name(started, req.method, req.url, stream_id),
-                             fsync=opts.sse_capture_fsync)
+        file = RecordingFile(self.directory, recording_name(started, req.method, url, stream_id), fsync=self.fsync)
         path = file.path
         return StreamRecorder(
             file, header,
             content_encoding=resp.headers.get("content-encoding"),
             raw_chunks=self.raw_chunks,
-            max_event_size=opts.sse_capture_max_event_size,
+            max_event_size=self.max_event_size,
             redactor=self.redactor,
             on_error=lambda message: log.error(f"sse-capture: {path}: {message} (traffic continues)"),
             reserve=self.reserve,
@@ -247,14 +254,14 @@ class SSECapture:
         entry = self.active.pop(flow.id, None)
         if entry is None:
             return
-        recorder = entry[0]
+        recorder, _, label = entry
         try:
             end = recorder.finish(reason, message)
         except Exception as e:  # noqa: BLE001
             log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
             return
         level = logging.INFO if end["reason"] == "complete" else logging.WARNING
-        log.log(level, f"sse-capture: {end['reason']} {flow.request.method} {flow.request.pretty_url}: "
+        log.log(level, f"sse-capture: {end['reason']} {label}: "
                        f"{end['events']} events in {recorder.duration:.3f}s -> {recorder.file.path}"
                        + (f" ({message})" if message else ""))
 
