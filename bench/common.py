@@ -35,9 +35,12 @@ MITMDUMP = str(Path(PY).parent / "mitmdump")
 #: The addon script; SSE_BENCH_ADDON=/path/to/addon.py benchmarks another checkout of it.
 ADDON = Path(os.environ.get("SSE_BENCH_ADDON") or ROOT / "sse_capture_addon" / "addon.py").resolve()
 PLAIN = BENCH / "plain_stream.py"
+WRITE_ONLY = BENCH / "write_only.py"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIGS = ("direct", "plain", "addon")
+#: plus the floor of "write each chunk before forwarding it": plain streaming + one os.write per chunk
+WITH_FLOOR = ("direct", "plain", "write-only", "addon")
 
 
 def use_addon_package() -> None:
@@ -124,7 +127,8 @@ def start_server() -> Proc:
 
 
 def start_proxy(config: str, workdir: Path, extra: list[str] | None = None) -> Proc:
-    """mitmdump for ``plain`` or ``addon``; confdir shared under workdir, captures under workdir/<config>."""
+    """mitmdump for ``plain``, ``write-only`` or ``addon``; confdir shared under workdir, captures under
+    workdir/captures (the addon) or workdir/write-only."""
     port = free_port()
     confdir = workdir / "confdir"
     confdir.mkdir(exist_ok=True)
@@ -134,6 +138,10 @@ def start_proxy(config: str, workdir: Path, extra: list[str] | None = None) -> P
         capdir = workdir / "captures"
         capdir.mkdir(exist_ok=True)
         argv += ["-s", str(ADDON), "--set", f"sse_capture_dir={capdir}"]
+    elif config == "write-only":
+        rawdir = workdir / "write-only"
+        rawdir.mkdir(exist_ok=True)
+        argv += ["-s", str(WRITE_ONLY), "--set", f"write_only_dir={rawdir}"]
     else:
         argv += ["-s", str(PLAIN)]
     argv += extra or []
@@ -171,11 +179,11 @@ class Stack:
 
     def captured_files(self) -> int:
         d = self.workdir / "captures"
-        return sum(1 for _ in d.rglob("*") if _.is_file()) if d.exists() else 0
+        return sum(1 for _ in d.rglob("*.jsonl")) if d.exists() else 0
 
     def captured_bytes(self) -> int:
         d = self.workdir / "captures"
-        return sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) if d.exists() else 0
+        return sum(f.stat().st_size for f in d.rglob("*.jsonl")) if d.exists() else 0
 
 
 # --- client --------------------------------------------------------------------------------------------
