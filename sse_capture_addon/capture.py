@@ -153,6 +153,9 @@ class SSECapture:
         except Exception as e:  # noqa: BLE001 - never break traffic
             log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
             return
+        # No "recording started" line: mitmproxy turns every log record, debug ones too, into an add_log hook
+        # call through all its addons, so logging costs more than recording a short flow. The line at the
+        # end names the file; `sse-capture ls` lists the recordings in progress.
         self.active[flow.id] = (recorder, flow, label)
         previous = flow.response.stream
         if callable(previous):  # another addon rewrites the stream: record what the client gets
@@ -163,8 +166,6 @@ class SSECapture:
             flow.response.stream = forward
         else:
             flow.response.stream = recorder.feed  # records each chunk, then returns it to be forwarded
-        # the line at the end says it all; one log line per flow, since each costs mitmproxy a hook round
-        log.debug(f"sse-capture: recording {label} -> {recorder.file.path}")
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._finish(flow, "complete", None)
