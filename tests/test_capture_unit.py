@@ -54,10 +54,9 @@ def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
     assert (tmp_path / SpaceReserve.NAME).stat().st_size == SpaceReserve.SIZE  # room kept for end lines
 
 
-def test_bytes_after_the_gzip_data_pass_through_and_are_reported_once(tmp_path, caplog):
-    junk = [b"not gzip", b" and more", b" of it"]
-    body = gzip.compress(b"data: a\n\nid: 2\ndata: b\n\n")
-    chunks = [body[:7], body[7:], *junk]
+def _capture_gzip(tmp_path, chunks):
+    """``chunks`` through the addon as a gzip-encoded SSE response, checking each is forwarded unchanged;
+    returns the recording."""
     addon = SSECapture()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
@@ -68,7 +67,14 @@ def test_bytes_after_the_gzip_data_pass_through_and_are_reported_once(tmp_path, 
             assert f.response.stream(chunk) == chunk  # traffic unchanged
         addon.response(f)
     [path] = tmp_path.rglob("*.jsonl")
-    rec = read_recording(path)
+    return read_recording(path)
+
+
+def test_bytes_after_the_gzip_data_pass_through_and_are_reported_once(tmp_path, caplog):
+    junk = [b"not gzip", b" and more", b" of it"]
+    body = gzip.compress(b"data: a\n\nid: 2\ndata: b\n\n")
+    chunks = [body[:7], body[7:], *junk]
+    rec = _capture_gzip(tmp_path, chunks)
     assert [decode_data(e["data"]) for e in rec.events] == ["a", "b"]
     assert b"".join(raw for _, raw in rec.chunks) == b"".join(chunks)
     [error] = [r for r in rec.records if r["kind"] == "error"]
@@ -81,16 +87,7 @@ def test_bytes_after_the_gzip_data_pass_through_and_are_reported_once(tmp_path, 
 
 
 def test_gzip_without_trailing_bytes_records_no_error(tmp_path):
-    addon = SSECapture()
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, sse_capture_dir=str(tmp_path))
-        f = _sse_flow()
-        f.response.headers["content-encoding"] = "gzip"
-        addon.responseheaders(f)
-        f.response.stream(gzip.compress(b"data: a\n\n") + gzip.compress(b"data: b\n\n"))
-        addon.response(f)
-    [path] = tmp_path.rglob("*.jsonl")
-    rec = read_recording(path)
+    rec = _capture_gzip(tmp_path, [gzip.compress(b"data: a\n\n") + gzip.compress(b"data: b\n\n")])
     assert len(rec.events) == 2 and not [r for r in rec.records if r["kind"] == "error"] and not rec.end["errors"]
 
 
