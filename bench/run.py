@@ -85,7 +85,9 @@ def main() -> None:
         f"- load average before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
         "(shared machine: compare ratios within one run, not absolute numbers across runs)",
         "- configurations: **direct** = client -> bench/sse_server.py; **plain** = via `mitmdump -s "
-        "bench/plain_stream.py` (stream=True only); **addon** = via `mitmdump -s sse_capture_addon/addon.py "
+        "bench/plain_stream.py` (stream=True only); **write-only** (bulk, realistic, flows) = via `mitmdump -s "
+        "bench/write_only.py` (plain + one os.write per chunk before forwarding it: the floor of the crash-safety "
+        "rule); **addon** = via `mitmdump -s sse_capture_addon/addon.py "
         "--set sse_capture_dir=<tmp>` (default options). mitmdump runs with `--listen-host 127.0.0.1 "
         "--listen-port <free> -q --set confdir=<tmp>`; the client is raw asyncio sockets in the bench process.",
         "",
