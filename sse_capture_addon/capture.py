@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional
 
 import orjson
@@ -60,12 +60,42 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
     return ("client_disconnected" if "client" in msg.lower() else "server_error"), msg
 
 
+class RoutineLines:
+    """Routine log lines (a stream recorded as it should be), at most ``per_second`` a second; beyond that they
+    are counted and summed up in one line. mitmproxy turns every log record into an ``add_log`` hook through
+    all of its addons, which costs more than recording a short stream (~0.4-0.9 ms a line, measured), so a
+    burst of short streams must not become a burst of lines. Warnings and errors are never held back."""
+
+    def __init__(self, per_second: int = 10, clock: Callable[[], float] = time.monotonic):
+        self.per_second, self.clock = per_second, clock
+        self.window = clock()
+        self.used = self.held = 0
+
+    def info(self, message: str) -> None:
+        now = self.clock()
+        if now - self.window >= 1.0:
+            self.flush(now)
+        if self.used < self.per_second:
+            self.used += 1
+            log.info(message)
+        else:
+            self.held += 1
+
+    def flush(self, now: float | None = None) -> None:
+        if self.held:
+            log.info(f"sse-capture: {self.held} more stream(s) recorded completely, without a line each (over "
+                     f"{self.per_second} a second); `sse-capture ls` lists them")
+        self.window = self.clock() if now is None else now
+        self.used = self.held = 0
+
+
 class SSECapture:
     def __init__(self) -> None:
         self.filter: flowfilter.TFilter | None = None
         self.redactor = Redactor()
         self.raw_chunks = True
         self.reserve: SpaceReserve | None = None  # room kept for end lines when the disk fills up
+        self.routine = RoutineLines()
         self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow, str]] = {}  # flow id -> (.., "METHOD url")
         # option values used per flow, copied here: mitmproxy deep-copies an option on every read
         self.directory = "recordings"
@@ -178,6 +208,7 @@ class SSECapture:
     def done(self) -> None:
         for flow_id in list(self.active):
             self._finish(self.active[flow_id][1], "proxy_shutdown", "the proxy shut down mid-stream")
+        self.routine.flush()
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -261,10 +292,12 @@ class SSECapture:
         except Exception as e:  # noqa: BLE001
             log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
             return
-        level = logging.INFO if end["reason"] == "complete" else logging.WARNING
-        log.log(level, f"sse-capture: {end['reason']} {label}: "
-                       f"{end['events']} events in {recorder.duration:.3f}s -> {recorder.file.path}"
-                       + (f" ({message})" if message else ""))
+        text = (f"sse-capture: {end['reason']} {label}: {end['events']} events in {recorder.duration:.3f}s "
+                f"-> {recorder.file.path}" + (f" ({message})" if message else ""))
+        if end["reason"] == "complete":
+            self.routine.info(text)
+        else:
+            log.warning(text)
 
 
 def warn_if_listening_everywhere(who: str) -> None:

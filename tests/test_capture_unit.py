@@ -1,12 +1,13 @@
 """The capture addon's hooks driven by mitmproxy's own test helpers (beside the real-process tests)."""
 
 import gzip
+import logging
 
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
-from sse_capture_addon.capture import SSECapture, is_sse
+from sse_capture_addon.capture import RoutineLines, SSECapture, is_sse
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.writer import SpaceReserve
 
@@ -126,3 +127,37 @@ def test_unwritable_directory_is_refused(tmp_path):
     with taddons.context(addon) as tctx:
         with pytest.raises(exceptions.OptionsError, match="sse_capture_dir: cannot write recordings"):
             tctx.configure(addon, sse_capture_dir=str(tmp_path / "file" / "sub"))
+
+
+def test_completed_streams_log_at_most_ten_lines_a_second_then_one_summary(tmp_path, caplog):
+    """Each log record costs mitmproxy a hook round through all its addons; a burst of short streams gets
+    ten lines a second and a count of the rest, while every stream is still recorded and every abnormal
+    ending still gets its own warning."""
+    caplog.set_level(logging.INFO, logger="sse_capture")
+    now = [0.0]
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        addon.routine = RoutineLines(clock=lambda: now[0])
+
+        def stream():
+            f = _sse_flow()
+            addon.responseheaders(f)
+            f.response.stream(b"data: a\n\n")
+            return f
+
+        for _ in range(25):
+            addon.response(stream())
+        now[0] = 1.5  # the next second: the 15 held back are summed up before the next line
+        addon.response(stream())
+        unfinished = [stream() for _ in range(12)]
+        addon.done()
+    messages = [r.getMessage() for r in caplog.records if r.name == "sse_capture"]
+    complete = [m for m in messages if m.startswith("sse-capture: complete GET")]
+    assert len(complete) == 11
+    assert [m for m in messages if "more stream(s) recorded completely" in m] == [
+        "sse-capture: 15 more stream(s) recorded completely, without a line each (over 10 a second); "
+        "`sse-capture ls` lists them"]
+    assert messages.index(complete[-1]) > messages.index(next(m for m in messages if "15 more" in m))
+    assert len([m for m in messages if m.startswith("sse-capture: proxy_shutdown")]) == len(unfinished)
+    assert len(list(tmp_path.rglob("*.jsonl"))) == 25 + 1 + 12
