@@ -183,9 +183,8 @@ class SSECapture:
         except Exception as e:  # noqa: BLE001 - never break traffic
             log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
             return
-        # No "recording started" line: mitmproxy turns every log record, debug ones too, into an add_log hook
-        # call through all its addons, so logging costs more than recording a short flow. The line at the
-        # end names the file; `sse-capture ls` lists the recordings in progress.
+        # No "recording started" line (see RoutineLines: a log record costs more than a short recording); the
+        # line at the end names the file, and `sse-capture ls` lists the recordings in progress.
         self.active[flow.id] = (recorder, flow, label)
         previous = flow.response.stream
         if callable(previous):  # another addon rewrites the stream: record what the client gets
