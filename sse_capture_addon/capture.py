@@ -63,8 +63,9 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
 class RoutineLines:
     """Routine log lines (a stream recorded as it should be), at most ``per_second`` a second; beyond that they
     are counted and summed up in one line. mitmproxy turns every log record into an ``add_log`` hook through
-    all of its addons, which costs more than recording a short stream (~0.4-0.9 ms a line, measured), so a
-    burst of short streams must not become a burst of lines. Warnings and errors are never held back."""
+    all of its addons: ~0.1 ms of CPU a line (measured in mitmdump -q), as much as recording the events of a
+    short stream, so a burst of short streams must not become a burst of lines. Warnings and errors are never
+    held back."""
 
     def __init__(self, per_second: int = 10, clock: Callable[[], float] = time.monotonic):
         self.per_second, self.clock = per_second, clock
@@ -183,8 +184,8 @@ class SSECapture:
         except Exception as e:  # noqa: BLE001 - never break traffic
             log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
             return
-        # No "recording started" line (see RoutineLines: a log record costs more than a short recording); the
-        # line at the end names the file, and `sse-capture ls` lists the recordings in progress.
+        # No "recording started" line (see RoutineLines: what a log record costs); the line at the end names
+        # the file, and `sse-capture ls` lists the recordings in progress.
         self.active[flow.id] = (recorder, flow, label)
         previous = flow.response.stream
         if callable(previous):  # another addon rewrites the stream: record what the client gets
