@@ -13,14 +13,13 @@ with a smaller end line whose unterminated tail is left out (its size is kept).
 from __future__ import annotations
 
 import time
-from binascii import b2a_base64
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import data_json, encode_data, event_line_json, line, line_at, time_json
+from .recording import chunk_line, data_json, encode_data, event_line_json, line, line_at, time_json
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
@@ -75,39 +74,19 @@ class StreamRecorder:
     # -- hot path ---------------------------------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> bytes:
-        """Record ``chunk`` and return it unchanged (so this can be mitmproxy's ``response.stream`` callable).
-
-        One event per chunk at a few hundred per second per stream is the load that matters; there this
-        runs with cold CPU caches between chunks, where every extra Python frame costs several times what a
-        warm loop shows. So the commonest lines are formatted here and the helpers are not called for them.
-        """
+        """Record ``chunk`` and return it unchanged (so this can be mitmproxy's ``response.stream`` callable)."""
         if self.finished or not chunk:
             return chunk
         t = self.last_chunk_t = self.clock() - self.t0
-        t_json = b"%.6f" % t  # every line a chunk completes shares its arrival time
+        t_json = time_json(t)  # every line a chunk completes shares its arrival time
         self.chunks += 1
         self.bytes += len(chunk)
-        out = [b'{"t":%b,"kind":"chunk","n":%d,"b64":"%b"}\n' % (t_json, self.chunks, b2a_base64(chunk, newline=False))
-               ] if self.raw_chunks else []
-        parser = self.parser
-        if parser is not None:
+        out = [chunk_line(t_json, self.chunks, chunk)] if self.raw_chunks else []
+        if self.parser is not None:
             try:
                 data = chunk if self.decoder is None else self.decoder.decode(chunk)
                 self.decoded_bytes += len(data)
-                items = parser.feed(data)
-                if self.plain_events:
-                    for item in items:
-                        if type(item) is Event:
-                            self.events += 1
-                            if item[0] == "message" and not item[2] and item[3] is None:
-                                out.append(b'{"t":%b,"kind":"event","event":"message","data":%b}\n'
-                                           % (t_json, data_json(item[1])))
-                            else:
-                                out.append(event_line_json(t_json, item[0], data_json(item[1]), item[2], item[3]))
-                        else:
-                            out.append(self._item_line(t_json, item))
-                else:
-                    out += [self._item_line(t_json, item) for item in items]
+                self._add_lines(t_json, self.parser.feed(data), out)
             except DecodeError as e:
                 out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
@@ -117,11 +96,14 @@ class StreamRecorder:
         return chunk
 
     def _add_lines(self, t_json: bytes, items: list, out: list[bytes]) -> None:
-        """The lines of parser output (outside the hot path: feed formats the common ones itself)."""
+        """The lines of parser output, for feed and for the decoder's last bytes at the end."""
+        if not self.plain_events:
+            out += [self._item_line(t_json, item) for item in items]
+            return
         for item in items:
-            if self.plain_events and type(item) is Event:
+            if type(item) is Event:  # the hot path, inlined
                 self.events += 1
-                out.append(event_line_json(t_json, item.type, data_json(item.data), item.last_event_id, item.retry))
+                out.append(event_line_json(t_json, item[0], data_json(item[1]), item[2], item[3]))
             else:
                 out.append(self._item_line(t_json, item))
 

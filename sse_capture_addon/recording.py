@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import os
+from binascii import b2a_base64
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,8 +89,10 @@ def line_at(t_json: bytes, record: dict) -> bytes:
 def event_line_json(t_json: bytes, event_type: str, data: bytes, last_event_id: str, retry: int | None,
                     redacted: bool = False) -> bytes:
     """An event line from already-encoded ``t`` and ``data`` JSON (the capture hot path: no dict)."""
-    if not last_event_id and retry is None and not redacted:  # the commonest line, in one formatting
-        return b'{"t":%s,"kind":"event","event":%s,"data":%s}\n' % (t_json, orjson.dumps(event_type), data)
+    if not last_event_id and retry is None and not redacted:  # the commonest lines, in one formatting
+        if event_type == "message":
+            return b'{"t":%b,"kind":"event","event":"message","data":%b}\n' % (t_json, data)
+        return b'{"t":%b,"kind":"event","event":%b,"data":%b}\n' % (t_json, orjson.dumps(event_type), data)
     parts = [b'{"t":', t_json, b',"kind":"event","event":', orjson.dumps(event_type)]
     if last_event_id:
         parts += (b',"id":', orjson.dumps(last_event_id))
@@ -99,6 +102,10 @@ def event_line_json(t_json: bytes, event_type: str, data: bytes, last_event_id: 
         parts.append(b',"redacted":true')
     parts += (b',"data":', data, b"}\n")
     return b"".join(parts)
+
+
+def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:
+    return b'{"t":%b,"kind":"chunk","n":%d,"b64":"%b"}\n' % (t_json, n, b2a_base64(raw, newline=False))
 
 
 def event_line(t: float, event_type: str, data: Any, last_event_id: str, retry: int | None,
