@@ -289,6 +289,23 @@ async def run_load(proxy_port: int, proxy_pid: int, *, streams: int, duration: f
     return result
 
 
+def _recordings_by_stream(record_dir: Path, problems: list[str], lines_whole: bool = False) -> dict:
+    """(slot, seq) -> (path, recording) for every valid recording under ``record_dir`` (also checking that every
+    line is whole JSON, with ``lines_whole``); what cannot be read goes to ``problems``."""
+    found = {}
+    for path in sorted(record_dir.rglob("*.jsonl")):
+        try:
+            if lines_whole:
+                whole_lines(path)
+            rec = read_recording(path)
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"{path}: {e}")
+            continue
+        slot, seq, _ = rec.header["request"]["url"].rsplit("/", 3)[1:]
+        found[(int(slot), int(seq))] = (path, rec)
+    return found
+
+
 def check_load(result: LoadResult, record_dir: Path, pad: int = 40) -> dict:
     """Assert nothing was lost: every client got exactly what the server sent, and every recording holds
     every event with the right ids and a ``complete`` end line. Returns counts for the report."""
@@ -302,15 +319,7 @@ def check_load(result: LoadResult, record_dir: Path, pad: int = 40) -> dict:
             problems.append(f"stream {r.slot}/{r.seq}: client got {r.len_recv} bytes that differ from what the "
                             f"server sent")
         total_events += r.events_sent
-    by_url = {}
-    for path in sorted(record_dir.rglob("*.jsonl")):
-        try:
-            rec = read_recording(path)
-        except Exception as e:  # noqa: BLE001
-            problems.append(f"{path}: {e}")
-            continue
-        slot, seq, _ = rec.header["request"]["url"].rsplit("/", 3)[1:]
-        by_url[(int(slot), int(seq))] = (path, rec)
+    by_url = _recordings_by_stream(record_dir, problems)
     recorded_events = 0
     for r in result.streams:
         entry = by_url.pop((r.slot, r.seq), None)
@@ -333,16 +342,7 @@ def check_after_kill(result: LoadResult, record_dir: Path, pad: int = 40) -> dic
     """After a SIGKILL under load: every recording is valid with whole lines and no end line ("proxy_died"),
     holds exactly a prefix of its stream's events, and at least every event its client had received."""
     problems = []
-    recs = {}
-    for path in sorted(record_dir.rglob("*.jsonl")):
-        try:
-            whole_lines(path)
-            rec = read_recording(path)
-        except Exception as e:  # noqa: BLE001
-            problems.append(f"{path}: {e}")
-            continue
-        slot, seq, _ = rec.header["request"]["url"].rsplit("/", 3)[1:]
-        recs[(int(slot), int(seq))] = (path, rec)
+    recs = _recordings_by_stream(record_dir, problems, lines_whole=True)
     client_events = recorded_events = 0
     for r in result.streams:
         seen = events_completed_by(r.body)

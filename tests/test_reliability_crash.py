@@ -41,9 +41,21 @@ def _events(rec):
     return [(e["event"], decode_data(e["data"]), e.get("id")) for e in rec.events]
 
 
-def _read_until(it, got: bytearray, size: int) -> None:
-    while len(got) < size:
-        got += next(it)
+def _signal_mid_stream(mitm: Mitmdump, certs, url: str, sent: bytes, sig: int, http2: bool = False) -> None:
+    """Read ``url`` through the proxy until ``sent`` has arrived unchanged, send ``sig`` to the proxy, and check
+    that the client's stream then fails without a byte more."""
+    with httpx_client(mitm, certs, http2=http2) as client:
+        with client.stream("GET", url) as r:
+            got = bytearray()
+            it = r.iter_raw()
+            while len(got) < len(sent):
+                got += next(it)
+            assert bytes(got) == sent   # traffic flowed unchanged up to the signal
+            mitm.kill(sig)
+            with pytest.raises(httpx.HTTPError):
+                for piece in it:
+                    got += piece
+            assert bytes(got) == sent
 
 
 @pytest.mark.parametrize("kind,http2", [("h1", False), ("h1-tls", False), ("h2-tls", True)])
@@ -55,18 +67,8 @@ def test_sigkill_mid_stream_loses_nothing_the_client_saw(certs, tmp_path, server
     sent = b"".join(chunks)
     mitm = Mitmdump(certs, tmp_path)
     try:
-        with httpx_client(mitm, certs, http2=http2) as client:
-            with client.stream("GET", f"{servers[kind].base}/sse/{scenario_name}") as r:
-                got = bytearray()
-                it = r.iter_raw()
-                _read_until(it, got, len(sent))
-                assert bytes(got) == sent   # traffic flowed unchanged up to the kill
-                mitm.kill(signal.SIGKILL)
-                assert mitm.proc.returncode == -signal.SIGKILL
-                with pytest.raises(httpx.HTTPError):
-                    for piece in it:
-                        got += piece
-                assert bytes(got) == sent
+        _signal_mid_stream(mitm, certs, f"{servers[kind].base}/sse/{scenario_name}", sent, signal.SIGKILL, http2)
+        assert mitm.proc.returncode == -signal.SIGKILL
     finally:
         gate.set()
         mitm.stop()
@@ -90,16 +92,7 @@ def test_clean_shutdown_mid_stream_writes_proxy_shutdown(certs, tmp_path, server
     sent = b"".join(chunks)
     mitm = Mitmdump(certs, tmp_path)
     try:
-        with httpx_client(mitm, certs) as client:
-            with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
-                got = bytearray()
-                it = r.iter_raw()
-                _read_until(it, got, len(sent))
-                mitm.kill(sig)
-                with pytest.raises(httpx.HTTPError):
-                    for piece in it:
-                        got += piece
-                assert bytes(got) == sent
+        _signal_mid_stream(mitm, certs, f"{servers['h1'].base}/sse/{scenario_name}", sent, sig)
     finally:
         gate.set()
         mitm.stop()

@@ -49,6 +49,16 @@ def _steps(chunks, pause=0.001):
 
 # --- the client goes away ------------------------------------------------------------------------------
 
+def _stream_to_cut(upstream_app, name: str, rng: random.Random, after: bytes) -> tuple[threading.Event, bytes, int]:
+    """A token stream for ``name`` whose upstream then waits at a gate before sending ``after``; returns the gate,
+    the bytes sent before it and a random point in them at which the client leaves."""
+    gate = threading.Event()
+    chunks = _token_stream(30, name)
+    sent = b"".join(chunks)
+    upstream_app.add(name, Scenario(_steps(chunks) + [gate, after]))
+    return gate, sent, rng.randrange(1, len(sent))
+
+
 def _check_disconnected(path, sent: bytes, got: bytes, name: str) -> None:
     whole_lines(path)
     rec = read_recording(path)
@@ -67,11 +77,7 @@ def test_client_closes_connection_at_random_points(proxy, certs, servers, upstre
     rng = random.Random(f"client-disconnect-{kind}")
     for k in range(4):
         name = f"disc-{kind}-{k}"
-        gate = threading.Event()
-        chunks = _token_stream(30, name)
-        sent = b"".join(chunks)
-        upstream_app.add(name, Scenario(_steps(chunks) + [gate, b"data: after the client left\n\n"]))
-        cut = rng.randrange(1, len(sent))
+        gate, sent, cut = _stream_to_cut(upstream_app, name, rng, b"data: after the client left\n\n")
         client = httpx_client(proxy, certs, http2=http2)
         try:
             r = client.send(client.build_request("GET", f"{servers[kind].base}/sse/{name}"), stream=True)
@@ -101,11 +107,7 @@ def test_h2_client_resets_one_stream_at_random_points(proxy, certs, servers, ups
         assert h2c.read_until(sibling, len(b"data: sibling\n\n")) == b"data: sibling\n\n"
         for k in range(4):
             name = f"rst-{k}"
-            gate = threading.Event()
-            chunks = _token_stream(30, name)
-            sent = b"".join(chunks)
-            upstream_app.add(name, Scenario(_steps(chunks) + [gate, b"data: after the reset\n\n"]))
-            cut = rng.randrange(1, len(sent))
+            gate, sent, cut = _stream_to_cut(upstream_app, name, rng, b"data: after the reset\n\n")
             sid = h2c.get(f"/sse/{name}")
             got = h2c.read_until(sid, cut)
             assert got == sent[:len(got)]
