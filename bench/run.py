@@ -76,7 +76,7 @@ def main() -> None:
         "",
         f"Produced by `{' '.join(['.venv/bin/python', 'bench/run.py'] + sys.argv[1:])}` "
         f"(or `bench/run_all.sh`) in {time.time() - t0:.0f} s"
-        + ("" if args.only is None else f"; other sections are from earlier runs (see their dates)") + ".",
+        + ("" if args.only is None else "; other sections are from earlier runs (see their dates)") + ".",
         "",
         f"- date: {info['date']}",
         f"- machine: `nproc` = {sh('nproc')}, `uname -a` = `{sh('uname -a')}`",
