@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import chunk_line, data_json, encode_data, event_line_json, line, line_at, time_json
+from .recording import chunk_line, data_json, encode_data, event_line_json, line, line_at, message_lines, time_json
 from .redact import Redactor
-from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
+from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
 
 
@@ -48,7 +48,7 @@ class StreamRecorder:
         self.on_error = on_error
         self.clock = clock
         self.t0 = clock()
-        self.parser: SSEParser | None = SSEParser(max_event_size=max_event_size)
+        self.parser: SSEParser | None = SSEParser(max_event_size=max_event_size, message_batches=self.plain_events)
         self.decoder = None
         self.events = 0
         self.comments = 0
@@ -104,6 +104,9 @@ class StreamRecorder:
             if type(item) is Event:  # the hot path, inlined
                 self.events += 1
                 out.append(event_line_json(t_json, item[0], data_json(item[1]), item[2], item[3]))
+            elif type(item) is MessageBatch:  # a token stream's chunk of whole events
+                self.events += len(item.datas)
+                out.append(message_lines(t_json, item.datas, item.last_event_id))
             else:
                 out.append(self._item_line(t_json, item))
 

@@ -12,6 +12,7 @@ from sse_capture_addon.sse import (
     Comment,
     Event,
     Ignored,
+    MessageBatch,
     NoDispatch,
     Oversized,
     SSEParser,
@@ -545,3 +546,48 @@ def test_block_aligned_chunks_match_reference(blocks, crlf, group):
     tail = p.close()
     ref = reference(b"".join(blocks))
     assert (items, tail, p.line_endings, p.last_event_id) == (ref[0], ref[1], ref[2], ref[4])
+
+
+def expand_batches(items: list) -> list:
+    out = []
+    for item in items:
+        if type(item) is MessageBatch:
+            out += [Event("message", data.decode(), item.last_event_id, None) for data in item.datas]
+        else:
+            out.append(item)
+    return out
+
+
+TOKEN_BLOCKS = [b"data: {\"a\":1}\n\n", b"data: tok\n\n", b"data: \n\n", b"data:  two spaces\n\n", b"data: \xc3\xa9\n\n",
+                b"id: 7\n\n", b"event: e\ndata: c\n\n", b"data: x\ndata: y\n\n", b": c\n\n", b"\n", b"data: \xff\n\n"]
+
+
+@settings(max_examples=300)
+@given(blocks=st.lists(st.sampled_from(TOKEN_BLOCKS), max_size=16), cuts=st.lists(st.integers(0, 200), max_size=6),
+       crlf=st.booleans())
+def test_message_batches_are_the_same_events(blocks, cuts, crlf):
+    # runs of one-"data: "-line blocks come out as MessageBatch when asked for; expanded, they are exactly the
+    # events (and state) of the plain parser, for any chunking, aligned with the blocks or not
+    data = b"".join(blocks)
+    if crlf:
+        data = data.replace(b"\n", b"\r\n")
+    cuts = sorted(c for c in cuts if c <= len(data))
+
+    def run(batches: bool):
+        p = SSEParser(message_batches=batches)
+        items, prev = [], 0
+        for cut in cuts + [len(data)]:
+            items += p.feed(data[prev:cut])
+            prev = cut
+        return expand_batches(items), p.close(), p.line_endings, p.last_event_id, p.bytes_in
+
+    assert run(True) == run(False) == run(False)
+
+
+def test_a_chunk_of_token_events_is_one_batch():
+    p = SSEParser(message_batches=True)
+    assert p.feed(b"id: 5\n\n") == [NoDispatch("5", None, True)]
+    chunk = b"".join(b'data: {"i":%d}\n\n' % i for i in range(50))
+    [batch] = p.feed(chunk)
+    assert batch == MessageBatch([b'{"i":%d}' % i for i in range(50)], "5")
+    assert SSEParser().feed(chunk)[0] == Event("message", '{"i":0}', "", None)  # not asked for: events
