@@ -195,7 +195,7 @@ _OPTIONAL: dict[str, dict[str, tuple]] = {
     "end": {"message": _OPT_STR, "tail": _OPT_STR, "comments": (int,), "chunks": (int,),
             "tail_truncated": (bool,), "bom": (bool,), "line_endings": (dict,), "errors": (list,),
             "decoded_bytes": (int,), "oversized": (int,), "stream_ended": (str,),
-            "tail_redacted": (bool,), "tail_size": (int,)},
+            "tail_redacted": (bool,), "tail_dropped": (bool,), "tail_size": (int,)},
 }
 
 _HEADER_REQUIRED: dict[str, tuple] = {

@@ -257,6 +257,7 @@ HOSTILE_FILES = {
     "header_kind_list": (_lines({**HEADER, "kind": ["header"]}), 1, "header"),
     "end_events_string": (_lines(HEADER, {**END, "events": "1"}), 2, "events"),
     "end_unknown_reason": (_lines(HEADER, {**END, "reason": "pwned"}), 2, "unknown end reason"),
+    "end_tail_dropped_string": (_lines(HEADER, {**END, "tail_dropped": "yes"}), 2, "tail_dropped"),
     "line_after_end": (_lines(HEADER, END, EVENT), 3, "after the end"),
     "second_header": (_lines(HEADER, EVENT, HEADER), 3, "second header"),
     "bad_base64": (_lines(HEADER, {"t": 0, "kind": "chunk", "n": 1, "b64": "!!!"}), 2, "base64"),
