@@ -88,9 +88,13 @@ class Proc:
 
     def cpu(self) -> float:
         """utime + stime in seconds."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(utime, stime) in seconds: CPU in the process's own code, and in the kernel on its behalf."""
         with open(f"/proc/{self.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
     def status_kb(self, key: str) -> int:
         with open(f"/proc/{self.pid}/status") as f:
