@@ -9,7 +9,7 @@
    gaps (~16,000 events/s in all), 50 streams at 5-20 ms (~4,000/s) and ``--streams`` at 50-200 ms
    (~1,600/s, a third as many events each). The requests are spread over the first ``--ramp`` seconds
    (a new connection costs mitmproxy milliseconds of CPU; 0 sends them all at once). Each load is
-   played by six configurations, one after the other (the order rotates with every load and
+   played by five configurations, one after the other (the order rotates with every load and
    repetition):
 
    - ``ideal, direct``: the ceiling. A minimal asyncio server (a separate process) that schedules every
@@ -18,8 +18,6 @@
      on, no addon): what mitmproxy itself costs.
    - ``replay server alone``: ``sse-capture serve``, read directly.
    - ``sse-capture replay``: mitmdump with scripts/replay.py.
-   - ``sse-capture replay, spin wake-up``: the same with ``SSE_REPLAY_WAKEUP=spin``, the wake-up it used
-     before the timerfd (a timer 1.1 ms early, then cycling the event loop); also in the single-stream runs.
    - ``replay server behind plain mitmdump``: ``sse-capture serve`` as the upstream of plain mitmdump, the
      layout the replay proxy would have with its server in a process of its own.
 
@@ -235,9 +233,9 @@ class Processes:
     def __init__(self):
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, cmd: list[str], port: int) -> subprocess.Popen:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
         self.procs.append(proc)
         wait_port(port, proc)
         return proc
@@ -253,20 +251,15 @@ class Processes:
         self.procs.clear()
 
 
-def start_mitmdump(procs: Processes, *args: str, env: dict[str, str] | None = None) -> tuple[int, subprocess.Popen]:
+def start_mitmdump(procs: Processes, *args: str) -> tuple[int, subprocess.Popen]:
     port = free_port()
-    proc = procs.start([str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q", *args], port,
-                       env)
+    proc = procs.start([str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q", *args], port)
     return port, proc
 
 
-def start_replay_proxy(procs: Processes, recording: Path, speed: float, spin: bool = False
-                       ) -> tuple[int, subprocess.Popen]:
-    """``spin``: the replay's former wake-up (timer 1.1 ms early, then cycling the loop), for comparison with
-    the timerfd it uses on Linux."""
+def start_replay_proxy(procs: Processes, recording: Path, speed: float) -> tuple[int, subprocess.Popen]:
     return start_mitmdump(procs, "-s", str(REPLAY_SCRIPT), "--set", f"sse_replay={recording}",
-                          "--set", f"sse_replay_speed={speed}", "--set", "sse_replay_reuse=true",
-                          env={"SSE_REPLAY_WAKEUP": "spin"} if spin else None)
+                          "--set", f"sse_replay_speed={speed}", "--set", "sse_replay_reuse=true")
 
 
 def start_self(procs: Processes, *args: str) -> tuple[int, subprocess.Popen]:
@@ -285,13 +278,11 @@ def concurrent_load(name: str, streams: int, recording: Path, times: list[float]
         serve_proc = procs.start([sys.executable, "-m", "sse_capture_addon.cli", "serve", str(recording), "--reuse",
                                   "--port", str(serve_port)], serve_port)
         replay, replay_proc = start_replay_proxy(procs, recording, 1.0)
-        spin, spin_proc = start_replay_proxy(procs, recording, 1.0, spin=True)
         configs = [
             ("ideal, direct", ideal, "/sse", [ideal_proc]),
             ("ideal, plain mitmdump", plain, f"http://127.0.0.1:{ideal}/sse", [plain_proc, ideal_proc]),
             ("replay server alone", serve_port, "/sse", [serve_proc]),
             ("sse-capture replay", replay, URL, [replay_proc]),
-            ("sse-capture replay, spin wake-up", spin, URL, [spin_proc]),
             # the replay server in a process of its own, behind a proxy: what that split would give
             ("replay server behind plain mitmdump", plain, f"http://127.0.0.1:{serve_port}/sse", [plain_proc, serve_proc]),
         ]
@@ -349,17 +340,13 @@ def main() -> None:
     try:
         for speed in () if args.skip_single else (1.0, 2.0):
             proxy, proxy_proc = start_replay_proxy(procs, long_rec, speed)
-            spin, spin_proc = start_replay_proxy(procs, long_rec, speed, spin=True)
             naive_port, _ = start_self(procs, "--naive-server", str(long_rec), str(speed))
-            for label, port, proc in (("sse-capture replay", proxy, proxy_proc),
-                                      ("sse-capture replay, spin wake-up", spin, spin_proc)):
-                before = tree_cpu(proc.pid)
-                ours = asyncio.run(lateness_of_one_stream(port, URL, long_times, speed))
-                rows.append(summary(label, speed, [ours], tree_cpu(proc.pid) - before))
-                print(rows[-1], flush=True)
+            before = tree_cpu(proxy_proc.pid)
+            ours = asyncio.run(lateness_of_one_stream(proxy, URL, long_times, speed))
+            rows.append(summary("sse-capture replay", speed, [ours], tree_cpu(proxy_proc.pid) - before))
             naive = asyncio.run(lateness_of_one_stream(proxy, f"http://127.0.0.1:{naive_port}/sse", long_times, speed))
             rows.append(summary("naive gap-by-gap", speed, [naive]))
-            print(rows[-1], flush=True)
+            print(rows[-2], rows[-1], sep="\n", flush=True)
             procs.stop()
             if speed == 1.0:  # the ceiling: the ideal sender through plain mitmdump
                 ideal, ideal_proc = start_self(procs, "--ideal-server", str(long_rec))

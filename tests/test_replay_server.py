@@ -13,7 +13,6 @@ from replay_helpers import chat_recording, parse_events
 
 from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
 from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer, Timeline
-from sse_capture_addon.replay.wakeup import SpinWakeup, TimerFdWakeup, make_wakeup
 
 REQUEST = b"GET /sse HTTP/1.1\r\nhost: x\r\n\r\n"
 
@@ -59,15 +58,7 @@ def test_each_ending_on_the_wire(ending, how, last_chunk):
     assert [(p.events_sent, p.outcome) for p in ended] == [(2, CLIENT_GONE if ending == HOLD else ending)]
 
 
-@pytest.fixture(params=["timerfd", "spin"])
-def wakeup_kind(request, monkeypatch):
-    """Each timeline test with both wake-ups: the timerfd (Linux) and the early timer plus spinning."""
-    if request.param == "spin":
-        monkeypatch.setenv("SSE_REPLAY_WAKEUP", "spin")
-    return request.param
-
-
-def test_a_late_write_does_not_delay_the_ones_after_it(wakeup_kind):
+def test_a_late_write_does_not_delay_the_ones_after_it():
     # a write due every 20 ms; the event loop is blocked for 150 ms at 100 ms
     writes = [Write(0.02 * i, f"data: {i}\n\n".encode(), 1) for i in range(20)]
 
@@ -91,48 +82,9 @@ def test_a_late_write_does_not_delay_the_ones_after_it(wakeup_kind):
     assert arrivals[-1] == pytest.approx(0.38, abs=0.07)  # gap after gap would end at 0.53
 
 
-def test_linux_wakes_on_a_timerfd_and_the_environment_can_choose_spinning(monkeypatch):
-    async def kind():
-        return type(make_wakeup(asyncio.get_running_loop(), lambda: None)).__name__
-
-    if sys.platform.startswith("linux"):
-        assert asyncio.run(kind()) == "TimerFdWakeup"
-    monkeypatch.setenv("SSE_REPLAY_WAKEUP", "spin")
-    assert asyncio.run(kind()) == "SpinWakeup"
-
-
-@pytest.mark.parametrize("cls", [TimerFdWakeup, SpinWakeup])
-def test_a_wakeup_rearmed_or_cancelled_fires_once_never_early(cls):
-    if cls is TimerFdWakeup and not sys.platform.startswith("linux"):
-        pytest.skip("timerfd is Linux only")
-
-    async def run():
-        loop = asyncio.get_running_loop()
-        fired = []
-        wakeup = cls(loop, lambda: fired.append(loop.time()))
-        try:
-            t0 = loop.time()
-            wakeup.at(t0 + 0.05)
-            wakeup.at(t0 + 0.02)  # moved earlier: fires once, at the new time
-            await asyncio.sleep(0.1)
-            first = list(fired)
-            wakeup.at(loop.time() + 0.01)
-            wakeup.cancel()  # cancelled: never fires
-            await asyncio.sleep(0.05)
-            wakeup.at(loop.time() - 1)  # already due: fires at once
-            await asyncio.sleep(0.01)
-            return t0, first, fired
-        finally:
-            wakeup.close()
-
-    t0, first, fired = asyncio.run(run())
-    assert len(first) == 1 and first[0] >= t0 + 0.02
-    assert len(fired) == 2
-
-
-def test_the_wake_up_never_sends_a_write_before_it_is_due(wakeup_kind):
-    """asyncio's own timers fire up to 1 ms late, so the timeline wakes on a timerfd or spins; either way no
-    write may go out early, for one stream or for several interleaved ones."""
+def test_the_early_wake_up_never_sends_a_write_before_it_is_due():
+    """The timeline wakes ahead of time to beat epoll's millisecond rounding; no write may go out early,
+    for one stream or for several interleaved ones."""
     class Transport:
         def __init__(self, loop):
             self.loop, self.sent = loop, []

@@ -10,8 +10,9 @@ the ones after it. One ``Timeline`` per server plays the writes of every stream:
 stream's next write, one timer for the earliest, and everything due written in one pass, so a write
 costs a heap push and a ``transport.write`` instead of a timer, a future and a task wake-up.
 
-The timer is ``wakeup.make_wakeup``'s: asyncio's own fire up to 1 ms late (epoll waits whole
-milliseconds), half the lateness budget through a proxy.
+The timer is set ``TIMER_SLACK`` early and the last stretch is spun on the event loop's ready queue:
+asyncio's epoll waits whole milliseconds, rounded up, so a timer set for the due time itself fires up to
+1 ms late — half the lateness budget through a proxy. Spinning with ``call_soon`` keeps serving I/O.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from dataclasses import dataclass, field
 import h11
 
 from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
-from .wakeup import make_wakeup
 
 log = logging.getLogger("sse_replay")
 
 LOOPBACK = "127.0.0.1"
 MAX_REQUEST_BODY = 64 * 1024 * 1024
 RESET_GRACE = 0.1  # seconds between the last byte and a TCP reset
+TIMER_SLACK = 0.0011  # epoll's timeout granularity (1 ms, rounded up), plus a margin
 
 #: How a playback ended besides the plan's own ending.
 CLIENT_GONE = "client went away"
@@ -128,8 +129,8 @@ class Timeline:
         self.loop = loop
         self._heap: list[tuple[float, int, _Stream]] = []
         self._order = itertools.count()  # streams due at the same time write in the order they were queued
-        self._wakeup = make_wakeup(loop, self._run)
-        self._wakeup_at: float | None = None  # the due time the wake-up is set for
+        self._wakeup: asyncio.Handle | None = None
+        self._wakeup_at = 0.0  # the due time the wake-up serves
 
     def play(self, start: float, writes: list[Write], transport: asyncio.WriteTransport, chunked: bool,
              playback: Playback) -> asyncio.Future:
@@ -143,27 +144,35 @@ class Timeline:
         return stream.done
 
     def close(self) -> None:
-        self._wakeup.close()
-        self._wakeup_at = None
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
         self._heap.clear()
 
     def _queue(self, stream: _Stream) -> None:
         due = stream.due
         heapq.heappush(self._heap, (due, next(self._order), stream))
-        if self._wakeup_at is None or due < self._wakeup_at:
-            self._wakeup_at = due
-            self._wakeup.at(due)
+        if self._wakeup is None or due < self._wakeup_at:
+            if self._wakeup is not None:
+                self._wakeup.cancel()
+            self._wake_for(due)
+
+    def _wake_for(self, due: float) -> None:
+        self._wakeup_at = due
+        if due - self.loop.time() > TIMER_SLACK:
+            self._wakeup = self.loop.call_at(due - TIMER_SLACK, self._run)
+        else:
+            self._wakeup = self.loop.call_soon(self._run)
 
     def _run(self) -> None:
-        self._wakeup_at = None
+        self._wakeup = None
         heap, now = self._heap, self.loop.time()
         while heap and heap[0][0] <= now:
             stream = heapq.heappop(heap)[2]
             if stream.write_due(now):
                 heapq.heappush(heap, (stream.due, next(self._order), stream))
         if heap:
-            self._wakeup_at = heap[0][0]
-            self._wakeup.at(self._wakeup_at)
+            self._wake_for(heap[0][0])
 
 
 class ReplayServer:
