@@ -179,6 +179,8 @@ class SSECapture:
             return
         req = flow.request
         url, label = req.url, f"{req.method} {req.pretty_url}"
+        if not label.isascii():  # bytes that are not UTF-8 come as lone surrogates, which a log cannot print
+            label = label.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         try:
             recorder = self._start(flow, url)
         except Exception as e:  # noqa: BLE001 - never break traffic

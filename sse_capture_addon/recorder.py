@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import chunk_line, data_json, encode_data, event_line_json, line, line_at, message_lines, time_json
+from .recording import (chunk_line, data_json, encode_data, event_line_json, header_line, line, line_at,
+                        message_lines, time_json)
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
@@ -63,7 +64,7 @@ class StreamRecorder:
         self.write_error: str | None = None  # the first failed write, as reported
         self.write_errno: int | None = None  # of the last failed write
         self.finished = False
-        pending = [line(header)]
+        pending = [header_line(header)]
         try:
             self.decoder = make_decoder(content_encoding)
         except UnsupportedEncoding as e:

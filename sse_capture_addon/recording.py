@@ -109,6 +109,26 @@ def line(record: dict) -> bytes:
     return orjson.dumps(record) + b"\n"
 
 
+def header_line(header: dict) -> bytes:
+    """The header line. mitmproxy hands over bytes that are not UTF-8 (in a header value, a URL) as lone
+    surrogates, which JSON cannot hold: those bytes are then written as ``\\xNN`` text and the header gets
+    ``"escaped_bytes": true``, rather than the stream going unrecorded."""
+    try:
+        return line(header)
+    except orjson.JSONEncodeError:
+        return line({**_escape_bytes(header), "escaped_bytes": True})
+
+
+def _escape_bytes(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_escape_bytes(k): _escape_bytes(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_bytes(v) for v in value]
+    return value
+
+
 def line_at(t_json: bytes, record: dict) -> bytes:
     """``record`` as a line with ``t`` first."""
     return b'{"t":' + t_json + b"," + orjson.dumps(record)[1:] + b"\n"

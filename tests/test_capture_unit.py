@@ -161,3 +161,27 @@ def test_completed_streams_log_at_most_ten_lines_a_second_then_one_summary(tmp_p
     assert messages.index(complete[-1]) > messages.index(next(m for m in messages if "15 more" in m))
     assert len([m for m in messages if m.startswith("sse-capture: proxy_shutdown")]) == len(unfinished)
     assert len(list(tmp_path.rglob("*.jsonl"))) == 25 + 1 + 12
+
+
+def test_headers_and_a_path_that_are_not_utf8_are_recorded_with_their_bytes_escaped(tmp_path):
+    # mitmproxy gives such bytes as lone surrogates, which no JSON writer takes; the stream is still recorded
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+        f.request.path = b"/caf\xe9?q=\xff"
+        f.request.headers["x-name"] = "ok"
+        f.request.headers.fields += ((b"x-latin1", b"caf\xe9"),)
+        f.response.headers.fields += ((b"content-disposition", b"inline; filename=r\xe9sum\xe9.txt"),)
+        addon.responseheaders(f)
+        f.response.stream(b"data: a\n\n")
+        addon.response(f)
+    [path] = tmp_path.rglob("*.jsonl")
+    rec = read_recording(path)
+    assert [decode_data(e["data"]) for e in rec.events] == ["a"] and rec.ending == "complete"
+    header = rec.header
+    assert header["request"]["url"].endswith("/caf\\xe9?q=\\xff")
+    assert ["x-latin1", "caf\\xe9"] in header["request"]["headers"]
+    assert ["x-name", "ok"] in header["request"]["headers"]
+    assert ["content-disposition", "inline; filename=r\\xe9sum\\xe9.txt"] in header["response"]["headers"]
+    assert header["escaped_bytes"] is True

@@ -189,6 +189,24 @@ def test_upstream_tcp_reset_mid_stream(proxy, framing):
     assert rec.end["tail"] == "data: thr" and rec.end["bytes"] == len(sent)
 
 
+def test_header_bytes_that_are_not_utf8_do_not_stop_the_recording(proxy):
+    """A Latin-1 header value (a filename, a server banner) reaches the client unchanged and the stream is
+    recorded; the header line keeps those bytes as \\xNN text."""
+    head = sse_response_head(extra="x-banner: caf\xe9\r\n").replace(b"caf\xc3\xa9", b"caf\xe9")
+    server = RawServer(lambda req: [head, b"data: one\n\n", 0.02, b"data: two\n\n", "close"])
+    try:
+        with httpx.Client(proxy=proxy.url, timeout=20) as client:
+            r = client.get(f"{server.base}/sse/latin1-header")
+        assert (b"x-banner", b"caf\xe9") in r.headers.raw  # passed on unchanged
+        assert r.content == b"data: one\n\ndata: two\n\n"
+        path = recording_for(proxy, "/sse/latin1-header")
+    finally:
+        server.stop()
+    rec = read_recording(path)
+    assert _events(rec) == [("message", "one", None), ("message", "two", None)] and rec.ending == "complete"
+    assert ["x-banner", "caf\\xe9"] in rec.header["response"]["headers"] and rec.header["escaped_bytes"] is True
+
+
 def test_upstream_stalls_until_the_proxy_times_out(certs, tmp_path):
     stop = threading.Event()
     server = RawServer(lambda req: [sse_response_head(chunked=True), chunked(b"data: a\n\n"), 0.05,
