@@ -26,10 +26,14 @@ RAW_CHUNK_CHOICES = ("auto", "on", "off")
 
 
 def is_sse(response: http.Response | None) -> bool:
+    # runs for every response through the proxy: on the raw header fields, a fifth of headers.get's cost
     if response is None:
         return False
-    media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media_type == "text/event-stream"
+    values = [value for name, value in response.headers.fields if name.lower() == b"content-type"]
+    if not values:
+        return False
+    value = values[0] if len(values) == 1 else b", ".join(values)  # several are joined, as headers.get does
+    return value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
 
 
 def _address(addr) -> dict | None:
@@ -178,11 +182,12 @@ class SSECapture:
         if self.filter is not None and not self.filter(flow):
             return
         req = flow.request
-        url, label = req.url, f"{req.method} {req.pretty_url}"
+        url, pretty_url = req.url, req.pretty_url  # pretty_url costs ~9 us: once
+        label = f"{req.method} {pretty_url}"
         if not label.isascii():  # bytes that are not UTF-8 come as lone surrogates, which a log cannot print
             label = label.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         try:
-            recorder = self._start(flow, url)
+            recorder = self._start(flow, url, pretty_url)
         except Exception as e:  # noqa: BLE001 - never break traffic
             log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
             return
@@ -214,7 +219,7 @@ class SSECapture:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _start(self, flow: http.HTTPFlow, url: str) -> StreamRecorder:
+    def _start(self, flow: http.HTTPFlow, url: str, pretty_url: str) -> StreamRecorder:
         started = time.time()
         stream_id = new_stream_id()
         req, resp = flow.request, flow.response
@@ -231,7 +236,7 @@ class SSECapture:
             "server": _address(flow.server_conn.peername or flow.server_conn.address),
             "mode": flow.client_conn.proxy_mode.full_spec if flow.client_conn.proxy_mode else None,
             "request": {
-                "method": req.method, "url": url, "pretty_url": req.pretty_url,
+                "method": req.method, "url": url, "pretty_url": pretty_url,
                 "http_version": req.http_version, "headers": req_headers,
                 **self._body(req, self.max_body),
             },

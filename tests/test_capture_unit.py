@@ -27,6 +27,15 @@ def test_is_sse(value, expected):
     assert is_sse(f.response) is expected
 
 
+def test_is_sse_with_no_or_several_content_types():
+    assert is_sse(tflow.tflow(resp=tutils.tresp(headers=[(b"x-a", b"1")])).response) is False
+    assert is_sse(None) is False
+    both = [(b"Content-Type", b"text/event-stream"), (b"content-type", b"text/plain")]
+    assert is_sse(tflow.tflow(resp=tutils.tresp(headers=both)).response) is False  # "text/event-stream, text/plain"
+    twice = [(b"content-type", b"text/event-stream"), (b"CONTENT-TYPE", b"text/event-stream")]
+    assert is_sse(tflow.tflow(resp=tutils.tresp(headers=twice)).response) is False
+
+
 def test_streaming_is_enabled_even_for_flows_the_filter_excludes(tmp_path):
     addon = SSECapture()
     with taddons.context(addon) as tctx:
