@@ -42,6 +42,11 @@ def _address(addr) -> dict | None:
     return {"host": str(addr[0]), "port": int(addr[1])}
 
 
+def _printable(text: str) -> str:
+    """Bytes that are not UTF-8 come from mitmproxy as lone surrogates, which a log cannot print: as \\xNN."""
+    return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
     """Who ended a stream that mitmproxy reports as an error."""
     msg = flow.error.msg if flow.error else "unknown error"
@@ -183,9 +188,7 @@ class SSECapture:
             return
         req = flow.request
         url, pretty_url = req.url, req.pretty_url  # pretty_url costs ~9 us: once
-        label = f"{req.method} {pretty_url}"
-        if not label.isascii():  # bytes that are not UTF-8 come as lone surrogates, which a log cannot print
-            label = label.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        label = _printable(f"{req.method} {pretty_url}")
         try:
             recorder = self._start(flow, url, pretty_url)
         except Exception as e:  # noqa: BLE001 - never break traffic
@@ -300,7 +303,7 @@ class SSECapture:
             log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
             return
         text = (f"sse-capture: {end['reason']} {label}: {end['events']} events in {recorder.duration:.3f}s "
-                f"-> {recorder.file.path}" + (f" ({message})" if message else ""))
+                f"-> {recorder.file.path}" + (f" ({_printable(message)})" if message else ""))
         if end["reason"] == "complete":
             self.routine.info(text)
         else:

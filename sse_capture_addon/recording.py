@@ -106,15 +106,19 @@ def time_json(seconds: float) -> bytes:
 
 
 def line(record: dict) -> bytes:
-    return orjson.dumps(record) + b"\n"
+    """``record`` as a line. mitmproxy hands over bytes that are not UTF-8 (in a header value, a URL, an error
+    message) as lone surrogates, which JSON cannot hold: those bytes are then written as ``\\xNN`` text rather
+    than the line being lost."""
+    try:
+        return orjson.dumps(record) + b"\n"
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_escape_bytes(record)) + b"\n"
 
 
 def header_line(header: dict) -> bytes:
-    """The header line. mitmproxy hands over bytes that are not UTF-8 (in a header value, a URL) as lone
-    surrogates, which JSON cannot hold: those bytes are then written as ``\\xNN`` text and the header gets
-    ``"escaped_bytes": true``, rather than the stream going unrecorded."""
+    """``line`` for the header, which also says ``"escaped_bytes": true`` when it had to escape."""
     try:
-        return line(header)
+        return orjson.dumps(header) + b"\n"
     except orjson.JSONEncodeError:
         return line({**_escape_bytes(header), "escaped_bytes": True})
 

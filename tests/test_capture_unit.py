@@ -4,7 +4,7 @@ import gzip
 import logging
 
 import pytest
-from mitmproxy import exceptions
+from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow, tutils
 
 from sse_capture_addon.capture import RoutineLines, SSECapture, is_sse
@@ -194,3 +194,20 @@ def test_headers_and_a_path_that_are_not_utf8_are_recorded_with_their_bytes_esca
     assert ["x-name", "ok"] in header["request"]["headers"]
     assert ["content-disposition", "inline; filename=r\\xe9sum\\xe9.txt"] in header["response"]["headers"]
     assert header["escaped_bytes"] is True
+
+
+def test_an_error_message_with_bytes_that_are_not_utf8_still_ends_the_recording(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+        addon.responseheaders(f)
+        f.response.stream(b"data: a\n\n")
+        f.error = flow.Error("upstream said caf\udce9")  # as mitmproxy decodes stray bytes
+        addon.error(f)
+    [path] = tmp_path.rglob("*.jsonl")
+    rec = read_recording(path)
+    assert rec.ending == "server_error" and rec.end["message"] == "upstream said caf\\xe9"
+    assert [decode_data(e["data"]) for e in rec.events] == ["a"]
+    assert "(upstream said caf\\xe9)" in caplog.text  # the log line too, printable
