@@ -15,9 +15,10 @@ from .recording import (
     iter_lines,
     read_recording,
 )
-from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
+from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 
 __all__ = [
     "FORMAT_VERSION", "Recording", "RecordingError", "decode_data", "encode_data", "find_recordings",
     "iter_lines", "read_recording", "SSEParser", "Event", "Comment", "NoDispatch", "Oversized", "Ignored",
+    "MessageBatch",
 ]
