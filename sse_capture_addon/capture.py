@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import orjson
@@ -45,6 +47,16 @@ def _address(addr) -> dict | None:
 def _printable(text: str) -> str:
     """Bytes that are not UTF-8 come from mitmproxy as lone surrogates, which a log cannot print: as \\xNN."""
     return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _discard_file(created: asyncio.Future) -> None:
+    if not created.cancelled() and created.exception() is None:
+        file = created.result()
+        file.close()
+        try:
+            os.unlink(file.path)
+        except OSError:
+            pass
 
 
 def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
@@ -112,6 +124,7 @@ class SSECapture:
         self.fsync = False
         self.max_event_size = DEFAULT_MAX_EVENT_SIZE
         self.max_body = 1024 * 1024
+        self._file_workers: ThreadPoolExecutor | None = None  # creates recording files off the event loop
 
     def load(self, loader):
         loader.add_option("sse_capture_dir", str, "recordings",
@@ -178,19 +191,27 @@ class SSECapture:
     def running(self) -> None:
         warn_if_listening_everywhere("sse-capture")
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if not is_sse(flow.response):
-            return
+            return None
         if not flow.response.stream:
             # mitmproxy buffers responses to the end by default, which swallows SSE (its issue #4469).
             flow.response.stream = True
         if self.filter is not None and not self.filter(flow):
-            return
+            return None
+        # mitmproxy awaits what a hook returns: the recording's file is created in a worker thread meanwhile,
+        # so a slow file system holds up this stream's headers only, not every stream the proxy carries
+        return self._start_recording(flow)
+
+    async def _start_recording(self, flow: http.HTTPFlow) -> None:
         req = flow.request
         url, pretty_url = req.url, req.pretty_url  # pretty_url costs ~9 us: once
         label = _printable(f"{req.method} {pretty_url}")
         try:
-            recorder = self._start(flow, url, pretty_url)
+            header, name = self._header(flow, url, pretty_url)
+            if self.reserve is not None:
+                self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
+            recorder = self._recorder(flow, await self._create_file(name), header)
         except Exception as e:  # noqa: BLE001 - never break traffic
             log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
             return
@@ -219,10 +240,14 @@ class SSECapture:
         for flow_id in list(self.active):
             self._finish(self.active[flow_id][1], "proxy_shutdown", "the proxy shut down mid-stream")
         self.routine.flush()
+        if self._file_workers is not None:
+            self._file_workers.shutdown(wait=False)
+            self._file_workers = None
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _start(self, flow: http.HTTPFlow, url: str, pretty_url: str) -> StreamRecorder:
+    def _header(self, flow: http.HTTPFlow, url: str, pretty_url: str) -> tuple[dict, str]:
+        """The header line's record, and the recording's file name."""
         started = time.time()
         stream_id = new_stream_id()
         req, resp = flow.request, flow.response
@@ -252,13 +277,24 @@ class SSECapture:
             "redacted_headers": sorted(set(hit_req) | set(hit_resp)),
             "redacted_keys": sorted(self.redactor.json_keys),
         }
-        if self.reserve is not None:
-            self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
-        file = RecordingFile(self.directory, recording_name(started, req.method, url, stream_id), fsync=self.fsync)
+        return header, recording_name(started, req.method, url, stream_id)
+
+    async def _create_file(self, name: str) -> RecordingFile:
+        if self._file_workers is None:
+            self._file_workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sse-capture-files")
+        created = asyncio.get_running_loop().run_in_executor(
+            self._file_workers, lambda: RecordingFile(self.directory, name, fsync=self.fsync))
+        try:
+            return await asyncio.shield(created)  # a thread cannot be stopped: let it finish, then clean up
+        except asyncio.CancelledError:  # the flow is gone (the proxy shutting down): no empty file left behind
+            created.add_done_callback(_discard_file)
+            raise
+
+    def _recorder(self, flow: http.HTTPFlow, file: RecordingFile, header: dict) -> StreamRecorder:
         path = file.path
         return StreamRecorder(
             file, header,
-            content_encoding=resp.headers.get("content-encoding"),
+            content_encoding=flow.response.headers.get("content-encoding"),
             raw_chunks=self.raw_chunks,
             max_event_size=self.max_event_size,
             redactor=self.redactor,

@@ -1,7 +1,9 @@
 """The capture addon's hooks driven by mitmproxy's own test helpers (beside the real-process tests)."""
 
+import asyncio
 import gzip
 import logging
+import time
 
 import pytest
 from mitmproxy import exceptions, flow
@@ -10,6 +12,13 @@ from mitmproxy.test import taddons, tflow, tutils
 from sse_capture_addon.capture import RoutineLines, SSECapture, is_sse
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.writer import SpaceReserve
+
+
+def _responseheaders(addon, f):
+    """The hook as mitmproxy runs it: what it returns (for a stream to record) is awaited."""
+    pending = addon.responseheaders(f)
+    if pending is not None:
+        asyncio.run(pending)
 
 
 def _sse_flow(content_type="text/event-stream"):
@@ -41,7 +50,7 @@ def test_streaming_is_enabled_even_for_flows_the_filter_excludes(tmp_path):
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path), sse_capture_filter="~u /only-this")
         f = _sse_flow()
-        addon.responseheaders(f)
+        _responseheaders(addon, f)
         assert f.response.stream is True
         assert not list(tmp_path.rglob("*.jsonl"))
         assert not (tmp_path / SpaceReserve.NAME).exists()  # made with the first recording, not before
@@ -52,7 +61,7 @@ def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
         f = _sse_flow()
-        addon.responseheaders(f)
+        _responseheaders(addon, f)
         assert callable(f.response.stream)
         assert f.response.stream(b"data: a\n\nda") == b"data: a\n\nda"  # forwarded unchanged
         assert f.response.stream(b"ta: b\n\n") == b"ta: b\n\n"
@@ -72,7 +81,7 @@ def _capture_gzip(tmp_path, chunks):
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
         f = _sse_flow()
         f.response.headers["content-encoding"] = "gzip"
-        addon.responseheaders(f)
+        _responseheaders(addon, f)
         for chunk in chunks:
             assert f.response.stream(chunk) == chunk  # traffic unchanged
         addon.response(f)
@@ -110,7 +119,7 @@ def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):
         (tmp_path / "gone").rmdir()
         (tmp_path / "gone").write_text("now a file")  # the directory was replaced after start-up
         f = _sse_flow()
-        addon.responseheaders(f)
+        _responseheaders(addon, f)
         assert f.response.stream is True  # still streamed, just not recorded
     assert "NOT recording" in caplog.text
 
@@ -151,7 +160,7 @@ def test_completed_streams_log_at_most_ten_lines_a_second_then_one_summary(tmp_p
 
         def stream():
             f = _sse_flow()
-            addon.responseheaders(f)
+            _responseheaders(addon, f)
             f.response.stream(b"data: a\n\n")
             return f
 
@@ -182,7 +191,7 @@ def test_headers_and_a_path_that_are_not_utf8_are_recorded_with_their_bytes_esca
         f.request.headers["x-name"] = "ok"
         f.request.headers.fields += ((b"x-latin1", b"caf\xe9"),)
         f.response.headers.fields += ((b"content-disposition", b"inline; filename=r\xe9sum\xe9.txt"),)
-        addon.responseheaders(f)
+        _responseheaders(addon, f)
         f.response.stream(b"data: a\n\n")
         addon.response(f)
     [path] = tmp_path.rglob("*.jsonl")
@@ -202,7 +211,7 @@ def test_an_error_message_with_bytes_that_are_not_utf8_still_ends_the_recording(
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
         f = _sse_flow()
-        addon.responseheaders(f)
+        _responseheaders(addon, f)
         f.response.stream(b"data: a\n\n")
         f.error = flow.Error("upstream said caf\udce9")  # as mitmproxy decodes stray bytes
         addon.error(f)
@@ -211,3 +220,64 @@ def test_an_error_message_with_bytes_that_are_not_utf8_still_ends_the_recording(
     assert rec.ending == "server_error" and rec.end["message"] == "upstream said caf\\xe9"
     assert [decode_data(e["data"]) for e in rec.events] == ["a"]
     assert "(upstream said caf\\xe9)" in caplog.text  # the log line too, printable
+
+
+def _slow_files(monkeypatch, seconds: float):
+    """Recording files that take ``seconds`` to create, as on a slow or network file system."""
+    import sse_capture_addon.capture as capture
+
+    class SlowFile(capture.RecordingFile):
+        def __init__(self, *args, **kw):
+            time.sleep(seconds)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(capture, "RecordingFile", SlowFile)
+
+
+def test_a_slow_file_system_holds_up_only_the_stream_being_started(tmp_path, monkeypatch):
+    _slow_files(monkeypatch, 0.3)
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+
+        async def run():
+            loop = asyncio.get_running_loop()
+            start = loop.create_task(addon.responseheaders(f))
+            ticks, t0 = [], loop.time()
+            while not start.done():  # the event loop keeps running other work meanwhile
+                await asyncio.sleep(0.01)
+                ticks.append(loop.time())
+            return ticks, t0, loop.time()
+
+        ticks, t0, t1 = asyncio.run(run())
+        assert t1 - t0 >= 0.3
+        gaps = [b - a for a, b in zip([t0] + ticks, ticks)]
+        assert len(ticks) >= 10 and max(gaps) < 0.15, gaps  # never blocked for the file's 0.3 s
+        f.response.stream(b"data: a\n\n")
+        addon.response(f)
+        addon.done()
+    [path] = tmp_path.rglob("*.jsonl")
+    rec = read_recording(path)
+    assert [decode_data(e["data"]) for e in rec.events] == ["a"] and rec.ending == "complete"
+
+
+def test_a_stream_gone_while_its_file_is_created_leaves_no_file(tmp_path, monkeypatch):
+    _slow_files(monkeypatch, 0.2)
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        f = _sse_flow()
+
+        async def run():
+            start = asyncio.get_running_loop().create_task(addon.responseheaders(f))
+            await asyncio.sleep(0.05)
+            start.cancel()  # what mitmproxy does to a flow's task when it shuts down
+            with pytest.raises(asyncio.CancelledError):
+                await start
+            await asyncio.sleep(0.4)  # the worker finishes creating the file, which is then removed
+
+        asyncio.run(run())
+        assert f.response.stream is True and not addon.active
+        addon.done()
+    assert not list(tmp_path.rglob("*.jsonl"))
