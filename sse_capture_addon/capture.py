@@ -25,6 +25,7 @@ from .writer import RecordingFile, SpaceReserve, new_stream_id, recording_name
 log = logging.getLogger("sse_capture")
 
 RAW_CHUNK_CHOICES = ("auto", "on", "off")
+SLOW_FILE_CREATION = 0.002  # seconds; see SSECapture._create_file
 
 
 def is_sse(response: http.Response | None) -> bool:
@@ -124,7 +125,8 @@ class SSECapture:
         self.fsync = False
         self.max_event_size = DEFAULT_MAX_EVENT_SIZE
         self.max_body = 1024 * 1024
-        self._file_workers: ThreadPoolExecutor | None = None  # creates recording files off the event loop
+        self._files_are_slow = False  # the last recording file took long to create (see _create_file)
+        self._file_workers: ThreadPoolExecutor | None = None  # then create them in these threads
 
     def load(self, loader):
         loader.add_option("sse_capture_dir", str, "recordings",
@@ -199,11 +201,6 @@ class SSECapture:
             flow.response.stream = True
         if self.filter is not None and not self.filter(flow):
             return None
-        # mitmproxy awaits what a hook returns: the recording's file is created in a worker thread meanwhile,
-        # so a slow file system holds up this stream's headers only, not every stream the proxy carries
-        return self._start_recording(flow)
-
-    async def _start_recording(self, flow: http.HTTPFlow) -> None:
         req = flow.request
         url, pretty_url = req.url, req.pretty_url  # pretty_url costs ~9 us: once
         label = _printable(f"{req.method} {pretty_url}")
@@ -211,10 +208,23 @@ class SSECapture:
             header, name = self._header(flow, url, pretty_url)
             if self.reserve is not None:
                 self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
-            recorder = self._recorder(flow, await self._create_file(name), header)
+            if self._files_are_slow:
+                # mitmproxy awaits what a hook returns: the file is created in a worker thread meanwhile, so the
+                # slow file system holds up this stream's headers only, not every stream the proxy carries
+                return self._start_when_created(flow, name, header, label)
+            self._start(flow, self._create_file(name), header, label)
         except Exception as e:  # noqa: BLE001 - never break traffic
             log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
-            return
+        return None
+
+    async def _start_when_created(self, flow: http.HTTPFlow, name: str, header: dict, label: str) -> None:
+        try:
+            self._start(flow, await self._create_file_in_worker(name), header, label)
+        except Exception as e:  # noqa: BLE001 - never break traffic
+            log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
+
+    def _start(self, flow: http.HTTPFlow, file: RecordingFile, header: dict, label: str) -> None:
+        recorder = self._recorder(flow, file, header)
         # No "recording started" line (see RoutineLines: what a log record costs); the line at the end names
         # the file, and `sse-capture ls` lists the recordings in progress.
         self.active[flow.id] = (recorder, flow, label)
@@ -279,11 +289,20 @@ class SSECapture:
         }
         return header, recording_name(started, req.method, url, stream_id)
 
-    async def _create_file(self, name: str) -> RecordingFile:
+    def _create_file(self, name: str) -> RecordingFile:
+        """Creates the file, and notes whether that was slow. Creating a file usually takes tens of µs, less than
+        handing the work to a thread and back; when the file system is slow (a busy disk, network storage) it
+        blocks the event loop, and with it every stream, so after a slow one files are made in worker threads
+        until one is quick again."""
+        start = time.perf_counter()
+        file = RecordingFile(self.directory, name, fsync=self.fsync)
+        self._files_are_slow = time.perf_counter() - start > SLOW_FILE_CREATION
+        return file
+
+    async def _create_file_in_worker(self, name: str) -> RecordingFile:
         if self._file_workers is None:
             self._file_workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sse-capture-files")
-        created = asyncio.get_running_loop().run_in_executor(
-            self._file_workers, lambda: RecordingFile(self.directory, name, fsync=self.fsync))
+        created = asyncio.get_running_loop().run_in_executor(self._file_workers, self._create_file, name)
         try:
             return await asyncio.shield(created)  # a thread cannot be stopped: let it finish, then clean up
         except asyncio.CancelledError:  # the flow is gone (the proxy shutting down): no empty file left behind

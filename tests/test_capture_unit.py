@@ -222,30 +222,38 @@ def test_an_error_message_with_bytes_that_are_not_utf8_still_ends_the_recording(
     assert "(upstream said caf\\xe9)" in caplog.text  # the log line too, printable
 
 
-def _slow_files(monkeypatch, seconds: float):
-    """Recording files that take ``seconds`` to create, as on a slow or network file system."""
+def _slow_files(monkeypatch, seconds: float) -> list:
+    """Recording files that take ``seconds`` to create, as on a busy disk or network storage, while the list
+    returned holds a True; quick again once it holds False."""
     import sse_capture_addon.capture as capture
+
+    slow = [True]
 
     class SlowFile(capture.RecordingFile):
         def __init__(self, *args, **kw):
-            time.sleep(seconds)
+            if slow[-1]:
+                time.sleep(seconds)
             super().__init__(*args, **kw)
 
     monkeypatch.setattr(capture, "RecordingFile", SlowFile)
+    return slow
 
 
-def test_a_slow_file_system_holds_up_only_the_stream_being_started(tmp_path, monkeypatch):
-    _slow_files(monkeypatch, 0.3)
+def test_after_a_slow_file_creation_files_are_made_off_the_event_loop_until_quick_again(tmp_path, monkeypatch):
+    slow = _slow_files(monkeypatch, 0.3)
     addon = SSECapture()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
-        f = _sse_flow()
+        first, second, third = _sse_flow(), _sse_flow(), _sse_flow()
+        assert addon.responseheaders(first) is None  # inline, as long as files are quick to make: this one is not
 
         async def run():
             loop = asyncio.get_running_loop()
-            start = loop.create_task(addon.responseheaders(f))
+            pending = addon.responseheaders(second)
+            assert pending is not None  # mitmproxy awaits it
+            start = loop.create_task(pending)
             ticks, t0 = [], loop.time()
-            while not start.done():  # the event loop keeps running other work meanwhile
+            while not start.done():  # the event loop keeps serving other streams meanwhile
                 await asyncio.sleep(0.01)
                 ticks.append(loop.time())
             return ticks, t0, loop.time()
@@ -254,12 +262,16 @@ def test_a_slow_file_system_holds_up_only_the_stream_being_started(tmp_path, mon
         assert t1 - t0 >= 0.3
         gaps = [b - a for a, b in zip([t0] + ticks, ticks)]
         assert len(ticks) >= 10 and max(gaps) < 0.15, gaps  # never blocked for the file's 0.3 s
-        f.response.stream(b"data: a\n\n")
-        addon.response(f)
+        slow.append(False)
+        asyncio.run(addon.responseheaders(third))  # still in a worker, and quick: back to inline after it
+        assert addon.responseheaders(_sse_flow()) is None
+        for f in (first, second, third):
+            f.response.stream(b"data: a\n\n")
+            addon.response(f)
         addon.done()
-    [path] = tmp_path.rglob("*.jsonl")
-    rec = read_recording(path)
-    assert [decode_data(e["data"]) for e in rec.events] == ["a"] and rec.ending == "complete"
+    recordings = [read_recording(p) for p in tmp_path.rglob("*.jsonl")]
+    assert len(recordings) == 4
+    assert sorted(len(r.events) for r in recordings) == [0, 1, 1, 1]
 
 
 def test_a_stream_gone_while_its_file_is_created_leaves_no_file(tmp_path, monkeypatch):
@@ -267,7 +279,9 @@ def test_a_stream_gone_while_its_file_is_created_leaves_no_file(tmp_path, monkey
     addon = SSECapture()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
-        f = _sse_flow()
+        first, f = _sse_flow(), _sse_flow()
+        addon.responseheaders(first)  # slow: the next file is made in a worker
+        addon.response(first)
 
         async def run():
             start = asyncio.get_running_loop().create_task(addon.responseheaders(f))
@@ -280,4 +294,4 @@ def test_a_stream_gone_while_its_file_is_created_leaves_no_file(tmp_path, monkey
         asyncio.run(run())
         assert f.response.stream is True and not addon.active
         addon.done()
-    assert not list(tmp_path.rglob("*.jsonl"))
+    assert len(list(tmp_path.rglob("*.jsonl"))) == 1  # the first stream's only
