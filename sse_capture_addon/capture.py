@@ -16,7 +16,7 @@ import orjson
 from mitmproxy import ctx, exceptions, flowfilter, http
 from mitmproxy.connection import ConnectionState
 
-from .recording import FORMAT, FORMAT_VERSION
+from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
 from .redact import DEFAULT_HEADERS, Redactor
 from .sse import DEFAULT_MAX_EVENT_SIZE
@@ -45,9 +45,8 @@ def _address(addr) -> dict | None:
     return {"host": str(addr[0]), "port": int(addr[1])}
 
 
-def _printable(text: str) -> str:
-    """Bytes that are not UTF-8 come from mitmproxy as lone surrogates, which a log cannot print: as \\xNN."""
-    return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def _not_recording(label: str, e: Exception) -> None:
+    log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
 
 
 def _discard_file(created: asyncio.Future) -> None:
@@ -203,7 +202,7 @@ class SSECapture:
             return None
         req = flow.request
         url, pretty_url = req.url, req.pretty_url  # pretty_url costs ~9 us: once
-        label = _printable(f"{req.method} {pretty_url}")
+        label = escape_bytes(f"{req.method} {pretty_url}")  # for the log
         try:
             header, name = self._header(flow, url, pretty_url)
             if self.reserve is not None:
@@ -214,14 +213,14 @@ class SSECapture:
                 return self._start_when_created(flow, name, header, label)
             self._start(flow, self._create_file(name), header, label)
         except Exception as e:  # noqa: BLE001 - never break traffic
-            log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
+            _not_recording(label, e)
         return None
 
     async def _start_when_created(self, flow: http.HTTPFlow, name: str, header: dict, label: str) -> None:
         try:
             self._start(flow, await self._create_file_in_worker(name), header, label)
         except Exception as e:  # noqa: BLE001 - never break traffic
-            log.error(f"sse-capture: NOT recording {label}: {type(e).__name__}: {e}")
+            _not_recording(label, e)
 
     def _start(self, flow: http.HTTPFlow, file: RecordingFile, header: dict, label: str) -> None:
         recorder = self._recorder(flow, file, header)
@@ -358,7 +357,7 @@ class SSECapture:
             log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
             return
         text = (f"sse-capture: {end['reason']} {label}: {end['events']} events in {recorder.duration:.3f}s "
-                f"-> {recorder.file.path}" + (f" ({_printable(message)})" if message else ""))
+                f"-> {recorder.file.path}" + (f" ({escape_bytes(message)})" if message else ""))
         if end["reason"] == "complete":
             self.routine.info(text)
         else:

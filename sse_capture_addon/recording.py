@@ -123,9 +123,15 @@ def header_line(header: dict) -> bytes:
         return line({**_escape_bytes(header), "escaped_bytes": True})
 
 
+def escape_bytes(text: str) -> str:
+    """``text`` with the lone surrogates that stand for bytes that are not UTF-8 (mitmproxy's surrogateescape
+    decoding) written as ``\\xNN``, so that JSON and logs can hold it."""
+    return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _escape_bytes(value: Any) -> Any:
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return escape_bytes(value)
     if isinstance(value, dict):
         return {_escape_bytes(k): _escape_bytes(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

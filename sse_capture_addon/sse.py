@@ -177,8 +177,12 @@ class SSEParser:
                 return events
         out: list[Item] = []
         self._text(text, out)
-        self._at_boundary = self._started and not self._cr and not self._tail.total
+        self._settle()
         return out
+
+    def _settle(self) -> None:
+        """After a chunk: note whether it ended at a block boundary with nothing pending (the fast paths)."""
+        self._at_boundary = self._started and not self._cr and not self._tail.total
 
     def _whole_blocks_inside(self, text: str) -> list[Item]:
         """An LF-only chunk: what ends the block in progress, then the whole blocks after it (the fast path
@@ -200,7 +204,7 @@ class SSEParser:
                 out += events
             if last + 2 < len(text):
                 self._text(text[last + 2:], out)
-        self._at_boundary = self._started and not self._cr and not self._tail.total
+        self._settle()
         return out
 
     @staticmethod
