@@ -16,7 +16,7 @@ import base64
 import fcntl
 import os
 from binascii import b2a_base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import eq
 from typing import Any
@@ -51,7 +51,7 @@ def data_json(data: str) -> bytes:
     exactly the same text, otherwise the data as a JSON string."""
     if data[:1] in ("{", "[") and data[-1:] in ("}", "]"):
         raw = data.encode("utf-8", "surrogatepass")
-        if _exact_json(raw):
+        if _exact_container(raw):
             return raw
     return orjson.dumps(data)
 
@@ -61,6 +61,26 @@ def _exact_json(raw: bytes) -> bool:
         return orjson.dumps(orjson.loads(raw)) == raw
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):  # e.g. integers beyond 64 bits
         return False
+
+
+def _load_speedups() -> Callable[..., bool] | None:
+    """The C scanner that proves most token data exact without building Python objects (``_speedups.c``), when
+    it was built and agrees with the orjson installed here on the cases it relies on."""
+    try:
+        from ._speedups import exact_json
+    except ImportError:
+        return None
+    probes = [b'["\\u001f\\n\\"\\\\\x7f\xc3\xa9",0.1,-0.0,123456789012345678,true,null]', b'{"a":{"b":[]}}',
+              b'[1234567.25,0.0001,-5.5]']
+    return exact_json if all(exact_json(p) and _exact_json(p) for p in probes) else None
+
+
+_exact_c = _load_speedups()
+
+
+def _exact_container(raw: bytes) -> bool:
+    """``raw`` (an object or array's text) is exact JSON: by the C scanner when it can tell, else by orjson."""
+    return (_exact_c is not None and _exact_c(raw)) or _exact_json(raw)
 
 
 _CONTAINERS = {dict, list}
@@ -82,8 +102,8 @@ def data_json_many(datas: list[bytes]) -> list[bytes]:
             exact = False
         if exact:
             return datas
-    return [d if d[:1] in _OPENERS and d[-1:] in _CLOSERS and _exact_json(d) else b"%b" % orjson.dumps(d.decode())
-            for d in datas]  # b"%b" % ...: an exact-size copy, for the same reason
+    return [d if d[:1] in _OPENERS and d[-1:] in _CLOSERS and _exact_container(d)
+            else b"%b" % orjson.dumps(d.decode()) for d in datas]  # b"%b" % ...: an exact-size copy, for the same reason
 
 
 def encode_data(data: str) -> Any:
@@ -162,14 +182,21 @@ def event_line_json(t_json: bytes, event_type: str, data: bytes, last_event_id: 
     return b"".join(parts)
 
 
-def message_lines(t_json: bytes, datas: list[bytes], last_event_id: str) -> bytes:
-    """The lines of "message" events without retry whose data are the UTF-8 ``datas``, all at ``t``: the lines
-    ``event_line_json`` makes, in one join."""
+_MESSAGE_SEPARATOR = b"\n\ndata: "
+
+
+def message_lines(t_json: bytes, blocks: bytes, last_event_id: str) -> bytes:
+    """The lines of "message" events without retry, all at ``t``, given as their SSE text (``MessageBatch.blocks``:
+    ``b"data: A\n\ndata: B\n\n"``): the lines ``event_line_json`` makes, in a few calls for the whole run."""
     head = b'{"t":%b,"kind":"event","event":"message",' % t_json
     if last_event_id:
         head += b'"id":%b,' % orjson.dumps(last_event_id)
     head += b'"data":'
-    return head + (b"}\n" + head).join(data_json_many(datas)) + b"}\n"
+    joined = blocks[6:-2]
+    if _exact_c is not None and _exact_c(joined, _MESSAGE_SEPARATOR):
+        # every data is exact JSON: the lines are the text with each separator replaced
+        return head + joined.replace(_MESSAGE_SEPARATOR, b"}\n" + head) + b"}\n"
+    return head + (b"}\n" + head).join(data_json_many(joined.split(_MESSAGE_SEPARATOR))) + b"}\n"
 
 
 def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:

@@ -57,13 +57,19 @@ class Ignored:
 
 
 class MessageBatch(NamedTuple):
-    """Several "message" events without retry, one after the other, given as their data in UTF-8. Only a
-    parser made with ``message_batches=True`` returns these, for runs of blocks that are each one ``data: ``
-    line (a token stream's chunk), so that a consumer can handle the run with a few calls rather than a few
-    per event."""
+    """Several "message" events without retry, one after the other. Only a parser made with
+    ``message_batches=True`` returns these, for runs of blocks that are each one ``data: `` line (a token
+    stream's chunk), so that a consumer can handle the run with a few calls rather than a few per event.
+    ``blocks`` is their text in UTF-8 with LF line endings, ``b"data: A\n\ndata: B\n\n"``; ``datas`` splits it."""
 
-    datas: list[bytes]
+    blocks: bytes
+    count: int
     last_event_id: str
+
+    @property
+    def datas(self) -> list[bytes]:
+        """The events' data in UTF-8."""
+        return self.blocks[6:-2].split(b"\n\ndata: ")
 
 
 Item = Event | Comment | NoDispatch | Oversized | Ignored | MessageBatch
@@ -224,7 +230,7 @@ class SSEParser:
                 # whole chunk in a few C calls
                 self.line_endings[ending] += 2 * n
                 if self.message_batches:
-                    return [_new_tuple(MessageBatch, (text[6:-2].encode().split(b"\n\ndata: "), lid))]
+                    return [_new_tuple(MessageBatch, (text.encode(), n, lid))]
                 return [_new_tuple(Event, ("message", data, lid, None)) for data in text[6:-2].split("\n\ndata: ")]
         blocks = text.split("\n\n")
         if blocks.pop():  # not "": the text ends with an odd run of LFs, e.g. "data: x\n\n\n"

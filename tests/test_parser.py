@@ -552,6 +552,7 @@ def expand_batches(items: list) -> list:
     out = []
     for item in items:
         if type(item) is MessageBatch:
+            assert len(item.datas) == item.count and item.blocks.endswith(b"\n\n")
             out += [Event("message", data.decode(), item.last_event_id, None) for data in item.datas]
         else:
             out.append(item)
@@ -589,5 +590,6 @@ def test_a_chunk_of_token_events_is_one_batch():
     assert p.feed(b"id: 5\n\n") == [NoDispatch("5", None, True)]
     chunk = b"".join(b'data: {"i":%d}\n\n' % i for i in range(50))
     [batch] = p.feed(chunk)
-    assert batch == MessageBatch([b'{"i":%d}' % i for i in range(50)], "5")
+    assert batch == MessageBatch(chunk, 50, "5")
+    assert batch.datas == [b'{"i":%d}' % i for i in range(50)]
     assert SSEParser().feed(chunk)[0] == Event("message", '{"i":0}', "", None)  # not asked for: events

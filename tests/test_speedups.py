@@ -1,0 +1,136 @@
+"""The optional C scanner (``sse_capture_addon/_speedups.c``) lets the recorder store event data as it came
+without a parse and re-serialise: it must never call data exact that orjson would not give back byte for byte
+(the recording would then not replay the original data), and it should say so for the JSON token streams
+really send, or the speed-up is lost without anyone noticing."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sse_capture_addon import recording
+from sse_capture_addon.recording import data_json, message_lines
+
+speedups = pytest.importorskip("sse_capture_addon._speedups", reason="the C scanner is not built (no C compiler?)")
+exact_json = speedups.exact_json
+
+SEP = b"\n\ndata: "
+
+
+def orjson_exact(raw: bytes) -> bool:
+    """The definition: an object or array that orjson re-serialises to exactly the same bytes."""
+    if raw[:1] not in (b"{", b"[") or raw[-1:] not in (b"}", b"]"):
+        return False
+    try:
+        return orjson.dumps(orjson.loads(raw)) == raw
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
+        return False
+
+
+scalars = (st.none() | st.booleans() | st.integers(-(2 ** 63), 2 ** 64 - 1) | st.integers()
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner, max_size=5),
+                      max_leaves=30)
+containers = st.lists(values, max_size=5) | st.dictionaries(st.text(max_size=4), values, max_size=6)
+# pieces from which broken, nearly-right and non-canonical JSON is made
+TOKENS = [b"{", b"}", b"[", b"]", b'"', b'"a"', b"\\", b"\\u00", b"\\u001f", b"1f", b"1F", b"e9", b",", b":", b"0", b"-",
+          b".", b"e", b"E", b"+", b"1", b"5", b"true", b"fals", b"null", b" ", b"\n", b"\t", b"\xc3", b"\xa9",
+          b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe0\x80\xaf", b"a", b"\x1f", b"\x7f", b"\\n", b"\\/", b'\\"', b"\\\\",
+          b"7f", b"20", b"0a", b"08", b'"a":1', b'"a":']
+junk = st.lists(st.sampled_from(TOKENS), max_size=30).map(b"".join)
+# objects written member by member, so that keys may repeat (orjson keeps one of them)
+members = st.lists(st.tuples(st.sampled_from(["a", "b", "é", "\x1f", "a\n"]), scalars), max_size=5)
+objects = members.map(lambda kvs: b"{" + b",".join(orjson.dumps(k) + b":" + (canonical(v) or b"0") for k, v in kvs) + b"}")
+
+
+def canonical(value) -> bytes | None:
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):  # integers beyond 64 bits
+        return None
+
+
+def scanner_decides(value, depth: int = 0) -> bool:
+    """What the scanner is meant to prove itself, leaving the rest to orjson: floats whose repr has no exponent
+    (orjson writes those the same), integers of at most 18 digits, at most 128 levels and 32 keys."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return len(str(abs(value))) <= 18
+    if isinstance(value, float):
+        return "e" not in repr(value)
+    if depth >= 128:
+        return False
+    if isinstance(value, dict):
+        return len(value) <= 32 and all(scanner_decides(v, depth + 1) for v in value.values())
+    return all(scanner_decides(v, depth + 1) for v in value)
+
+
+@settings(max_examples=500)
+@given(containers)
+def test_what_orjson_writes_is_exact(value):
+    raw = canonical(value)
+    if raw is None:
+        return
+    assert orjson_exact(raw)
+    assert exact_json(raw) == scanner_decides(value)
+    assert data_json(raw.decode()) == raw
+
+
+@settings(max_examples=1500)
+@given(st.one_of(junk, objects, objects.map(lambda o: b"[" + o + b"]"), containers.map(canonical).filter(bool).flatmap(
+    lambda raw: st.tuples(st.integers(0, len(raw)), st.integers(0, len(raw)), junk).map(
+        lambda m: raw[:m[0]] + m[2] + raw[max(m[0], m[1]):]))))
+def test_the_scanner_never_calls_exact_what_orjson_does_not_give_back(raw):
+    if exact_json(raw):
+        assert orjson_exact(raw), raw
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return
+    assert (data_json(text) == raw) == orjson_exact(raw)
+
+
+@settings(max_examples=400)
+@given(st.lists(st.one_of(junk, containers.map(canonical).filter(bool)), min_size=1, max_size=6))
+def test_a_run_is_exact_when_each_data_is(datas):
+    datas = [d for d in datas if SEP not in d and b"\n" not in d]
+    if not datas:
+        return
+    joined = SEP.join(datas)
+    if exact_json(joined, SEP):
+        assert all(orjson_exact(d) for d in datas)
+    if all(exact_json(d) for d in datas):
+        assert exact_json(joined, SEP)
+    assert not exact_json(joined) or len(datas) == 1  # without the separator, one value only
+
+
+def test_the_cases_orjson_writes_differently_are_refused():
+    for raw in [b'{"a": 1}', b'{"a":1,"a":2}', b"[-0]", b"[01]", b"[1.50]", b"[1.]", b"[1e5]", b"[1E5]", b'["\\u001F"]',
+                b'["\\u000a"]', b'["\\/"]', b'["\\u00e9"]', b'["\\u0041"]', b'["\\u007f"]', b'["\\ud83d\\ude00"]', b'["\xed\xa0\x80"]', b'["a\tb"]',
+                b"[1234567890123456789012]", b"[1,]", b'{"a":1,}', b"{}x", b"[]]", b"[" * 300 + b"]" * 300, b"1", b'"s"',
+                b"", b"{}\n\ndata: {}"]:
+        assert not exact_json(raw), raw
+        assert not exact_json(raw, SEP) or raw == b"{}\n\ndata: {}", raw
+    assert exact_json(b"{}\n\ndata: []", SEP)
+    assert not exact_json(b"[{}\n\ndata: {}],[]", SEP)  # parses as two values together, but neither part alone
+    assert not exact_json(b"{}\n\ndata: ", SEP) and not exact_json(SEP + b"{}", SEP)
+    with pytest.raises(TypeError):
+        exact_json("{}")
+
+
+def test_token_streams_take_the_fast_path():
+    openai = (b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764028800,"model":"gpt-4o",'
+              b'"choices":[{"index":0,"delta":{"content":"Hello \\"world\\"\\n\xc3\xa9"},"logprobs":null,'
+              b'"finish_reason":null}],"usage":{"prompt_tokens":12,"total_tokens":14},"score":0.875}')
+    anthropic = (b'{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta",'
+                 b'"partial_json":"{\\"city\\": \\"Par"}}')
+    for raw in (openai, anthropic):
+        assert orjson_exact(raw) and exact_json(raw)
+        assert exact_json(SEP.join([raw] * 5), SEP)
+    assert recording._exact_c is exact_json  # the recorder uses it (its self-check passed)
+    blocks = b"".join(b"data: %b\n\n" % d for d in (openai, anthropic))
+    lines = message_lines(b"0.500000", blocks, "")
+    assert [orjson.loads(line)["data"] for line in lines.splitlines()] == [orjson.loads(openai), orjson.loads(anthropic)]
