@@ -8,7 +8,7 @@
    what recording a token stream costs.
 
    False means "not proven": the caller then decides with orjson itself. So everything this scanner is not
-   sure orjson reproduces exactly is refused: any whitespace, exponents, integers of more than 18 digits, "-0",
+   sure orjson reproduces exactly is refused: any whitespace, exponents, integers beyond 64 bits, "-0",
    escapes other than the ones orjson writes, duplicate keys, objects of more than MAX_KEYS keys, nesting
    deeper than MAX_DEPTH, invalid UTF-8. A scan is one pass over the bytes, with no allocation. */
 
@@ -143,8 +143,16 @@ static int fraction(const unsigned char *start, Py_ssize_t length)
     return same;
 }
 
-/* A number orjson writes back the same: an integer of at most 18 digits (so always within 64 bits; "-0"
-   comes back as "0"), or a float that ``fraction`` accepts. */
+/* orjson keeps integers from -2**63 to 2**64 - 1 as integers. */
+static int within_64_bits(const unsigned char *digits, Py_ssize_t n, int negative)
+{
+    if (negative)
+        return n < 19 || (n == 19 && memcmp(digits, "9223372036854775808", 19) <= 0);
+    return n < 20 || (n == 20 && memcmp(digits, "18446744073709551615", 20) <= 0);
+}
+
+/* A number orjson writes back the same: an integer within 64 bits (not "-0"), or a float that ``fraction``
+   accepts. */
 static int number(Scan *s)
 {
     const unsigned char *p = s->p, *end = s->end, *digits;
@@ -167,8 +175,10 @@ static int number(Scan *s)
         s->p = p;
         return 1;
     }
-    if (p - digits > 18 || (p - digits == 1 && *digits == '0' && digits != s->p))
-        return 0;
+    if (p - digits == 1 && *digits == '0' && digits != s->p)
+        return 0; /* "-0" comes back as "0" */
+    if (p - digits > 18 && !within_64_bits(digits, p - digits, digits != s->p))
+        return 0; /* orjson reads it as a float */
     if (p < end && (*p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
         return 0; /* an exponent, or a leading zero */
     s->p = p;

@@ -30,6 +30,7 @@ def orjson_exact(raw: bytes) -> bool:
 
 
 scalars = (st.none() | st.booleans() | st.integers(-(2 ** 63), 2 ** 64 - 1) | st.integers()
+           | st.sampled_from([2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1, 2 ** 64, -(2 ** 63), -(2 ** 63) - 1, 10 ** 18, 10 ** 19, -(10 ** 18)])
            | st.floats(allow_nan=False, allow_infinity=False) | st.text())
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner, max_size=5),
                       max_leaves=30)
@@ -54,11 +55,11 @@ def canonical(value) -> bytes | None:
 
 def scanner_decides(value, depth: int = 0) -> bool:
     """What the scanner is meant to prove itself, leaving the rest to orjson: floats whose repr has no exponent
-    (orjson writes those the same), integers of at most 18 digits, at most 128 levels and 32 keys."""
+    (orjson writes those the same), integers within 64 bits, at most 128 levels and 32 keys."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return True
     if isinstance(value, int):
-        return len(str(abs(value))) <= 18
+        return -(2 ** 63) <= value < 2 ** 64
     if isinstance(value, float):
         return "e" not in repr(value)
     if depth >= 128:
@@ -110,13 +111,15 @@ def test_a_run_is_exact_when_each_data_is(datas):
 def test_the_cases_orjson_writes_differently_are_refused():
     for raw in [b'{"a": 1}', b'{"a":1,"a":2}', b"[-0]", b"[01]", b"[1.50]", b"[1.]", b"[1e5]", b"[1E5]", b'["\\u001F"]',
                 b'["\\u000a"]', b'["\\/"]', b'["\\u00e9"]', b'["\\u0041"]', b'["\\u007f"]', b'["\\ud83d\\ude00"]', b'["\xed\xa0\x80"]', b'["a\tb"]',
-                b"[1234567890123456789012]", b"[1,]", b'{"a":1,}', b"{}x", b"[]]", b"[" * 300 + b"]" * 300, b"1", b'"s"',
+                b"[1234567890123456789012]", b"[18446744073709551616]", b"[-9223372036854775809]", b"[-0]", b"[1,]", b'{"a":1,}', b"{}x", b"[]]", b"[" * 300 + b"]" * 300, b"1", b'"s"',
                 b"", b"{}\n\ndata: {}"]:
         assert not exact_json(raw), raw
         assert not exact_json(raw, SEP) or raw == b"{}\n\ndata: {}", raw
     assert exact_json(b"{}\n\ndata: []", SEP)
     assert not exact_json(b"[{}\n\ndata: {}],[]", SEP)  # parses as two values together, but neither part alone
     assert not exact_json(b"{}\n\ndata: ", SEP) and not exact_json(SEP + b"{}", SEP)
+    for raw in [b"[18446744073709551615]", b"[-9223372036854775808]", b"[1764028800123456789]", b"[99999999999999999999]"]:
+        assert exact_json(raw) == orjson_exact(raw), raw
     with pytest.raises(TypeError):
         exact_json("{}")
 
