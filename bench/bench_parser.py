@@ -77,7 +77,7 @@ def run_ours_batches(chunks: list[bytes], _=None) -> int:
     n = 0
     for c in chunks:
         for item in p.feed(c):
-            n += len(item.datas) if type(item) is MessageBatch else 1
+            n += item.count if type(item) is MessageBatch else 1
     p.close()
     return n
 

@@ -33,9 +33,15 @@ bootstrap() {
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   fi
   local stamp="$VENV/.installed${extras:+-$extras}"
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ] \
+     || [ "$ROOT/sse_capture_addon/_speedups.c" -nt "$stamp" ]; then
     echo "sse-capture: installing the project into $VENV" >&2
     "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}" >&2
     touch "$stamp"
+    if ! "$VENV/bin/python" -c 'import sse_capture_addon._speedups' 2>/dev/null; then
+      echo "sse-capture: the C accelerator (sse_capture_addon/_speedups.c) was not built, so recording token" \
+           "streams costs more CPU; the results are the same. Install a C compiler (apt-get install gcc) and" \
+           "run this again after: touch sse_capture_addon/_speedups.c" >&2
+    fi
   fi
 }

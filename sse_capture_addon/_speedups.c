@@ -1,4 +1,4 @@
-/* Optional accelerator for the recording format (see recording.py, which works the same without it).
+/* Optional accelerators (sse.py and recording.py do the same work without them; tests run both ways).
 
    exact_json(buf, sep=b"") -> bool
 
@@ -10,10 +10,19 @@
    False means "not proven": the caller then decides with orjson itself. So everything this scanner is not
    sure orjson reproduces exactly is refused: any whitespace, exponents, integers beyond 64 bits, "-0",
    escapes other than the ones orjson writes, duplicate keys, objects of more than MAX_KEYS keys, nesting
-   deeper than MAX_DEPTH, invalid UTF-8. A scan is one pass over the bytes, with no allocation. */
+   deeper than MAX_DEPTH, invalid UTF-8. A scan is one pass over the bytes, with no allocation.
+
+   simple_blocks(buf, last_event_id, batch, line_endings, key) -> list | None
+
+   SSEParser's fast path for a chunk of whole blocks as token streams send them, each "data:" line + blank
+   line or "event:" line + "data:" line + blank line (LF endings, UTF-8): their Events, or with batch, when
+   every block is one "data: " line, one MessageBatch of the chunk itself; the lines read are added to
+   line_endings[key]. None for anything else (nothing counted), which the Python parser then handles: it
+   gives the same result for what this accepts. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 128 /* orjson.dumps refuses more than 254 levels; well within that */
@@ -319,22 +328,223 @@ static PyObject *exact_json(PyObject *module, PyObject *const *args, Py_ssize_t 
     return PyBool_FromLong(ok);
 }
 
+/* --- simple_blocks ---------------------------------------------------------------------------------- */
+
+static PyObject *event_type, *batch_type, *message_str;
+static PyObject *cached_type; /* the last "event:" value decoded, reused while a stream repeats it */
+
+static PyObject *set_types(PyObject *module, PyObject *args)
+{
+    PyObject *event, *batch;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &event, &PyType_Type, &batch))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)event, &PyTuple_Type) || !PyType_IsSubtype((PyTypeObject *)batch, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "set_types(Event, MessageBatch): tuple subclasses expected");
+        return NULL;
+    }
+    Py_INCREF(event);
+    Py_INCREF(batch);
+    Py_XSETREF(event_type, event);
+    Py_XSETREF(batch_type, batch);
+    Py_RETURN_NONE;
+}
+
+static int valid_utf8(const unsigned char *p, const unsigned char *end)
+{
+    Scan s = {p, end, 0};
+    while (s.p < end) {
+        uint64_t word;
+        if (end - s.p >= 8 && (memcpy(&word, s.p, 8), (word & 0x8080808080808080ULL) == 0))
+            s.p += 8; /* eight ASCII bytes */
+        else if (*s.p < 0x80)
+            s.p++;
+        else if (!utf8_sequence(&s))
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    const char *type; /* NULL for a block without "event:" */
+    Py_ssize_t type_len;
+    const char *data;
+    Py_ssize_t data_len;
+    const char *next;
+} Block;
+
+/* The block at p (whole blocks end at end, which is after a blank line): 1 when it has the shape. */
+static int block_at(const char *p, const char *end, Block *b)
+{
+    const char *eol;
+    b->type = NULL;
+    b->type_len = 0;
+    if (end - p >= 6 && memcmp(p, "event:", 6) == 0) {
+        p += 6;
+        if (*p == ' ')
+            p++;
+        eol = memchr(p, '\n', end - p);
+        b->type = p;
+        b->type_len = eol - p;
+        p = eol + 1;
+    }
+    if (end - p < 5 || memcmp(p, "data:", 5) != 0)
+        return 0;
+    p += 5;
+    if (*p == ' ')
+        p++;
+    eol = memchr(p, '\n', end - p);
+    if (eol + 1 >= end || eol[1] != '\n')
+        return 0; /* another line in the block */
+    b->data = p;
+    b->data_len = eol - p;
+    b->next = eol + 2;
+    return 1;
+}
+
+static PyObject *new_tuple(PyObject *type, Py_ssize_t n)
+{
+    return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, n);
+}
+
+static PyObject *type_str(const Block *b)
+{
+    if (b->type == NULL || b->type_len == 0)
+        return Py_NewRef(message_str);
+    if (cached_type != NULL && PyUnicode_GET_LENGTH(cached_type) == b->type_len && PyUnicode_IS_ASCII(cached_type)
+        && memcmp(PyUnicode_DATA(cached_type), b->type, b->type_len) == 0)
+        return Py_NewRef(cached_type);
+    PyObject *type = PyUnicode_DecodeUTF8(b->type, b->type_len, "strict");
+    if (type != NULL && PyUnicode_IS_ASCII(type))
+        Py_XSETREF(cached_type, Py_NewRef(type));
+    return type;
+}
+
+/* counts[key] += lines (the parser's line_endings). */
+static int add_lines(PyObject *counts, PyObject *key, Py_ssize_t lines)
+{
+    PyObject *old = PyDict_GetItemWithError(counts, key), *sum;
+    Py_ssize_t before = old == NULL ? 0 : PyLong_AsSsize_t(old);
+    int failed;
+    if ((old == NULL && PyErr_Occurred()) || (before == -1 && PyErr_Occurred()))
+        return -1;
+    if ((sum = PyLong_FromSsize_t(before + lines)) == NULL)
+        return -1;
+    failed = PyDict_SetItem(counts, key, sum);
+    Py_DECREF(sum);
+    return failed;
+}
+
+/* The result, once the lines it read are counted (only then: None leaves the counting to the caller). */
+static PyObject *counted(PyObject *list, PyObject *counts, PyObject *key, Py_ssize_t lines)
+{
+    if (add_lines(counts, key, lines) < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *start, *end, *p;
+    Py_ssize_t size, n = 0, i, lines = 0;
+    int one_data_line = 1;
+    PyObject *buf, *last_event_id, *list;
+    Block b;
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "simple_blocks(buf: bytes, last_event_id: str, batch: bool, "
+                                         "line_endings: dict, key: str)");
+        return NULL;
+    }
+    if (event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "simple_blocks: set_types() was not called");
+        return NULL;
+    }
+    buf = args[0];
+    last_event_id = args[1];
+    start = PyBytes_AS_STRING(buf);
+    size = PyBytes_GET_SIZE(buf);
+    end = start + size;
+    if (size < 2 || end[-1] != '\n' || end[-2] != '\n' || memchr(start, '\r', size) != NULL)
+        Py_RETURN_NONE;
+    for (p = start; p < end; p = b.next, n++) {
+        if (!block_at(p, end, &b))
+            Py_RETURN_NONE;
+        one_data_line &= b.type == NULL && p[5] == ' ';
+        lines += b.type == NULL ? 2 : 3;
+    }
+    if (one_data_line && PyObject_IsTrue(args[2])) {
+        PyObject *batch, *count;
+        if (!valid_utf8((const unsigned char *)start, (const unsigned char *)end))
+            Py_RETURN_NONE;
+        count = PyLong_FromSsize_t(n);
+        if (count == NULL || (batch = new_tuple(batch_type, 3)) == NULL) {
+            Py_XDECREF(count);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(batch, 0, Py_NewRef(buf));
+        PyTuple_SET_ITEM(batch, 1, count);
+        PyTuple_SET_ITEM(batch, 2, Py_NewRef(last_event_id));
+        list = PyList_New(1);
+        if (list == NULL) {
+            Py_DECREF(batch);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, 0, batch);
+        return counted(list, args[3], args[4], lines);
+    }
+    list = PyList_New(n);
+    if (list == NULL)
+        return NULL;
+    for (p = start, i = 0; i < n; p = b.next, i++) {
+        PyObject *event, *type, *data;
+        block_at(p, end, &b);
+        type = type_str(&b);
+        data = type == NULL ? NULL : PyUnicode_DecodeUTF8(b.data, b.data_len, "strict");
+        if (data == NULL || (event = new_tuple(event_type, 4)) == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(data);
+            Py_DECREF(list);
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                return NULL;
+            PyErr_Clear(); /* not UTF-8: the Python parser replaces what is invalid */
+            Py_RETURN_NONE;
+        }
+        PyTuple_SET_ITEM(event, 0, type);
+        PyTuple_SET_ITEM(event, 1, data);
+        PyTuple_SET_ITEM(event, 2, Py_NewRef(last_event_id));
+        PyTuple_SET_ITEM(event, 3, Py_NewRef(Py_None));
+        PyList_SET_ITEM(list, i, event);
+    }
+    return counted(list, args[3], args[4], lines);
+}
+
 static PyMethodDef methods[] = {
     {"exact_json", (PyCFunction)(void (*)(void))exact_json, METH_FASTCALL,
      "exact_json(buf, sep=b'') -> bool: buf is one JSON object or array (or several joined by sep) that "
      "orjson re-serialises to exactly the same bytes; False when that is not certain."},
+    {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
+     "simple_blocks(buf, last_event_id, batch, line_endings, key) -> list | None: the Events (or one "
+     "MessageBatch) of a chunk of whole one-data-line blocks, counting its lines in line_endings[key]; None when "
+     "the chunk is anything else."},
+    {"set_types", set_types, METH_VARARGS, "set_types(Event, MessageBatch): the classes simple_blocks makes."},
     {NULL, NULL, 0, NULL},
 };
 
+static int exec_module(PyObject *module)
+{
+    if (message_str == NULL && (message_str = PyUnicode_InternFromString("message")) == NULL)
+        return -1;
+    return 0;
+}
+
 static PyModuleDef_Slot slots[] = {
-#ifdef Py_mod_multiple_interpreters
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
+    {Py_mod_exec, exec_module},
     {0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_speedups", "C accelerator for sse_capture_addon.recording (optional).", 0, methods,
+    PyModuleDef_HEAD_INIT, "_speedups", "C accelerators for sse_capture_addon (optional).", 0, methods,
     slots, NULL, NULL, NULL,
 };
 

@@ -74,6 +74,12 @@ class MessageBatch(NamedTuple):
 
 Item = Event | Comment | NoDispatch | Oversized | Ignored | MessageBatch
 
+try:  # the C fast path for chunks of whole simple blocks (_speedups.c); the same results without it
+    from ._speedups import set_types as _set_types, simple_blocks as _c_simple_blocks
+    _set_types(Event, MessageBatch)
+except ImportError:
+    _c_simple_blocks = None
+
 _new_tuple = tuple.__new__
 
 
@@ -122,6 +128,7 @@ class SSEParser:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._undecoded = False  # the decoder holds the start of a multi-byte sequence
         self._at_boundary = False  # at a block boundary with nothing pending: the fast path applies
+        self._c_ready = False  # ... and no undecoded bytes, and the C fast path is there
         self._started = False  # a first character was decoded (the BOM check is done)
         self._cr = False  # the last chunk ended with CR: a leading LF in the next one completes a CRLF
         self._line = _Text(max(max_event_size, _HEAD_CHARS))  # the incomplete line
@@ -147,6 +154,10 @@ class SSEParser:
 
     def feed(self, data: bytes) -> list[Item]:
         self.bytes_in += len(data)
+        if self._c_ready and len(data) <= self.max_event_size:
+            items = _c_simple_blocks(data, self.last_event_id, self.message_batches, self.line_endings, "lf")
+            if items is not None:
+                return items
         if self._undecoded:
             text = self._decode(data)
         else:
@@ -189,6 +200,7 @@ class SSEParser:
     def _settle(self) -> None:
         """After a chunk: note whether it ended at a block boundary with nothing pending (the fast paths)."""
         self._at_boundary = self._started and not self._cr and not self._tail.total
+        self._c_ready = self._at_boundary and not self._undecoded and _c_simple_blocks is not None
 
     def _whole_blocks_inside(self, text: str) -> list[Item]:
         """An LF-only chunk: what ends the block in progress, then the whole blocks after it (the fast path
@@ -223,6 +235,8 @@ class SSEParser:
         if not text.endswith("\n\n"):
             return None
         lid = self.last_event_id
+        if _c_simple_blocks is not None:
+            return _c_simple_blocks(text.encode(), lid, self.message_batches, self.line_endings, ending)
         if text.startswith("data: "):
             n = text.count("\n\ndata: ") + 1
             if text.count("\n") == 2 * n:
@@ -261,6 +275,7 @@ class SSEParser:
     def _decode(self, data: bytes, final: bool = False) -> str:
         text = self._decoder.decode(data, final)
         self._undecoded = bool(self._decoder.getstate()[0])
+        self._c_ready = False  # until _settle
         return text
 
     def close(self) -> str | None:

@@ -13,6 +13,20 @@ from harness import HypercornServer, Mitmdump, UpstreamApp, make_certs  # noqa: 
 _names = itertools.count()
 
 
+@pytest.fixture(params=["C accelerators", "pure Python"])
+def implementation(request, monkeypatch):
+    """Runs a test with the C accelerators of sse_capture_addon/_speedups.c (when built) and without them: the
+    Python code is what runs where no C compiler was at hand, and must give the same results."""
+    from sse_capture_addon import recording, sse
+    if request.param == "C accelerators":
+        if recording._exact_c is None or sse._c_simple_blocks is None:
+            pytest.skip("sse_capture_addon._speedups is not built (no C compiler?)")
+    else:
+        monkeypatch.setattr(recording, "_exact_c", None)
+        monkeypatch.setattr(sse, "_c_simple_blocks", None)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))

@@ -4,7 +4,7 @@ invariance and a differential test against a slow, literal reference implementat
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sse_capture_addon.sse import (
@@ -17,6 +17,8 @@ from sse_capture_addon.sse import (
     Oversized,
     SSEParser,
 )
+
+pytestmark = pytest.mark.usefixtures("implementation")  # every test with the C fast path and without it
 
 NULL_REASON = "id contains U+0000 NULL"
 DIGITS_REASON = "retry value is not all ASCII digits"
@@ -548,6 +550,26 @@ def test_block_aligned_chunks_match_reference(blocks, crlf, group):
     assert (items, tail, p.line_endings, p.last_event_id) == (ref[0], ref[1], ref[2], ref[4])
 
 
+SHAPE_LINES = [b"data: a", b"data:b", b"data:  c", b"data:", b"data", b"event: e", b"event:", b"event:x", b"Xdata: z",
+               b"id: 1", b": c", b"retry: 3", b"data: a\rb", b"data: \xc3\xa9", b"data: \xff", b"data: \xed\xa0\x80",
+               b"event: \xe2\x82\xac", b"event: \xff", b"data: {\"k\":1}", b"\n", b"\n", b"\n", b"\r\n", b"\r"]
+
+
+@settings(max_examples=500)
+@given(lines=st.lists(st.sampled_from(SHAPE_LINES), min_size=1, max_size=10), batches=st.booleans())
+@example(lines=[b"data: a", b"Xdata: z"], batches=False)  # a second line that only just is not "data:"
+@example(lines=[b"data: a\rb"], batches=True)  # CR ends a line too
+@example(lines=[b"data:b", b"", b"data: a"], batches=True)  # no space: not a batch
+def test_whole_chunks_near_the_fast_path_shapes_match_reference(lines, batches):
+    # a chunk at a block boundary that ends with a blank line is offered to the fast path whole; it must take
+    # exactly the simple shapes and give what the spec gives
+    chunk = b"\n".join(lines) + b"\n\n"
+    p = SSEParser(message_batches=batches)
+    items = p.feed(b"data: start\n\n") + p.feed(chunk)
+    ref = reference(b"data: start\n\n" + chunk)
+    assert (expand_batches(items), p.close(), p.line_endings, p.last_event_id) == (ref[0], ref[1], ref[2], ref[4])
+
+
 def expand_batches(items: list) -> list:
     out = []
     for item in items:
@@ -559,7 +581,7 @@ def expand_batches(items: list) -> list:
     return out
 
 
-TOKEN_BLOCKS = [b"data: {\"a\":1}\n\n", b"data: tok\n\n", b"data: \n\n", b"data:  two spaces\n\n", b"data: \xc3\xa9\n\n",
+TOKEN_BLOCKS = [b"data: {\"a\":1}\n\n", b"data: tok\n\n", b"data:nospace\n\n", b"data: \n\n", b"data:  two spaces\n\n", b"data: \xc3\xa9\n\n",
                 b"id: 7\n\n", b"event: e\ndata: c\n\n", b"data: x\ndata: y\n\n", b": c\n\n", b"\n", b"data: \xff\n\n"]
 
 

@@ -4,11 +4,9 @@ writes event by event, and the data in them reads back byte for byte."""
 from __future__ import annotations
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sse_capture_addon import recording
 from sse_capture_addon.recorder import StreamRecorder
 from sse_capture_addon.recording import (
     data_json,
@@ -29,7 +27,7 @@ DATA = ['{"a":1}', "[1,2]", "{}", "[]", '{"a": 1}', '{"a":1.0}', '{"a":1e2}', '{
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(DATA), min_size=1, max_size=12))
-def test_data_json_many_is_data_json_of_each(scanner, datas):
+def test_data_json_many_is_data_json_of_each(implementation, datas):
     encoded = [d.encode() for d in datas]
     assert data_json_many(encoded) == [data_json(d) for d in datas]
     for d, stored in zip(datas, data_json_many(encoded)):
@@ -41,20 +39,9 @@ def test_pairs_that_parse_only_together_are_stored_as_strings():
     assert data_json_many([b'{"a":1}', b"[2]"]) == [b'{"a":1}', b"[2]"]
 
 
-@pytest.fixture(params=["C scanner", "orjson only"])
-def scanner(request, monkeypatch):
-    """Each test that takes this runs with the C scanner (when built) and with orjson alone."""
-    if request.param == "C scanner":
-        if recording._exact_c is None:
-            pytest.skip("sse_capture_addon._speedups is not built (no C compiler?)")
-    else:
-        monkeypatch.setattr(recording, "_exact_c", None)
-    return request.param
-
-
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(DATA), min_size=1, max_size=8), st.sampled_from(["", "7", 'q"uote']))
-def test_message_lines_are_event_lines(scanner, datas, last_event_id):
+def test_message_lines_are_event_lines(implementation, datas, last_event_id):
     t = b"1.250000"
     expected = b"".join(event_line_json(t, "message", data_json(d), last_event_id, None) for d in datas)
     blocks = b"".join(b"data: %b\n\n" % d.encode() for d in datas)
@@ -65,7 +52,7 @@ HEADER = {"kind": "header", "format": "sse-capture", "version": 1, "stream_id": 
           "request": {"method": "GET", "url": "http://127.0.0.1/", "headers": []}, "response": {"status": 200, "headers": []}}
 
 
-def test_a_token_stream_records_the_same_events_in_any_chunking(scanner, tmp_path):
+def test_a_token_stream_records_the_same_events_in_any_chunking(implementation, tmp_path):
     datas = [d for d in DATA if d] * 3
     stream = b"id: 9\n\n" + b"".join(b"data: %b\n\n" % d.encode() for d in datas)
     recorded = []
