@@ -3,6 +3,11 @@
 Each configuration runs --flows flows in total, in blocks of --block flows, blocks of the configurations
 interleaved (so drift in machine load hits all alike); figures are medians over blocks.
 Target: addon >= 0.95x plain.
+
+Each flow creates a file (addon and write-only), in a temp dir: TMPDIR=/dev/shm keeps the file system out of the
+comparison (on the 2-core VM, creating a file on ext4 took from 0.02 to 0.9 ms of kernel CPU, varying over
+minutes). For the addon's own cost per stream, steadier than any whole-proxy figure on a shared machine:
+``profile_addon.py --hooks``.
 """
 
 from __future__ import annotations

@@ -2,11 +2,19 @@
 
   python bench/profile_addon.py            # in-process: StreamRecorder.feed on token streams, cProfile top-N
   python bench/profile_addon.py --live realistic|bulk|flows   # py-spy on a real addon mitmdump under that load
+  TMPDIR=/dev/shm python bench/profile_addon.py --hooks       # in-process: the hooks of one short stream, us/flow
+
 
 In-process mode times ``StreamRecorder.feed`` per chunk (one event per chunk, as LLM APIs send them) with raw
 chunks on and off, then prints the top functions by own time and by cumulative time. Live mode samples
 the mitmdump process with py-spy and prints inclusive/self percentages per function, so the addon's share
 of a proxied event can be compared with mitmproxy's own.
+
+Hooks mode drives ``SSECapture``'s hooks with mitmproxy's test flows for bench_flows' kind of stream (a GET, 5
+events in 5 chunks): time per flow in each hook, then cProfile's top functions. It is the steadiest figure for
+the addon's own per-stream cost on a shared machine, where whole-proxy CPU per flow varies by more than that
+cost; a recording directory on tmpfs (TMPDIR=/dev/shm) leaves out the file system, whose file creation can cost
+from 10 us to 1 ms of kernel time. A warm loop: in a real proxy the same code runs 2-3x slower (cold caches).
 """
 
 from __future__ import annotations
@@ -152,15 +160,81 @@ def _stacks(path: Path):
         yield stack, int(n)
 
 
+def _short_stream_flow():
+    """A flow as bench_flows' requests reach the addon's responseheaders hook."""
+    from mitmproxy.test import tflow
+    f = tflow.tflow(resp=True)
+    f.request.url = "http://127.0.0.1:43210" + query(5, 200)
+    f.request.headers.clear()
+    f.request.headers.update({"Host": "127.0.0.1:43210", "Accept": "text/event-stream"})
+    f.request.content = b""
+    f.response.headers.clear()
+    f.response.headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                               "Connection": "close", "Transfer-Encoding": "chunked"})
+    f.response.content = None
+    f.response.stream = False
+    return f
+
+
+def hooks(quick: bool, top: int) -> None:
+    from mitmproxy.test import taddons
+    from sse_capture_addon.capture import SSECapture
+    n, runs = (300, 3) if quick else (2000, 5)
+    chunk = b"data: " + b"x" * 200 + b"\n\n"
+
+    async def run(prof: cProfile.Profile | None = None) -> dict[str, list[float]]:
+        times: dict[str, list[float]] = {"responseheaders": [], "5 chunks": [], "response": []}
+        with tempfile.TemporaryDirectory() as tmp, taddons.context() as tctx:
+            addon = SSECapture()
+            tctx.master.addons.add(addon)
+            tctx.configure(addon, sse_capture_dir=tmp)
+            flows = [_short_stream_flow() for _ in range(n)]
+            clock = time.perf_counter
+            if prof:
+                prof.enable()
+            for f in flows:
+                t0 = clock()
+                pending = addon.responseheaders(f)
+                if pending is not None:  # files are being made in worker threads (slow file system)
+                    await pending
+                t1 = clock()
+                for _ in range(5):
+                    f.response.stream(chunk)
+                t2 = clock()
+                addon.response(f)
+                t3 = clock()
+                for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                    times[k].append(v)
+            if prof:
+                prof.disable()
+        return times
+
+    asyncio.run(run())  # warm-up
+    results = [asyncio.run(run()) for _ in range(runs)]
+    rows = [[k, min(median(r[k]) for r in results) * 1e6, min(sum(r[k]) / n for r in results) * 1e6]
+            for k in results[0]]
+    rows.append(["all", sum(r[1] for r in rows), sum(r[2] for r in rows)])
+    print(f"### SSECapture hooks per short stream, in-process ({n} flows, best of {runs} runs)\n")
+    print(table(["hook", "median us/flow", "mean us/flow"], rows))
+    prof = cProfile.Profile()
+    asyncio.run(run(prof))
+    print("\n### cProfile of the same, by own time (cProfile inflates per-call overhead)\n")
+    print(_pct_table(prof, "tottime", top))
+
+
 def main() -> None:
     ap = base_args(__doc__.splitlines()[0])
     ap.add_argument("--live", choices=("realistic", "bulk", "flows"),
                     help="py-spy a live addon mitmdump under this load instead of in-process cProfile")
+    ap.add_argument("--hooks", action="store_true",
+                    help="time the capture addon's hooks per short stream, in-process (mitmproxy's test flows)")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
-    if args.live:
+    if args.hooks:
+        hooks(args.quick, args.top)
+    elif args.live:
         live(args.live, args.quick, args.top, 20 if args.quick else args.streams, 3 if args.quick else args.seconds)
     else:
         in_process(args.quick, args.top)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import stat
 import re
 import time
-import uuid
 from urllib.parse import urlsplit
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
@@ -32,18 +32,43 @@ def recording_name(started: float, method: str, url: str, stream_id: str) -> str
 
     Every part is reduced to ``[A-Za-z0-9.-_]`` so a hostile URL cannot leave the directory.
     """
+    day, clock, _ = _utc_second(int(started))
+    return f"{day}/{clock}.{int(started % 1 * 1e6):06d}_{_endpoint(method, url)}_{stream_id[:8]}.jsonl"
+
+
+def utc_timestamp(t: float) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``"""
+    return f"{_utc_second(int(t))[2]}.{int(t % 1 * 1e6):06d}Z"
+
+
+# The two caches below are for the per-stream work of many short streams (the time and the endpoint repeat):
+# a hit costs ~0.2 us, against ~2 us per strftime and ~5 us for the endpoint.
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> tuple[str, str, str]:
+    utc = time.gmtime(second)
+    return time.strftime("%Y-%m-%d", utc), time.strftime("%H%M%S", utc), time.strftime("%Y-%m-%dT%H:%M:%S", utc)
+
+
+@functools.lru_cache(maxsize=256)
+def _endpoint(method: str, url: str) -> str:
     parts = urlsplit(url)
-    day = time.strftime("%Y-%m-%d", time.gmtime(started))
-    clock = time.strftime("%H%M%S", time.gmtime(started)) + f".{int(started % 1 * 1e6):06d}"
-    host = _safe(parts.hostname or "unknown", 60)
-    if parts.port:
-        host += f"-{parts.port}"
-    path = _safe(parts.path, 80)
-    return f"{day}/{clock}_{_safe(method, 12)}_{host}_{path}_{stream_id[:8]}.jsonl"
+    try:
+        hostname, port = parts.hostname, parts.port
+    except ValueError:  # mitmproxy writes an IPv6 host without brackets ("http://::1:8080/x"): no port to read
+        hostname, port = parts.netloc, None
+    host = _safe(hostname or "unknown", 60)
+    if port:
+        host += f"-{port}"
+    return f"{_safe(method, 12)}_{host}_{_safe(parts.path, 80)}"
 
 
 def new_stream_id() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID's 32 hex digits, as ``uuid.uuid4().hex`` gives, in a third of its time."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
+    return b.hex()
 
 
 class RecordingFile:
