@@ -150,7 +150,11 @@ def start_proxy(config: str, workdir: Path, extra: list[str] | None = None) -> P
         argv += ["-s", str(PLAIN)]
     argv += extra or []
     log = open(workdir / f"{config}-{port}.log", "wb")
-    proc = Proc(config, argv, port, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    # addon.py imports the package by name, which an editable install resolves to *its* checkout: put the
+    # benchmarked checkout first, or SSE_BENCH_ADDON would measure this one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ADDON.parent.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    proc = Proc(config, argv, port, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env)
     wait_port(port, proc.p)
     return proc
 

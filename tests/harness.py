@@ -316,7 +316,7 @@ class HypercornServer:
 
     @property
     def base(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
 
     def _run(self) -> None:
         from hypercorn.asyncio import serve
@@ -336,14 +336,15 @@ class HypercornServer:
 
 
 class LoopbackServer:
-    """A threaded TCP server on 127.0.0.1: a thread per connection runs ``_serve(conn)``."""
+    """A threaded TCP server on 127.0.0.1 (or ``host="::1"``): a thread per connection runs ``_serve(conn)``."""
 
     scheme = "http"
 
-    def __init__(self, backlog: int = 64):
-        self.sock = socket.socket()
+    def __init__(self, backlog: int = 64, host: str = "127.0.0.1"):
+        self.host = host
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self._closed = False
@@ -351,7 +352,7 @@ class LoopbackServer:
 
     @property
     def base(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
 
     def _accept(self) -> None:
         while not self._closed:
@@ -373,10 +374,10 @@ class RawServer(LoopbackServer):
     """A raw TCP server for byte-exact or broken HTTP/1.1 responses: ``respond(request_bytes)`` returns the
     list of steps (bytes / float sleep / "reset" for a TCP RST / "close")."""
 
-    def __init__(self, respond: Callable[[bytes], list]):
+    def __init__(self, respond: Callable[[bytes], list], host: str = "127.0.0.1"):
         self.respond = respond
         self.requests: list[bytes] = []
-        super().__init__()
+        super().__init__(host=host)
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:

@@ -6,7 +6,9 @@ events the parser finds in those bytes, whole lines, and the right end record.
 """
 
 import hashlib
+import os
 import random
+import socket
 import threading
 import time
 
@@ -205,6 +207,27 @@ def test_header_bytes_that_are_not_utf8_do_not_stop_the_recording(proxy):
     rec = read_recording(path)
     assert _events(rec) == [("message", "one", None), ("message", "two", None)] and rec.ending == "complete"
     assert ["x-banner", "caf\\xe9"] in rec.header["response"]["headers"] and rec.header["escaped_bytes"] is True
+
+
+def test_an_ipv6_upstream_is_recorded(proxy):
+    """mitmproxy writes an IPv6 host without brackets in the URL ("http://::1:8080/x"); that used to stop the
+    recording name being made, so such streams were forwarded but not recorded."""
+    server = RawServer(lambda req: [sse_response_head(), b"data: one\n\n", "close"], host="::1")
+    try:
+        # by hand: httpx writes the request target without brackets too, which mitmproxy refuses
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as conn:
+            conn.sendall(f"GET {server.base}/sse/over-ipv6 HTTP/1.1\r\nHost: [::1]:{server.port}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            response = b""
+            while piece := conn.recv(65536):
+                response += piece
+        assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"data: one\n\n"), response
+        path = recording_for(proxy, "/sse/over-ipv6")
+    finally:
+        server.stop()
+    rec = read_recording(path)
+    assert _events(rec) == [("message", "one", None)] and rec.ending == "complete"
+    assert f"_GET_1_{server.port}_sse_over-ipv6_" in os.path.basename(path)
 
 
 def test_upstream_stalls_until_the_proxy_times_out(certs, tmp_path):
