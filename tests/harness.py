@@ -316,7 +316,7 @@ class HypercornServer:
 
     @property
     def base(self) -> str:
-        return f"{self.scheme}://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         from hypercorn.asyncio import serve
