@@ -81,6 +81,7 @@ except ImportError:
     _c_simple_blocks = None
 
 _new_tuple = tuple.__new__
+_HOLD_MAX = 64 * 1024  # see SSEParser.feed
 
 
 def _event(type_: str, data: str, last_event_id: str, retry: int | None) -> Event:
@@ -129,6 +130,7 @@ class SSEParser:
         self._undecoded = False  # the decoder holds the start of a multi-byte sequence
         self._at_boundary = False  # at a block boundary with nothing pending: the fast path applies
         self._c_ready = False  # ... and no undecoded bytes, and the C fast path is there
+        self._held = b""  # the start of a line, held back at a block boundary for the next chunk (see feed)
         self._started = False  # a first character was decoded (the BOM check is done)
         self._cr = False  # the last chunk ended with CR: a leading LF in the next one completes a CRLF
         self._line = _Text(max(max_event_size, _HEAD_CHARS))  # the incomplete line
@@ -154,10 +156,30 @@ class SSEParser:
 
     def feed(self, data: bytes) -> list[Item]:
         self.bytes_in += len(data)
+        held = self._held
+        if held:
+            data = held + data
+            self._held = b""
         if self._c_ready and len(data) <= self.max_event_size:
             items = _c_simple_blocks(data, self.last_event_id, self.message_batches, self.line_endings, "lf")
             if items is not None:
                 return items
+            if not held:
+                # Whole blocks, then the start of a line (a chunk cut anywhere, e.g. a proxy's 16 KiB reads): the
+                # blocks in C, and that start held back to go in front of the next chunk, so that the next chunk
+                # also starts at a block boundary. A piece of a line yields nothing until the line ends, so
+                # holding it changes no output; holding at most once in a row keeps the copying linear.
+                end = data.rfind(b"\n\n") + 2
+                rest = data[end:]
+                if len(rest) <= _HOLD_MAX and b"\n" not in rest and b"\r" not in rest:
+                    items = _c_simple_blocks(data[:end], self.last_event_id, self.message_batches,
+                                             self.line_endings, "lf") if end else []
+                    if items is not None:
+                        self._held = rest
+                        return items
+        return self._feed_text(data)
+
+    def _feed_text(self, data: bytes) -> list[Item]:
         if self._undecoded:
             text = self._decode(data)
         else:
@@ -283,6 +305,9 @@ class SSEParser:
         after the last blank line that ended a block, including any incomplete line, truncated to
         max_event_size characters), or None if the stream ended exactly at a block boundary / nothing pending.
         An incomplete event is NOT dispatched (spec)."""
+        if self._held:
+            held, self._held = self._held, b""
+            self._feed_text(held)  # a piece of a line: nothing to dispatch
         self._text(self._decode(b"", True), [])  # at most U+FFFD for a truncated sequence
         if not self._tail.total:
             return None
