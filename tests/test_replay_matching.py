@@ -41,6 +41,14 @@ def test_host_port_and_query_parameters_can_be_ignored(tmp_path):
     assert served(Matcher(recordings, MatchOptions(ignore_params=("*",))), "https://api.test/v1/chat") == "a"
 
 
+def test_an_ipv6_upstream_as_mitmproxy_writes_its_url_matches(tmp_path):
+    # mitmproxy's URL for an IPv6 host has no brackets; it used to stop the matcher being built at all
+    url = "http://::1:8080/sse?x=1"
+    recordings = [rec(tmp_path, "v6", url=url, method="GET"), rec(tmp_path, "v4", method="GET")]
+    assert served(Matcher(recordings), url, "GET") == "v6"
+    assert served(Matcher(recordings), "http://::1:8081/sse?x=1", "GET") is None
+
+
 def test_recordings_of_one_endpoint_are_served_once_each_in_recorded_order(tmp_path):
     # file names sort the other way round: the header's start time decides
     recordings = [rec(tmp_path, "b", started="2026-01-01T00:00:02.000000Z"),

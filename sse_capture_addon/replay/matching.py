@@ -119,6 +119,10 @@ class Matcher:
         o = self.options
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
+        try:
+            hostname, port = parts.hostname, parts.port
+        except ValueError:  # mitmproxy writes an IPv6 host without brackets ("http://::1:8080/x"): keep it whole
+            hostname, port = parts.netloc, None
         query: tuple = ()
         if "*" not in o.ignore_params:
             query = tuple(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
@@ -126,8 +130,8 @@ class Matcher:
         return (
             method.upper(),
             None if o.ignore_scheme else scheme,
-            None if o.ignore_host else (parts.hostname or "").lower(),
-            None if o.ignore_port else (parts.port or _DEFAULT_PORTS.get(scheme)),
+            None if o.ignore_host else (hostname or "").lower(),
+            None if o.ignore_port else (port or _DEFAULT_PORTS.get(scheme)),
             parts.path or "/",
             query,
         )
