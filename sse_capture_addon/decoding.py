@@ -45,6 +45,8 @@ class _Zlib(Decoder):
         self._start = b""  # deflate: the first bytes, until there are two to look at
         self._replay: bytes | None = None  # zlib-wrapped deflate: input so far while it produced no output
         self._trailing = False  # gzip: junk after a member, ignored from there on as browsers do (and counted)
+        self._next_member: int | None = None  # gzip: bytes given to a later member while it has produced nothing
+        self._next_head = b""  # ... and its first two, to tell junk from a broken member
 
     def decode(self, chunk: bytes) -> bytes:
         if self._trailing:
@@ -64,6 +66,12 @@ class _Zlib(Decoder):
             try:
                 data = self._obj.decompress(chunk)
             except zlib.error as e:
+                if self._next_member is not None and (self._next_head + chunk)[:2] != b"\x1f\x8b":
+                    # what followed a member only began like another one (0x1f, not 0x1f 0x8b): junk, as above
+                    self._trailing = True
+                    self.trailing_bytes += self._next_member + len(chunk)
+                    self._next_member = None
+                    break
                 if self._replay is not None:
                     # Data behind a zlib-looking header that fails to inflate: browsers then try raw deflate.
                     chunk, self._replay = self._replay + chunk, None
@@ -72,6 +80,9 @@ class _Zlib(Decoder):
                 raise DecodeError(f"{self._name}: {e}") from None
             if self._replay is not None:
                 self._replay = None if data or len(self._replay) > self._REPLAY_LIMIT else self._replay + chunk
+            if self._next_member is not None:  # a whole member, even an empty one, is not junk
+                self._next_member = None if data or self._obj.eof else self._next_member + len(chunk)
+                self._next_head = (self._next_head + chunk)[:2]
             out.append(data)
             chunk = b""
             if self._obj.eof and self._obj.unused_data:
@@ -83,9 +94,13 @@ class _Zlib(Decoder):
                     self.trailing_bytes += len(chunk)
                     break
                 self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._next_member, self._next_head = 0, b""
         return b"".join(out)
 
     def flush(self) -> bytes:
+        if self._next_member:  # the stream ended inside what began like another member: nothing came of it
+            self.trailing_bytes += self._next_member
+            self._next_member = None
         return b"" if self._obj is None or self._trailing else self._obj.flush()
 
 

@@ -195,6 +195,22 @@ def test_gzip_junk_after_member_is_ignored_like_browsers_do_and_counted():
         assert d.trailing_bytes == len(junk)   # every byte after the member, however it was chunked
 
 
+@pytest.mark.parametrize("junk", [b"\x1f", b"\x1f junk that begins like gzip", b"\x1f\x1f", b"\x1f\x8b"])
+def test_gzip_junk_that_begins_like_another_member_is_ignored_and_counted_too(junk):
+    data = gzip.compress(b"data: x\n\n") + junk
+    for sizes in ([len(data)], [1] * len(data), [len(data) - len(junk)] + [2] * 20, [len(data) - 2, 1, 1]):
+        d = make_decoder("gzip")
+        assert run(d, data, sizes) == b"data: x\n\n"
+        assert d.trailing_bytes == len(junk)
+
+
+def test_later_gzip_members_are_still_decoded_even_empty_ones():
+    data = gzip.compress(b"data: x\n\n") + gzip.compress(b"") + gzip.compress(b"data: y\n\n") + gzip.compress(b"")
+    for sizes in ([len(data)], [1] * len(data), random_sizes(3)):
+        d = make_decoder("gzip")
+        assert run(d, data, sizes) == b"data: x\n\ndata: y\n\n" and d.trailing_bytes == 0
+
+
 def test_gzip_trailing_bytes_counted_through_a_chain():
     junk = b"\r\n0\r\n\r\n"
     data = gzip.compress(brotli.compress(PAYLOAD)) + junk   # Content-Encoding: br, gzip
