@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -221,3 +222,33 @@ def test_byte_exact_replay_refuses_a_recording_without_raw_chunks(tmp_path):
     rec = chat_recording(tmp_path / "chat.jsonl", n=1)
     assert refused(sse_replay=[str(rec)], sse_replay_bytes=True) == \
         f"{rec}:1: byte-exact replay needs raw chunks, and this recording has none (record with sse_capture_raw_chunks=on)"
+
+
+def test_a_recording_of_an_ipv6_upstream_is_replayed(certs, tmp_path):
+    # mitmproxy records such a URL without brackets ("http://::1:PORT/x"); replay must match it all the same
+    port = free_port()
+    url = f"http://::1:{port}/v1/chat"
+    chat_recording(tmp_path / "recs" / "chat.jsonl", n=3, gap=0.01, url=url, method="GET")
+    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm:
+        with socket.create_connection(("127.0.0.1", mitm.port), timeout=20) as conn:  # httpx drops the brackets
+            conn.sendall(f"GET http://[::1]:{port}/v1/chat HTTP/1.1\r\nHost: [::1]:{port}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            response = b""
+            while piece := conn.recv(65536):
+                response += piece
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), response
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
+    assert parse_events(body) == chat_events(3)
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + body[:size], body[size + 2:]
+    return out
