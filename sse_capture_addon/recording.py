@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import eq
 from typing import Any
+from urllib.parse import SplitResult
 
 import orjson
 
@@ -116,6 +117,17 @@ def decode_data(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode("utf-8")
+
+
+# --- recorded URLs -------------------------------------------------------------------------------------
+
+def url_host_port(parts: SplitResult) -> tuple[str | None, int | None]:
+    """``(parts.hostname, parts.port)`` of a URL as mitmproxy writes it. For an IPv6 host it leaves out the
+    brackets ("http://::1:8080/x"), so no port can be read: the whole netloc is the host then."""
+    try:
+        return parts.hostname, parts.port
+    except ValueError:
+        return parts.netloc, None
 
 
 # --- writing lines -------------------------------------------------------------------------------------

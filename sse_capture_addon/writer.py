@@ -19,6 +19,8 @@ import re
 import time
 from urllib.parse import urlsplit
 
+from .recording import url_host_port
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 
 
@@ -53,10 +55,7 @@ def _utc_second(second: int) -> tuple[str, str, str]:
 @functools.lru_cache(maxsize=256)
 def _endpoint(method: str, url: str) -> str:
     parts = urlsplit(url)
-    try:
-        hostname, port = parts.hostname, parts.port
-    except ValueError:  # mitmproxy writes an IPv6 host without brackets ("http://::1:8080/x"): no port to read
-        hostname, port = parts.netloc, None
+    hostname, port = url_host_port(parts)
     host = _safe(hostname or "unknown", 60)
     if port:
         host += f"-{port}"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from ..recording import Recording, read_recording
+from ..recording import Recording, read_recording, url_host_port
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -119,10 +119,7 @@ class Matcher:
         o = self.options
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        try:
-            hostname, port = parts.hostname, parts.port
-        except ValueError:  # mitmproxy writes an IPv6 host without brackets ("http://::1:8080/x"): keep it whole
-            hostname, port = parts.netloc, None
+        hostname, port = url_host_port(parts)
         query: tuple = ()
         if "*" not in o.ignore_params:
             query = tuple(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
