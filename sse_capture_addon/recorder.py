@@ -107,7 +107,7 @@ class StreamRecorder:
                 out.append(event_line_json(t_json, item[0], data_json(item[1]), item[2], item[3]))
             elif type(item) is MessageBatch:  # a token stream's chunk of whole events
                 self.events += item.count
-                out.append(message_lines(t_json, item.blocks, item.last_event_id))
+                out.append(message_lines(t_json, item))
             else:
                 out.append(self._item_line(t_json, item))
 

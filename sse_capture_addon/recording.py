@@ -24,6 +24,8 @@ from urllib.parse import SplitResult
 
 import orjson
 
+from .sse import MESSAGE_SEPARATOR, MessageBatch
+
 FORMAT = "sse-capture"
 FORMAT_VERSION = 1
 
@@ -89,9 +91,10 @@ _OPENERS, _CLOSERS = (b"{", b"["), (b"}", b"]")
 
 
 def data_json_many(datas: list[bytes]) -> list[bytes]:
-    """``data_json`` of each of many data given as UTF-8 bytes. When they are all JSON objects or arrays (a
-    token stream's chunk) one parse checks them all."""
-    if len(datas) > 1 and datas[0][:1] in _OPENERS and datas[-1][:1] in _OPENERS:
+    """``data_json`` of each of many data given as UTF-8 bytes. Without the C scanner, when they are all JSON
+    objects or arrays (a token stream's chunk), one parse checks them all; with it, each is scanned alone (its
+    scan of the whole run, in message_lines, has already failed) and only what it cannot prove goes to orjson."""
+    if _exact_c is None and len(datas) > 1 and datas[0][:1] in _OPENERS and datas[-1][:1] in _OPENERS:
         # The same count is not enough (["[{}", "{}],[]"] parses as two values), so each value is compared
         # with its own text. Not into a list: holding many orjson.dumps results costs ~2.5 us each, because
         # each one keeps the large buffer orjson allocated for it.
@@ -194,21 +197,18 @@ def event_line_json(t_json: bytes, event_type: str, data: bytes, last_event_id: 
     return b"".join(parts)
 
 
-_MESSAGE_SEPARATOR = b"\n\ndata: "
-
-
-def message_lines(t_json: bytes, blocks: bytes, last_event_id: str) -> bytes:
-    """The lines of "message" events without retry, all at ``t``, given as their SSE text (``MessageBatch.blocks``:
-    ``b"data: A\n\ndata: B\n\n"``): the lines ``event_line_json`` makes, in a few calls for the whole run."""
+def message_lines(t_json: bytes, batch: MessageBatch) -> bytes:
+    """The lines of a ``MessageBatch``'s events, all at ``t``: the lines ``event_line_json`` makes, in a few
+    calls for the whole run."""
     head = b'{"t":%b,"kind":"event","event":"message",' % t_json
-    if last_event_id:
-        head += b'"id":%b,' % orjson.dumps(last_event_id)
+    if batch.last_event_id:
+        head += b'"id":%b,' % orjson.dumps(batch.last_event_id)
     head += b'"data":'
-    joined = blocks[6:-2]
-    if _exact_c is not None and _exact_c(joined, _MESSAGE_SEPARATOR):
+    joined = batch.joined
+    if _exact_c is not None and _exact_c(joined, MESSAGE_SEPARATOR):
         # every data is exact JSON: the lines are the text with each separator replaced
-        return head + joined.replace(_MESSAGE_SEPARATOR, b"}\n" + head) + b"}\n"
-    return head + (b"}\n" + head).join(data_json_many(joined.split(_MESSAGE_SEPARATOR))) + b"}\n"
+        return head + joined.replace(MESSAGE_SEPARATOR, b"}\n" + head) + b"}\n"
+    return head + (b"}\n" + head).join(data_json_many(joined.split(MESSAGE_SEPARATOR))) + b"}\n"
 
 
 def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:

@@ -60,16 +60,24 @@ class MessageBatch(NamedTuple):
     """Several "message" events without retry, one after the other. Only a parser made with
     ``message_batches=True`` returns these, for runs of blocks that are each one ``data: `` line (a token
     stream's chunk), so that a consumer can handle the run with a few calls rather than a few per event.
-    ``blocks`` is their text in UTF-8 with LF line endings, ``b"data: A\n\ndata: B\n\n"``; ``datas`` splits it."""
+    ``blocks`` is their text in UTF-8 with LF line endings, ``b"data: A\n\ndata: B\n\n"``."""
 
     blocks: bytes
     count: int
     last_event_id: str
 
     @property
+    def joined(self) -> bytes:
+        """The events' data joined by ``MESSAGE_SEPARATOR`` (which no data can hold: it has no LF)."""
+        return self.blocks[6:-2]
+
+    @property
     def datas(self) -> list[bytes]:
         """The events' data in UTF-8."""
-        return self.blocks[6:-2].split(b"\n\ndata: ")
+        return self.joined.split(MESSAGE_SEPARATOR)
+
+
+MESSAGE_SEPARATOR = b"\n\ndata: "  # between two data in MessageBatch.blocks
 
 
 Item = Event | Comment | NoDispatch | Oversized | Ignored | MessageBatch

@@ -16,6 +16,7 @@ from sse_capture_addon.recording import (
     message_lines,
     read_recording,
 )
+from sse_capture_addon.sse import MessageBatch
 from sse_capture_addon.writer import RecordingFile
 
 # data that is exact JSON, JSON that re-serialises differently, scalars, text, and pairs that only parse
@@ -45,7 +46,7 @@ def test_message_lines_are_event_lines(implementation, datas, last_event_id):
     t = b"1.250000"
     expected = b"".join(event_line_json(t, "message", data_json(d), last_event_id, None) for d in datas)
     blocks = b"".join(b"data: %b\n\n" % d.encode() for d in datas)
-    assert message_lines(t, blocks, last_event_id) == expected
+    assert message_lines(t, MessageBatch(blocks, len(datas), last_event_id)) == expected
 
 
 HEADER = {"kind": "header", "format": "sse-capture", "version": 1, "stream_id": "s", "started": "2026-11-25T00:00:00Z",

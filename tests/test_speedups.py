@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from sse_capture_addon import recording
 from sse_capture_addon.recording import data_json, message_lines
+from sse_capture_addon.sse import MESSAGE_SEPARATOR, MessageBatch
 
 if os.environ.get("SSE_CAPTURE_REQUIRE_SPEEDUPS"):  # CI: a missing build must fail, not skip
     import sse_capture_addon._speedups as speedups
@@ -21,7 +22,7 @@ else:
     speedups = pytest.importorskip("sse_capture_addon._speedups", reason="the C scanner is not built (no C compiler?)")
 exact_json = speedups.exact_json
 
-SEP = b"\n\ndata: "
+SEP = MESSAGE_SEPARATOR
 
 
 def orjson_exact(raw: bytes) -> bool:
@@ -140,5 +141,5 @@ def test_token_streams_take_the_fast_path():
         assert exact_json(SEP.join([raw] * 5), SEP)
     assert recording._exact_c is exact_json  # the recorder uses it (its self-check passed)
     blocks = b"".join(b"data: %b\n\n" % d for d in (openai, anthropic))
-    lines = message_lines(b"0.500000", blocks, "")
+    lines = message_lines(b"0.500000", MessageBatch(blocks, 2, ""))
     assert [orjson.loads(line)["data"] for line in lines.splitlines()] == [orjson.loads(openai), orjson.loads(anthropic)]
