@@ -8,7 +8,6 @@ events the parser finds in those bytes, whole lines, and the right end record.
 import hashlib
 import os
 import random
-import socket
 import threading
 import time
 
@@ -17,7 +16,7 @@ import pytest
 
 from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, chunked
 from reliability_helpers import (H2RawServer, H2ThroughProxy, events_completed_by, proc_status, recording_for,
-                                 reference_events, reference_items, reset_hwm, whole_lines)
+                                 raw_proxy_request, reference_events, reference_items, reset_hwm, whole_lines)
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.sse import Event
 
@@ -215,13 +214,8 @@ def test_an_ipv6_upstream_is_recorded(proxy):
     server = RawServer(lambda req: [sse_response_head(), b"data: one\n\n", "close"], host="::1")
     try:
         # by hand: httpx writes the request target without brackets too, which mitmproxy refuses
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as conn:
-            conn.sendall(f"GET {server.base}/sse/over-ipv6 HTTP/1.1\r\nHost: [::1]:{server.port}\r\n"
-                         "Connection: close\r\n\r\n".encode())
-            response = b""
-            while piece := conn.recv(65536):
-                response += piece
-        assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"data: one\n\n"), response
+        head, body = raw_proxy_request(proxy.port, f"{server.base}/sse/over-ipv6", f"[::1]:{server.port}")
+        assert head.startswith(b"HTTP/1.1 200") and body.endswith(b"data: one\n\n"), (head, body)
         path = recording_for(proxy, "/sse/over-ipv6")
     finally:
         server.stop()

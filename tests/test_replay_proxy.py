@@ -3,7 +3,6 @@
 import gzip
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import threading
 import httpx
 import pytest
 from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure
+from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
 
 from mitmproxy.exceptions import OptionsError
@@ -229,26 +229,7 @@ def test_a_recording_of_an_ipv6_upstream_is_replayed(certs, tmp_path):
     port = free_port()
     url = f"http://::1:{port}/v1/chat"
     chat_recording(tmp_path / "recs" / "chat.jsonl", n=3, gap=0.01, url=url, method="GET")
-    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm:
-        with socket.create_connection(("127.0.0.1", mitm.port), timeout=20) as conn:  # httpx drops the brackets
-            conn.sendall(f"GET http://[::1]:{port}/v1/chat HTTP/1.1\r\nHost: [::1]:{port}\r\n"
-                         "Connection: close\r\n\r\n".encode())
-            response = b""
-            while piece := conn.recv(65536):
-                response += piece
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), response
-    if b"transfer-encoding: chunked" in head.lower():
-        body = _dechunk(body)
+    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm:  # by hand: httpx drops the brackets
+        head, body = raw_proxy_request(mitm.port, f"http://[::1]:{port}/v1/chat", f"[::1]:{port}")
+    assert head.startswith(b"HTTP/1.1 200"), head
     assert parse_events(body) == chat_events(3)
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out, body = out + body[:size], body[size + 2:]
-    return out
