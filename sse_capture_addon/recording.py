@@ -106,8 +106,9 @@ def data_json_many(datas: list[bytes]) -> list[bytes]:
             exact = False
         if exact:
             return datas
+    # b"%b" % ...: an exact-size copy, for the same reason
     return [d if d[:1] in _OPENERS and d[-1:] in _CLOSERS and _exact_container(d)
-            else b"%b" % orjson.dumps(d.decode()) for d in datas]  # b"%b" % ...: an exact-size copy, for the same reason
+            else b"%b" % orjson.dumps(d.decode()) for d in datas]
 
 
 def encode_data(data: str) -> Any:

@@ -614,7 +614,8 @@ def expand_batches(items: list) -> list:
     return out
 
 
-TOKEN_BLOCKS = [b"data: {\"a\":1}\n\n", b"data: tok\n\n", b"data:nospace\n\n", b"data: \n\n", b"data:  two spaces\n\n", b"data: \xc3\xa9\n\n",
+TOKEN_BLOCKS = [b"data: {\"a\":1}\n\n", b"data: tok\n\n", b"data:nospace\n\n", b"data: \n\n", b"data:  two spaces\n\n",
+                b"data: \xc3\xa9\n\n",
                 b"id: 7\n\n", b"event: e\ndata: c\n\n", b"data: x\ndata: y\n\n", b": c\n\n", b"\n", b"data: \xff\n\n"]
 
 
