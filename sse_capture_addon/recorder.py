@@ -19,11 +19,32 @@ from typing import Any
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import (chunk_line, data_json, encode_data, event_line_json, header_line, line, line_at,
-                        message_lines, time_json)
+from .recording import (blocks_chunk_line, chunk_line, data_json, encode_data, event_line_json, header_line, line,
+                        line_at, message_lines, time_json)
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
+
+
+def _blocks_of(items: list) -> tuple[bytes, int] | None:
+    """What ``recording.event_block`` makes of the lines of ``items``, and how many lines there are, if they
+    are all events that have such a block."""
+    blocks, count = [], 0
+    for item in items:
+        if type(item) is MessageBatch:
+            blocks.append(item.blocks)
+            count += item.count
+            continue
+        if type(item) is not Event or item[3] is not None:
+            return None
+        type_, data = item[0], item[1]
+        if type_ == "message":
+            blocks.append(b"data: %b\n\n" % data.encode("utf-8", "surrogatepass"))
+        else:
+            blocks.append(b"event: %b\ndata: %b\n\n" % (type_.encode("utf-8", "surrogatepass"),
+                                                        data.encode("utf-8", "surrogatepass")))
+        count += 1
+    return b"".join(blocks), count
 
 
 class StreamRecorder:
@@ -82,19 +103,38 @@ class StreamRecorder:
         t_json = time_json(t)  # every line a chunk completes shares its arrival time
         self.chunks += 1
         self.bytes += len(chunk)
-        out = [chunk_line(t_json, self.chunks, chunk)] if self.raw_chunks else []
+        out: list[bytes] = []
+        items = None
         if self.parser is not None:
             try:
                 data = chunk if self.decoder is None else self.decoder.decode(chunk)
                 self.decoded_bytes += len(data)
-                self._add_lines(t_json, self.parser.feed(data), out)
+                parsed = self.parser.feed(data)
+                self._add_lines(t_json, parsed, out)
+                items = parsed
             except DecodeError as e:
                 out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
                 out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
+        if self.raw_chunks:
+            out.insert(0, self._chunk_line(t_json, chunk, items))
         if out:
             self._append(out[0] if len(out) == 1 else b"".join(out))
         return chunk
+
+    def _chunk_line(self, t_json: bytes, chunk: bytes, items: list | None) -> bytes:
+        """The chunk line: when the chunk is exactly the blocks of the events it completed, as the
+        ``event_block``s of their lines (most token stream chunks), a count of them, else its bytes in base64."""
+        if items and self.decoder is None and self.plain_events:
+            first = items[0]
+            if len(items) == 1 and type(first) is MessageBatch:
+                if first.blocks == chunk:  # a batch of the chunk itself, fed whole (the token stream's case)
+                    return blocks_chunk_line(t_json, self.chunks, first.count)
+            else:
+                blocks = _blocks_of(items)
+                if blocks is not None and blocks[0] == chunk:
+                    return blocks_chunk_line(t_json, self.chunks, blocks[1])
+        return chunk_line(t_json, self.chunks, chunk)
 
     def _add_lines(self, t_json: bytes, items: list, out: list[bytes]) -> None:
         """The lines of parser output, for feed and for the decoder's last bytes at the end."""

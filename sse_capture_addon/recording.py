@@ -216,6 +216,33 @@ def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:
     return b'{"t":%b,"kind":"chunk","n":%d,"b64":"%b"}\n' % (t_json, n, b2a_base64(raw, newline=False))
 
 
+def blocks_chunk_line(t_json: bytes, n: int, count: int) -> bytes:
+    """A chunk line for a chunk that was exactly the ``event_block`` of each of the ``count`` event lines after
+    it: its bytes are kept by those lines, so they are not written twice (in base64)."""
+    return b'{"t":%b,"kind":"chunk","n":%d,"blocks":%d}\n' % (t_json, n, count)
+
+
+def event_block(record: dict) -> bytes | None:
+    """The block an event line stands for in a ``blocks`` chunk: ``event: TYPE`` (left out for "message"),
+    ``data: DATA`` and a blank line, LF endings; None for a line that is not such an event."""
+    if record.get("kind") != "event" or "retry" in record:
+        return None
+    data, type_ = decode_data(record["data"]), record["event"]
+    if not type_ or "\n" in data or "\r" in data or "\n" in type_ or "\r" in type_:
+        return None
+    block = b"data: %b\n\n" % data.encode("utf-8", "surrogatepass")
+    return block if type_ == "message" else b"event: %b\n%b" % (type_.encode("utf-8", "surrogatepass"), block)
+
+
+def chunk_bytes(records: list[dict], index: int) -> bytes:
+    """The raw bytes of the chunk line ``records[index]``."""
+    record = records[index]
+    if "b64" in record:
+        return base64.b64decode(record["b64"])
+    # a file cut short (the proxy died) may hold fewer of the events than the line says
+    return b"".join(event_block(r) or b"" for r in records[index + 1:index + 1 + record["blocks"]])
+
+
 def event_line(t: float, event_type: str, data: Any, last_event_id: str, retry: int | None,
                redacted: bool = False) -> bytes:
     """An event line with ``data`` as a stored value (a string, or a JSON value)."""
@@ -253,7 +280,7 @@ _REQUIRED: dict[str, dict[str, tuple]] = {
     "no_dispatch": {},
     "oversized": {"event": (str,), "size": (int,)},
     "ignored": {"field": (str,), "value": (str,), "reason": (str,)},
-    "chunk": {"n": (int,), "b64": (str,)},
+    "chunk": {"n": (int,)},
     "error": {"message": (str,)},
     "end": {"reason": (str,), "events": (int,), "bytes": (int,)},
 }
@@ -261,6 +288,7 @@ _OPTIONAL: dict[str, dict[str, tuple]] = {
     "event": {"id": (str,), "retry": (int,), "redacted": (bool,)},
     "no_dispatch": {"id": (str,), "retry": (int,)},
     "oversized": {"id": (str,), "retry": (int,), "data_prefix": (str,)},
+    "chunk": {"b64": (str,), "blocks": (int,)},
     "error": {"what": (str,)},
     "end": {"message": _OPT_STR, "tail": _OPT_STR, "comments": (int,), "chunks": (int,),
             "tail_truncated": (bool,), "bom": (bool,), "line_endings": (dict,), "errors": (list,),
@@ -339,11 +367,38 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
         except (TypeError, orjson.JSONEncodeError):
             raise RecordingError(path, lineno, "event data is nested too deeply to re-serialise") from None
     if kind == "chunk":
-        try:
-            base64.b64decode(obj["b64"], validate=True)
-        except ValueError:
-            raise RecordingError(path, lineno, "chunk b64 is not valid base64") from None
+        if ("b64" in obj) == ("blocks" in obj):
+            raise RecordingError(path, lineno, "chunk needs one of 'b64' and 'blocks'")
+        if "blocks" in obj and obj["blocks"] < 1:
+            raise RecordingError(path, lineno, f"chunk blocks must be at least 1, got {obj['blocks']}")
+        if "b64" in obj:
+            try:
+                base64.b64decode(obj["b64"], validate=True)
+            except ValueError:
+                raise RecordingError(path, lineno, "chunk b64 is not valid base64") from None
     return obj
+
+
+class BlocksCheck:
+    """Checks, line after line, that a ``blocks`` chunk line is followed by as many event lines that
+    ``event_block`` can write, at the same ``t`` (without them its bytes are not known)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.left = 0
+        self.chunk: tuple[int, float, int] = (0, 0.0, 0)  # the chunk line's number, t and blocks
+
+    def __call__(self, lineno: int, obj: dict) -> None:
+        if self.left:
+            chunk_lineno, t, blocks = self.chunk
+            if obj["t"] != t or event_block(obj) is None:
+                raise RecordingError(self.path, lineno, f"the chunk on line {chunk_lineno} is the next {blocks} "
+                                                        f"event line(s) at t={t} as 'data:' blocks, but line "
+                                                        f"{lineno} is not one")
+            self.left -= 1
+        elif obj["kind"] == "chunk" and "blocks" in obj:
+            self.left = obj["blocks"]
+            self.chunk = (lineno, obj["t"], obj["blocks"])
 
 
 @dataclass
@@ -369,7 +424,8 @@ class Recording:
 
     @property
     def chunks(self) -> list[tuple[float, bytes]]:
-        return [(r["t"], base64.b64decode(r["b64"])) for r in self.records if r["kind"] == "chunk"]
+        """``(t, raw bytes)`` of each chunk line."""
+        return [(r["t"], chunk_bytes(self.records, i)) for i, r in enumerate(self.records) if r["kind"] == "chunk"]
 
 
 def writer_alive(path: str | os.PathLike) -> bool:
@@ -402,6 +458,7 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Ite
     with f:
         lineno = 0
         seen_end = False
+        check_blocks = BlocksCheck(path)
         while True:
             raw = f.readline(max_line + 1)
             if not raw:
@@ -422,6 +479,7 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Ite
             if seen_end:
                 raise RecordingError(path, lineno, "line after the end line")
             obj = validate_record(path, lineno, obj)
+            check_blocks(lineno, obj)
             seen_end = obj["kind"] == "end"
             yield lineno, obj
         if lineno == 0:

@@ -229,6 +229,7 @@ HEADER = {"kind": "header", "format": "sse-capture", "version": 1, "stream_id": 
           "response": {"status": 200, "headers": []}}
 EVENT = {"t": 0.1, "kind": "event", "event": "message", "data": "hi"}
 END = {"t": 0.2, "kind": "end", "reason": "complete", "events": 1, "bytes": 10}
+BLOCKS = {"t": 0.1, "kind": "chunk", "n": 1, "blocks": 1}  # the bytes of the event line after it
 
 
 def _lines(*objs) -> bytes:
@@ -261,6 +262,17 @@ HOSTILE_FILES = {
     "line_after_end": (_lines(HEADER, END, EVENT), 3, "after the end"),
     "second_header": (_lines(HEADER, EVENT, HEADER), 3, "second header"),
     "bad_base64": (_lines(HEADER, {"t": 0, "kind": "chunk", "n": 1, "b64": "!!!"}), 2, "base64"),
+    "chunk_b64_and_blocks": (_lines(HEADER, {**BLOCKS, "b64": "aGk="}, EVENT), 2, "one of 'b64' and 'blocks'"),
+    "chunk_without_bytes": (_lines(HEADER, {"t": 0.1, "kind": "chunk", "n": 1}, EVENT), 2, "one of"),
+    "chunk_zero_blocks": (_lines(HEADER, {**BLOCKS, "blocks": 0}, EVENT), 2, "at least 1"),
+    "chunk_blocks_string": (_lines(HEADER, {**BLOCKS, "blocks": "1"}, EVENT), 2, "blocks"),
+    "blocks_then_comment": (_lines(HEADER, {**BLOCKS, "blocks": 2}, EVENT, {"t": 0.1, "kind": "comment", "text": "x"}),
+                            4, "the chunk on line 2 is the next 2 event line(s)"),
+    "blocks_then_end": (_lines(HEADER, BLOCKS, END), 3, "chunk on line 2"),
+    "blocks_at_another_time": (_lines(HEADER, {**BLOCKS, "t": 0.05}, EVENT), 3, "chunk on line 2"),
+    "blocks_event_with_retry": (_lines(HEADER, BLOCKS, {**EVENT, "retry": 5}), 3, "chunk on line 2"),
+    "blocks_event_of_two_lines": (_lines(HEADER, BLOCKS, {**EVENT, "data": "a\nb"}), 3, "chunk on line 2"),
+    "blocks_event_with_cr": (_lines(HEADER, BLOCKS, {**EVENT, "event": "a\rb"}), 3, "chunk on line 2"),
     "deep_nesting": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":' + b"[" * 100_000
                             + b"]" * 100_000 + b"}"), 2, "invalid JSON"),
     "nan": (_lines(HEADER, b'{"t":NaN,"kind":"event","event":"m","data":"x"}'), 2, "invalid JSON"),
@@ -311,7 +323,7 @@ def test_deeply_nested_data_is_refused_or_usable(tmp_path, depth):
     assert decode_data(rec.events[0]["data"]) == deep.decode()
 
 
-_VALID = _lines(HEADER, EVENT, {"t": 0.15, "kind": "chunk", "n": 1, "b64": "aGk="},
+_VALID = _lines(HEADER, BLOCKS, EVENT, {"t": 0.15, "kind": "chunk", "n": 2, "b64": "aGk="},
                 {"t": 0.16, "kind": "comment", "text": "x"}, END)
 
 

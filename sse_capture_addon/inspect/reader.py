@@ -13,8 +13,8 @@ from typing import TypeVar
 
 import orjson
 
-from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, RecordingError, find_recordings, iter_lines,
-                         validate_header, validate_record, writer_alive)
+from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, BlocksCheck, RecordingError, find_recordings,
+                         iter_lines, validate_header, validate_record, writer_alive)
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
 EVENT_KINDS = ("event", "oversized")
@@ -84,6 +84,7 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE)
         buf = b""
         lineno = 0
         writer_gone = False
+        check_blocks = BlocksCheck(path)
         opened = time.monotonic()
         while True:
             chunk = f.read(1 << 16)
@@ -93,6 +94,8 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE)
                     raw, buf = buf[:cut + 1], buf[cut + 1:]
                     lineno += 1
                     record = _parse(path, lineno, raw)
+                    if lineno > 1:
+                        check_blocks(lineno, record)
                     yield lineno, record
                     if record.get("kind") == "end":
                         return

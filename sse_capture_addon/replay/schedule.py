@@ -17,11 +17,10 @@ writes (pieces due at the same time go out together) -> re-chunking.
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass, field, replace
 
-from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, decode_data
+from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, chunk_bytes, decode_data
 from . import faults as faults_mod
 from .faults import Faults
 
@@ -179,9 +178,9 @@ def byte_pieces(rec: Recording) -> list[Piece]:
     """Raw chunks; each carries the count of events it completed (they follow it in the file)."""
     check_raw_chunks(rec)
     pieces: list[Piece] = []
-    for r in rec.records:
+    for i, r in enumerate(rec.records):
         if r["kind"] == "chunk":
-            pieces.append(Piece(r["t"], base64.b64decode(r["b64"])))
+            pieces.append(Piece(r["t"], chunk_bytes(rec.records, i)))
         elif r["kind"] in ("event", "oversized") and pieces:
             pieces[-1].events += 1
     return pieces
