@@ -20,7 +20,7 @@ import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
 from .recording import (blocks_chunk_line, chunk_line, data_json, encode_data, event_line_json, header_line, line,
-                        line_at, message_lines, time_json)
+                        line_at, message_lines, sse_block, time_json)
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
@@ -37,12 +37,7 @@ def _blocks_of(items: list) -> tuple[bytes, int] | None:
             continue
         if type(item) is not Event or item[3] is not None:
             return None
-        type_, data = item[0], item[1]
-        if type_ == "message":
-            blocks.append(b"data: %b\n\n" % data.encode("utf-8", "surrogatepass"))
-        else:
-            blocks.append(b"event: %b\ndata: %b\n\n" % (type_.encode("utf-8", "surrogatepass"),
-                                                        data.encode("utf-8", "surrogatepass")))
+        blocks.append(sse_block(item[0], item[1]))  # when the chunk is these, the event lines have no CR or LF
         count += 1
     return b"".join(blocks), count
 

@@ -230,8 +230,14 @@ def event_block(record: dict) -> bytes | None:
     data, type_ = decode_data(record["data"]), record["event"]
     if not type_ or "\n" in data or "\r" in data or "\n" in type_ or "\r" in type_:
         return None
+    return sse_block(type_, data)
+
+
+def sse_block(event_type: str, data: str) -> bytes:
+    """``event: TYPE`` (not for "message"), ``data: DATA`` and a blank line, in UTF-8 with LF endings."""
     block = b"data: %b\n\n" % data.encode("utf-8", "surrogatepass")
-    return block if type_ == "message" else b"event: %b\n%b" % (type_.encode("utf-8", "surrogatepass"), block)
+    return block if event_type == "message" else b"event: %b\n%b" % (event_type.encode("utf-8", "surrogatepass"),
+                                                                       block)
 
 
 def chunk_bytes(records: list[dict], index: int) -> bytes:

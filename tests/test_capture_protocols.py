@@ -48,6 +48,11 @@ def test_records_every_event_and_passes_bytes_through(mitm, certs, servers, upst
     assert rec.ending == "complete"
     assert rec.end["events"] == 4 and rec.end["bytes"] == len(body) and rec.end["tail"] is None
     assert b"".join(b for _, b in rec.chunks) == body
+    # chunks that are whole simple blocks are kept by their event lines, the others in base64
+    lines = [r for r in rec.records if r["kind"] == "chunk"]
+    for line, (_, raw) in zip(lines, rec.chunks):
+        assert ("blocks" in line) == (raw in (b"data: first\n\n", b'event: done\ndata: {"ok": true}\n\n')), (line, raw)
+    assert sum("blocks" in line for line in lines) >= 1
     h = rec.header
     assert h["request"]["method"] == "GET"
     assert h["request"]["url"] == f"{server.base}/sse/{scenario_name}?x=1"
