@@ -71,6 +71,7 @@ class StreamRecorder:
         self.comments = 0
         self.oversized = 0
         self.chunks = 0
+        self._rest = b""  # what the last chunk line kept after its blocks: the start of a block (see _chunk_line)
         self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
@@ -118,17 +119,30 @@ class StreamRecorder:
         return chunk
 
     def _chunk_line(self, t_json: bytes, chunk: bytes, items: list | None) -> bytes:
-        """The chunk line: when the chunk is exactly the blocks of the events it completed, as the
-        ``event_block``s of their lines (most token stream chunks), a count of them, else its bytes in base64."""
+        """The chunk line. When the chunk is the blocks of the events it completed (their lines'
+        ``event_block``s) less the start of the first one that the last chunk line kept, and then the start of
+        the next block (a chunk cut mid-block), it is written as a count of those events, ``skip`` and that
+        start; most token stream chunks are. Anything else is written in base64. The comparison with the chunk
+        is what makes the line exact; the rest only decides when to try."""
+        kept, self._rest = self._rest, b""  # the start of the first block, as the last chunk line kept it
         if items and self.decoder is None and self.plain_events:
             first = items[0]
             if len(items) == 1 and type(first) is MessageBatch:
-                if first.blocks == chunk:  # a batch of the chunk itself, fed whole (the token stream's case)
+                if not kept and first.blocks == chunk:  # a batch of the chunk itself (the token stream's case)
                     return blocks_chunk_line(t_json, self.chunks, first.count)
+                blocks, count = first.blocks, first.count
             else:
-                blocks = _blocks_of(items)
-                if blocks is not None and blocks[0] == chunk:
-                    return blocks_chunk_line(t_json, self.chunks, blocks[1])
+                found = _blocks_of(items)
+                if found is None:
+                    return chunk_line(t_json, self.chunks, chunk)
+                blocks, count = found
+            skip = len(kept)
+            body = len(blocks) - skip
+            # (skip is always less than the first block: the check is so that the reader's holds whatever happens)
+            if len(chunk) >= body and skip < blocks.find(b"\n\n") + 2 \
+                    and chunk.startswith(blocks[skip:] if skip else blocks):
+                self._rest = chunk[body:]
+                return blocks_chunk_line(t_json, self.chunks, count, skip, self._rest)
         return chunk_line(t_json, self.chunks, chunk)
 
     def _add_lines(self, t_json: bytes, items: list, out: list[bytes]) -> None:

@@ -216,10 +216,16 @@ def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:
     return b'{"t":%b,"kind":"chunk","n":%d,"b64":"%b"}\n' % (t_json, n, b2a_base64(raw, newline=False))
 
 
-def blocks_chunk_line(t_json: bytes, n: int, count: int) -> bytes:
-    """A chunk line for a chunk that was exactly the ``event_block`` of each of the ``count`` event lines after
-    it: its bytes are kept by those lines, so they are not written twice (in base64)."""
-    return b'{"t":%b,"kind":"chunk","n":%d,"blocks":%d}\n' % (t_json, n, count)
+def blocks_chunk_line(t_json: bytes, n: int, count: int, skip: int = 0, rest: bytes = b"") -> bytes:
+    """A chunk line for a chunk whose bytes are the ``event_block`` of each of the ``count`` event lines after it
+    (less the first ``skip`` bytes, which an earlier chunk carried), then ``rest`` (the start of a block that a
+    later chunk ends): the bytes the event lines keep are not written twice (in base64)."""
+    line = b'{"t":%b,"kind":"chunk","n":%d,"blocks":%d' % (t_json, n, count)
+    if skip:
+        line += b',"skip":%d' % skip
+    if rest:
+        line += b',"rest_b64":"%b"' % b2a_base64(rest, newline=False)
+    return line + b"}\n"
 
 
 def event_block(record: dict) -> bytes | None:
@@ -246,7 +252,8 @@ def chunk_bytes(records: list[dict], index: int) -> bytes:
     if "b64" in record:
         return base64.b64decode(record["b64"])
     # a file cut short (the proxy died) may hold fewer of the events than the line says
-    return b"".join(event_block(r) or b"" for r in records[index + 1:index + 1 + record["blocks"]])
+    blocks = b"".join(event_block(r) or b"" for r in records[index + 1:index + 1 + record["blocks"]])
+    return blocks[record.get("skip", 0):] + base64.b64decode(record.get("rest_b64", ""))
 
 
 def event_line(t: float, event_type: str, data: Any, last_event_id: str, retry: int | None,
@@ -294,7 +301,7 @@ _OPTIONAL: dict[str, dict[str, tuple]] = {
     "event": {"id": (str,), "retry": (int,), "redacted": (bool,)},
     "no_dispatch": {"id": (str,), "retry": (int,)},
     "oversized": {"id": (str,), "retry": (int,), "data_prefix": (str,)},
-    "chunk": {"b64": (str,), "blocks": (int,)},
+    "chunk": {"b64": (str,), "blocks": (int,), "skip": (int,), "rest_b64": (str,)},
     "error": {"what": (str,)},
     "end": {"message": _OPT_STR, "tail": _OPT_STR, "comments": (int,), "chunks": (int,),
             "tail_truncated": (bool,), "bom": (bool,), "line_endings": (dict,), "errors": (list,),
@@ -377,34 +384,45 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
             raise RecordingError(path, lineno, "chunk needs one of 'b64' and 'blocks'")
         if "blocks" in obj and obj["blocks"] < 1:
             raise RecordingError(path, lineno, f"chunk blocks must be at least 1, got {obj['blocks']}")
-        if "b64" in obj:
-            try:
-                base64.b64decode(obj["b64"], validate=True)
-            except ValueError:
-                raise RecordingError(path, lineno, "chunk b64 is not valid base64") from None
+        if "b64" in obj and ("skip" in obj or "rest_b64" in obj):
+            raise RecordingError(path, lineno, "chunk 'skip' and 'rest_b64' go with 'blocks', not 'b64'")
+        if obj.get("skip", 0) < 0:
+            raise RecordingError(path, lineno, f"chunk skip must not be negative, got {obj['skip']}")
+        for name in ("b64", "rest_b64"):
+            if name in obj:
+                try:
+                    base64.b64decode(obj[name], validate=True)
+                except ValueError:
+                    raise RecordingError(path, lineno, f"chunk {name} is not valid base64") from None
     return obj
 
 
 class BlocksCheck:
     """Checks, line after line, that a ``blocks`` chunk line is followed by as many event lines that
-    ``event_block`` can write, at the same ``t`` (without them its bytes are not known)."""
+    ``event_block`` can write, at the same ``t`` (without them its bytes are not known), and that its ``skip``
+    leaves some of the first one."""
 
     def __init__(self, path):
         self.path = path
         self.left = 0
-        self.chunk: tuple[int, float, int] = (0, 0.0, 0)  # the chunk line's number, t and blocks
+        self.chunk: dict = {}
+        self.chunk_lineno = 0
 
     def __call__(self, lineno: int, obj: dict) -> None:
         if self.left:
-            chunk_lineno, t, blocks = self.chunk
-            if obj["t"] != t or event_block(obj) is None:
-                raise RecordingError(self.path, lineno, f"the chunk on line {chunk_lineno} is the next {blocks} "
-                                                        f"event line(s) at t={t} as 'data:' blocks, but line "
-                                                        f"{lineno} is not one")
+            chunk = self.chunk
+            block = event_block(obj) if obj["t"] == chunk["t"] else None
+            if block is None:
+                raise RecordingError(self.path, lineno, f"the chunk on line {self.chunk_lineno} is the next "
+                                                        f"{chunk['blocks']} event line(s) at t={chunk['t']} as "
+                                                        f"'data:' blocks, but line {lineno} is not one")
+            if self.left == chunk["blocks"] and chunk.get("skip", 0) >= len(block):
+                raise RecordingError(self.path, self.chunk_lineno, f"chunk skip {chunk['skip']} leaves nothing of "
+                                                                   f"the event on line {lineno} ({len(block)} bytes)")
             self.left -= 1
         elif obj["kind"] == "chunk" and "blocks" in obj:
             self.left = obj["blocks"]
-            self.chunk = (lineno, obj["t"], obj["blocks"])
+            self.chunk, self.chunk_lineno = obj, lineno
 
 
 @dataclass

@@ -4,6 +4,7 @@ exactly, which byte-exact replay relies on."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import itertools
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from sse_capture_addon.inspect.reader import RecordingStream
 from sse_capture_addon.recorder import StreamRecorder
-from sse_capture_addon.recording import RecordingError, read_recording
+from sse_capture_addon.recording import RecordingError, chunk_line, read_recording
 from sse_capture_addon.replay.schedule import build_plan
 from sse_capture_addon.writer import RecordingFile
 
@@ -67,8 +68,6 @@ def test_token_stream_chunks_are_kept_by_their_event_lines(implementation, tmp_p
     b"retry: 10\ndata: a\n\n",
     b": ping\n\n",
     b"data: a\n\n: ping\n\n",
-    b"data: a\n\ndata: b",                        # ends mid-line
-    b"data: a\n\n\n",
     b"\xef\xbb\xbfdata: a\n\n",                   # the BOM is stripped
     b"data: \xff\n\n",                            # not UTF-8: U+FFFD in the event
     b"data:  two spaces\n\n" + b"data: \n\n",
@@ -83,13 +82,30 @@ def test_other_chunks_are_kept_in_base64(implementation, tmp_path, chunk):
     assert rec.chunks == [(line["t"], chunk)]
 
 
-def test_a_chunk_after_a_cut_is_kept_in_base64(implementation, tmp_path):
+def test_chunks_cut_mid_block_keep_only_the_cut_bytes(implementation, tmp_path):
+    """A chunk that ends with the start of a block keeps that start ("rest_b64"); the next chunk line skips it in
+    the first block of its events."""
     stream = b"".join(OPENAI)
     cut = len(OPENAI[0]) + 10
     rec = record(tmp_path, [stream[:cut], stream[cut:]])
-    assert ["blocks" in c for c in chunk_lines(rec)] == [False, False]
-    assert b"".join(raw for _, raw in rec.chunks) == stream and [raw for _, raw in rec.chunks] == [stream[:cut],
-                                                                                                  stream[cut:]]
+    first, second = chunk_lines(rec)
+    assert (first["blocks"], "skip" in first, base64.b64decode(first["rest_b64"])) == (1, False, OPENAI[1][:10])
+    assert (second["blocks"], second["skip"], "rest_b64" not in second) == (2, 10, True)
+    assert [raw for _, raw in rec.chunks] == [stream[:cut], stream[cut:]]
+
+
+@pytest.mark.parametrize("size", [7, 50, 64, 100, 1000])
+def test_a_token_stream_in_fixed_size_chunks_is_kept_by_its_events(implementation, tmp_path, size):
+    stream = b"".join(OPENAI * 20 + ANTHROPIC * 20)
+    chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+    rec = record(tmp_path, chunks)
+    assert [raw for _, raw in rec.chunks] == chunks
+    lines = chunk_lines(rec)
+    assert all("b64" in c for c, raw in zip(lines, chunks) if b"\n\n" not in raw)  # it ends no block
+    if size >= 100:  # every chunk ends a block: only the cut bytes are written again
+        assert all("blocks" in c for c in lines)
+        in_base64 = sum(len(chunk_line(b"0.001000", 1, raw)) for raw in chunks)
+        assert sum(len(orjson.dumps(c)) + 1 for c in lines) < in_base64 * (0.7 if size == 100 else 0.4)
 
 
 def test_compressed_chunks_are_kept_in_base64(tmp_path):

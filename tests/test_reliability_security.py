@@ -272,6 +272,12 @@ HOSTILE_FILES = {
     "blocks_at_another_time": (_lines(HEADER, {**BLOCKS, "t": 0.05}, EVENT), 3, "chunk on line 2"),
     "blocks_event_with_retry": (_lines(HEADER, BLOCKS, {**EVENT, "retry": 5}), 3, "chunk on line 2"),
     "blocks_event_of_two_lines": (_lines(HEADER, BLOCKS, {**EVENT, "data": "a\nb"}), 3, "chunk on line 2"),
+    "chunk_negative_skip": (_lines(HEADER, {**BLOCKS, "skip": -1}, EVENT), 2, "skip must not be negative"),
+    "chunk_skip_with_b64": (_lines(HEADER, {"t": 0.1, "kind": "chunk", "n": 1, "b64": "aGk=", "skip": 1}), 2,
+                            "'skip' and 'rest_b64' go with 'blocks'"),
+    "chunk_bad_rest": (_lines(HEADER, {**BLOCKS, "rest_b64": "!!"}, EVENT), 2, "rest_b64 is not valid base64"),
+    "chunk_skips_the_whole_event": (_lines(HEADER, {**BLOCKS, "skip": 10}, EVENT), 2,
+                                    "skip 10 leaves nothing of the event on line 3 (10 bytes)"),
     "blocks_event_with_cr": (_lines(HEADER, BLOCKS, {**EVENT, "event": "a\rb"}), 3, "chunk on line 2"),
     "deep_nesting": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":' + b"[" * 100_000
                             + b"]" * 100_000 + b"}"), 2, "invalid JSON"),
@@ -323,7 +329,8 @@ def test_deeply_nested_data_is_refused_or_usable(tmp_path, depth):
     assert decode_data(rec.events[0]["data"]) == deep.decode()
 
 
-_VALID = _lines(HEADER, BLOCKS, EVENT, {"t": 0.15, "kind": "chunk", "n": 2, "b64": "aGk="},
+_VALID = _lines(HEADER, {**BLOCKS, "skip": 3, "rest_b64": "ZGF0"}, EVENT,
+                {"t": 0.15, "kind": "chunk", "n": 2, "b64": "aGk="},
                 {"t": 0.16, "kind": "comment", "text": "x"}, END)
 
 
