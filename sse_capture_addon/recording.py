@@ -27,7 +27,8 @@ import orjson
 from .sse import MESSAGE_SEPARATOR, MessageBatch
 
 FORMAT = "sse-capture"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version written; 2 added chunk lines kept by their events ("blocks")
+READ_VERSIONS = (1, 2)  # the versions read
 
 #: How a stream ended: the ``reason`` of the end line. ``proxy_died`` is never written; readers report it
 #: for a file with no end line whose writer is gone.
@@ -344,9 +345,9 @@ def validate_header(path, lineno: int, obj: Any) -> dict:
     _check_fields(path, lineno, obj, _HEADER_REQUIRED, {}, "header")
     if obj["format"] != FORMAT:
         raise RecordingError(path, lineno, f"not an sse-capture recording (format {obj['format']!r})")
-    if obj["version"] != FORMAT_VERSION:
-        raise RecordingError(path, lineno, f"unsupported format version {obj['version']} "
-                                           f"(this sse-capture reads version {FORMAT_VERSION})")
+    if obj["version"] not in READ_VERSIONS:
+        raise RecordingError(path, lineno, f"unsupported format version {obj['version']} (this sse-capture reads "
+                                           f"versions {', '.join(map(str, READ_VERSIONS))})")
     request, response = obj["request"], obj["response"]
     _check_fields(path, lineno, request, {"method": (str,), "url": (str,), "headers": (list,)}, {},
                   "header.request")

@@ -54,6 +54,7 @@ def test_records_every_event_and_passes_bytes_through(mitm, certs, servers, upst
         assert ("blocks" in line) == (raw in (b"data: first\n\n", b'event: done\ndata: {"ok": true}\n\n')), (line, raw)
     assert sum("blocks" in line for line in lines) >= 1
     h = rec.header
+    assert h["format"] == "sse-capture" and h["version"] == 2
     assert h["request"]["method"] == "GET"
     assert h["request"]["url"] == f"{server.base}/sse/{scenario_name}?x=1"
     assert h["response"]["status"] == 200

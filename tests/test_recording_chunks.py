@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from sse_capture_addon.inspect.reader import RecordingStream
 from sse_capture_addon.recorder import StreamRecorder
-from sse_capture_addon.recording import RecordingError, chunk_line, read_recording
+from sse_capture_addon.recording import FORMAT_VERSION, RecordingError, chunk_line, read_recording
 from sse_capture_addon.replay.schedule import build_plan
 from sse_capture_addon.writer import RecordingFile
 
-HEADER = {"kind": "header", "format": "sse-capture", "version": 1, "stream_id": "s", "started": "2026-11-25T00:00:00Z",
+HEADER = {"kind": "header", "format": "sse-capture", "version": FORMAT_VERSION, "stream_id": "s", "started": "2026-11-25T00:00:00Z",
           "request": {"method": "GET", "url": "http://127.0.0.1/", "headers": []},
           "response": {"status": 200, "headers": []}, "raw_chunks": True}
 
@@ -162,3 +162,19 @@ def test_a_file_cut_short_gives_the_events_it_holds(tmp_path):
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(b"".join(lines[:4]))  # header, chunk, two of its three events
     assert read_recording(cut).chunks == [(rec.chunks[0][0], OPENAI[0] + OPENAI[1])]
+
+
+def test_version_1_recordings_are_still_read_and_the_next_version_is_refused(tmp_path):
+    """Version 2 added "blocks" chunk lines; version 1 files (every chunk in base64) read as before."""
+    v1 = tmp_path / "v1.jsonl"
+    v1.write_bytes(b"\n".join(orjson.dumps(o) for o in [
+        {**HEADER, "version": 1}, {"t": 0.1, "kind": "chunk", "n": 1, "b64": base64.b64encode(OPENAI[0]).decode()},
+        {"t": 0.1, "kind": "event", "event": "message", "data": {"choices": [{"delta": {"content": "Hel"}}]}},
+        {"t": 0.2, "kind": "end", "reason": "complete", "events": 1, "bytes": len(OPENAI[0])}]) + b"\n")
+    rec = read_recording(v1)
+    assert rec.header["version"] == 1 and rec.chunks == [(0.1, OPENAI[0])] and rec.ending == "complete"
+    v3 = tmp_path / "v3.jsonl"
+    v3.write_bytes(orjson.dumps({**HEADER, "version": 3}) + b"\n")
+    with pytest.raises(RecordingError, match=r"v3.jsonl:1: unsupported format version 3 \(this sse-capture reads "
+                                             r"versions 1, 2\)"):
+        read_recording(v3)
