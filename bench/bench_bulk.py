@@ -27,7 +27,7 @@ def main() -> None:
     runs = {c: [] for c in configs}
     with Stack(configs) as st:
         asyncio.run(fetch(st.server.port, st.port_for("plain"), query(1000)))  # warm-up
-        asyncio.run(fetch(st.server.port, st.port_for("addon"), query(1000)))
+        warm = asyncio.run(fetch(st.server.port, st.port_for("addon"), query(1000)))
         for _, cfg in interleaved(configs, reps):
             proc = st.proxies.get(cfg)
             cpu0 = proc.cpu() if proc else 0.0
@@ -39,6 +39,8 @@ def main() -> None:
                               "mb_per_s": r.body_bytes / r.duration / 1e6, "proxy_cpu_s": cpu,
                               "bytes": r.body_bytes})
         files = st.captured_files()
+        # the recordings' size against what the addon carried (its warm-up stream included)
+        size_ratio = st.captured_bytes() / (warm.body_bytes + sum(x["bytes"] for x in runs["addon"]))
 
     med = {c: {k: median([x[k] for x in runs[c]]) for k in runs[c][0]} for c in configs}
     rows = [[c, med[c]["events_per_s"], med[c]["mb_per_s"], med[c]["seconds"], med[c]["proxy_cpu_s"],
@@ -53,10 +55,11 @@ def main() -> None:
             + table(["config", "events/s", "MB/s", "seconds", "proxy CPU s", "proxy CPU us/event"], rows)
             + f"\n\nthroughput addon/plain = {a_p:.3f}x (CPU-time equivalent: plain CPU / addon CPU = "
               f"{cpu_p_a:.3f}x), write-only/plain = {w_p:.3f}x (the floor of writing each chunk before "
-              f"forwarding it), plain/direct = {p_d:.3f}x, capture files written: {files}\n\n"
+              f"forwarding it), plain/direct = {p_d:.3f}x, capture files written: {files}, their size "
+              f"{size_ratio:.2f}x the bytes streamed\n\n"
             + targets_table(tg))
     emit(args, "bulk", text, {"runs": runs, "median": med, "addon_over_plain": a_p, "plain_over_direct": p_d, "write_only_over_plain": w_p,
-                              "cpu_plain_over_addon": cpu_p_a, "targets": tg}, files=files)
+                              "cpu_plain_over_addon": cpu_p_a, "recording_size_over_stream": size_ratio, "targets": tg}, files=files)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def main() -> None:
     configs = WITH_FLOOR
     with Stack(configs) as st:
         asyncio.run(run_batch(st.server.port, st.port_for("plain"), 5, 50, 0.2, args.size))  # warm-up
-        asyncio.run(run_batch(st.server.port, st.port_for("addon"), 5, 50, 0.2, args.size))
+        warm = asyncio.run(run_batch(st.server.port, st.port_for("addon"), 5, 50, 0.2, args.size))
+        carried = sum(r.body_bytes for r in warm)  # by the addon's proxy, for the recordings' size
         for streams in counts:
             runs = {c: [] for c in configs}
             for _, cfg in interleaved(configs, reps):
@@ -56,6 +57,8 @@ def main() -> None:
                 scpu0, ccpu0, t0 = st.server.cpu(), time.process_time(), time.perf_counter()
                 rs = asyncio.run(run_batch(st.server.port, st.port_for(cfg), streams, args.rate, seconds, args.size))
                 events = sum(r.events for r in rs)
+                if cfg == "addon":
+                    carried += sum(r.body_bytes for r in rs)
                 expected = streams * int(args.rate * seconds)
                 if events != expected:
                     raise SystemExit(f"{cfg}: {events} events, expected {expected}")
@@ -97,8 +100,11 @@ def main() -> None:
             results[streams] = {"runs": runs, "median": med, "cpu_ratio": cpu_ratio, "p99_diff_ms": p99_diff,
                                 "steady_p99_diff_ms": steady_diff, "write_only_cpu_ratio": floor_ratio, "write_only_p99_diff_ms": floor_p99}
         files = st.captured_files()
-    text.append(f"capture files written: {files}\n\n" + targets_table(tg))
-    emit(args, "realistic", "\n\n".join(text), {"results": results, "targets": tg}, files=files)
+        size_ratio = st.captured_bytes() / carried
+    text.append(f"capture files written: {files}, their size {size_ratio:.2f}x the bytes streamed\n\n"
+                + targets_table(tg))
+    emit(args, "realistic", "\n\n".join(text), {"results": results, "recording_size_over_stream": size_ratio,
+                                                  "targets": tg}, files=files)
 
 
 if __name__ == "__main__":
