@@ -196,7 +196,7 @@ def refused(**options) -> str:
 
 
 @pytest.mark.parametrize("content, where, message", [
-    (HEADER % 2, 1, "unsupported format version 2"),
+    (HEADER % 3, 1, "unsupported format version 3"),
     ('{"t":0.1,"kind":"event","event":"message","data":"x"}\n', 1, "missing header line"),
 ])
 def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where, message):
