@@ -178,3 +178,20 @@ def test_version_1_recordings_are_still_read_and_the_next_version_is_refused(tmp
     with pytest.raises(RecordingError, match=r"v3.jsonl:1: unsupported format version 3 \(this sse-capture reads "
                                              r"versions 1, 2\)"):
         read_recording(v3)
+
+
+def test_chunks_around_an_oversized_event_read_back_exactly(implementation, tmp_path):
+    """An event over max_event_size is recorded as "oversized" (its data not kept), so no chunk with a byte of it
+    can be kept by event lines: those chunks are in base64, the others still as blocks."""
+    big = b"data: " + b"x" * 300 + b"\n\n"
+    stream = OPENAI[0] + big + OPENAI[1] + big[:100]
+    chunks = [OPENAI[0] + big[:50], big[50:200], big[200:] + OPENAI[1], big[:100]]
+    rec = StreamRecorder(RecordingFile(str(tmp_path), "o.jsonl"), HEADER, max_event_size=100)
+    for chunk in chunks:
+        rec.feed(chunk)
+    rec.finish("complete")
+    recording = read_recording(rec.file.path)
+    assert [r["kind"] for r in recording.records if r["kind"] != "chunk"] == ["event", "oversized", "event"]
+    assert ["blocks" in c for c in chunk_lines(recording)] == [True, False, False, False]
+    assert b"".join(raw for _, raw in recording.chunks) == stream
+    assert [raw for _, raw in recording.chunks] == chunks
