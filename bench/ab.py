@@ -1,0 +1,141 @@
+"""A/B: the capture addon of several checkouts (or option sets) in one run, interleaved with plain and write-only.
+
+    .venv/bin/python bench/ab.py bulk old=/tmp/old new=.
+    .venv/bin/python bench/ab.py realistic --streams 50 old=/tmp/old new=. noraw=.,sse_capture_raw_chunks=off
+    .venv/bin/python bench/ab.py flows --reps 8 old=/tmp/old new=.
+
+Each ``NAME=DIR[,OPTION=VALUE...]`` is one mitmdump running ``DIR/sse_capture_addon/addon.py`` with DIR first on
+its PYTHONPATH (so it imports that checkout's package, and that checkout's C accelerator: build it there with
+``.venv/bin/python setup.py build_ext --inplace``, or copy the ``.so``), and each OPTION as ``--set``. A checkout
+of an older commit: ``git worktree add /tmp/old COMMIT``.
+
+On a shared machine, differences between separate runs are mostly the machine; within one run, configurations
+take turns (the order rotates each repetition), so drift hits all of them alike. The report gives medians over
+the repetitions: proxy CPU per event (bulk, realistic) or per flow (flows) and its ratio to plain, and the
+throughput against plain (bulk, flows) or the p99 latency (realistic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench_realistic import run_batch
+from common import (MITMDUMP, PLAIN, WRITE_ONLY, HOST, Proc, fetch, free_port, interleaved, median, pct, query,
+                    start_server, table, wait_port)
+
+
+def parse_config(spec: str) -> tuple[str, Path, list[str]]:
+    name, sep, rest = spec.partition("=")
+    if not sep or not name or name in ("plain", "write-only"):
+        raise SystemExit(f"bad configuration {spec!r}: expected NAME=DIR[,OPTION=VALUE...], NAME not plain/write-only")
+    directory, *options = rest.split(",")
+    root = Path(directory).resolve()
+    if not (root / "sse_capture_addon" / "addon.py").exists():
+        raise SystemExit(f"{spec}: no sse_capture_addon/addon.py in {root}")
+    if any("=" not in o for o in options):
+        raise SystemExit(f"{spec}: options must be OPTION=VALUE")
+    return name, root, options
+
+
+def start(name: str, args: list[str], workdir: Path, pythonpath: Path | None = None) -> Proc:
+    port = free_port()
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": str(pythonpath)}
+    log = open(workdir / f"{name}.log", "wb")
+    proc = Proc(name, [MITMDUMP, "--listen-host", HOST, "--listen-port", str(port), "-q",
+                       "--set", f"confdir={workdir / 'confdir'}", *args], port, env=env, stdout=log,
+                stderr=log)
+    wait_port(port, proc.p)
+    return proc
+
+
+async def flows(server_port: int, proxy_port: int, n: int) -> None:
+    for _ in range(n):
+        r = await fetch(server_port, proxy_port, query(5, 200))
+        if r.events != 5:
+            raise SystemExit(f"a flow got {r.events} events, expected 5")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenario", choices=["bulk", "realistic", "flows"])
+    ap.add_argument("configs", nargs="+", metavar="NAME=DIR[,OPTION=VALUE...]")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per configuration (default 5)")
+    ap.add_argument("--events", type=int, default=500_000, help="bulk: events in the stream")
+    ap.add_argument("--streams", type=int, default=50, help="realistic: concurrent streams (50 events/s each)")
+    ap.add_argument("--seconds", type=float, default=5, help="realistic: seconds per stream")
+    ap.add_argument("--flows", type=int, default=150, help="flows: sequential short streams per repetition")
+    args = ap.parse_args()
+    addons = [parse_config(c) for c in args.configs]
+    if len({name for name, _, _ in addons}) != len(addons):
+        raise SystemExit("configuration names must differ")
+
+    workdir = Path(tempfile.mkdtemp(prefix="sse-ab-"))
+    procs: dict[str, Proc] = {}
+    server = start_server()
+    try:
+        (workdir / "confdir").mkdir()
+        (workdir / "write-only").mkdir()
+        procs["plain"] = start("plain", ["-s", str(PLAIN)], workdir)  # first: it creates the shared CA
+        procs["write-only"] = start("write-only", ["-s", str(WRITE_ONLY), "--set",
+                                                   f"write_only_dir={workdir / 'write-only'}"], workdir)
+        for name, root, options in addons:
+            captures = workdir / f"captures-{name}"
+            captures.mkdir()
+            sets = [a for o in options for a in ("--set", o)]
+            procs[name] = start(name, ["-s", str(root / "sse_capture_addon" / "addon.py"), "--set",
+                                       f"sse_capture_dir={captures}", *sets], workdir, pythonpath=root)
+
+        if args.scenario == "bulk":
+            units, unit = args.events, "event"
+            def once(port: int) -> float:
+                r = asyncio.run(fetch(server.port, port, query(args.events, 64, 100)))
+                if r.events != args.events:
+                    raise SystemExit(f"got {r.events} events, expected {args.events}")
+                return r.duration
+        elif args.scenario == "realistic":
+            units, unit = int(args.streams * 50 * args.seconds), "event"
+            def once(port: int) -> float:
+                rs = asyncio.run(run_batch(server.port, port, args.streams, 50, args.seconds, 200))
+                if sum(r.events for r in rs) != units:
+                    raise SystemExit(f"got {sum(r.events for r in rs)} events, expected {units}")
+                return pct([x / 1e6 for r in rs for x in r.latencies_ns], 99)
+        else:
+            units, unit = args.flows, "flow"
+            def once(port: int) -> float:
+                t0 = time.perf_counter()
+                asyncio.run(flows(server.port, port, args.flows))
+                return time.perf_counter() - t0
+
+        for proc in procs.values():  # warm-up
+            asyncio.run(flows(server.port, proc.port, 20))
+        cpu: dict[str, list[float]] = {c: [] for c in procs}
+        measure: dict[str, list[float]] = {c: [] for c in procs}
+        for _, cfg in interleaved(procs, args.reps):
+            proc = procs[cfg]
+            before = proc.cpu()
+            measure[cfg].append(once(proc.port))
+            cpu[cfg].append((proc.cpu() - before) / units * 1e6)
+    finally:
+        for proc in [*procs.values(), server]:
+            proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    plain_cpu, plain_m = median(cpu["plain"]), median(measure["plain"])
+    rows = []
+    for cfg in procs:
+        c, m = median(cpu[cfg]), median(measure[cfg])
+        last = m if args.scenario == "realistic" else plain_m / m  # p99 ms, or throughput against plain
+        rows.append([cfg, c, c / plain_cpu, last])
+    last_header = "p99 latency ms" if args.scenario == "realistic" else "throughput / plain"
+    print(f"### A/B, {args.scenario}: median of {args.reps}, configurations interleaved\n")
+    print(table(["config", f"proxy CPU us/{unit}", "CPU / plain", last_header], rows))
+
+
+if __name__ == "__main__":
+    main()
