@@ -5,9 +5,10 @@
     .venv/bin/python bench/ab.py flows --reps 8 old=/tmp/old new=.
 
 Each ``NAME=DIR[,OPTION=VALUE...]`` is one mitmdump running ``DIR/sse_capture_addon/addon.py`` with DIR first on
-its PYTHONPATH (so it imports that checkout's package, and that checkout's C accelerator: build it there with
-``.venv/bin/python setup.py build_ext --inplace``, or copy the ``.so``), and each OPTION as ``--set``. A checkout
-of an older commit: ``git worktree add /tmp/old COMMIT``.
+its PYTHONPATH (so it imports that checkout's package, and that checkout's C accelerator: copy this checkout's
+``sse_capture_addon/_speedups*.so`` there when the C source is the same, else build it there with setuptools'
+``setup.py build_ext --inplace``), and each OPTION as ``--set``. A checkout of an older commit:
+``git worktree add /tmp/old COMMIT``.
 
 On a shared machine, differences between separate runs are mostly the machine; within one run, configurations
 take turns (the order rotates each repetition), so drift hits all of them alike. The report gives medians over
