@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,9 @@ def parse_config(spec: str) -> tuple[str, Path, list[str]]:
         raise SystemExit(f"{spec}: no sse_capture_addon/addon.py in {root}")
     if any("=" not in o for o in options):
         raise SystemExit(f"{spec}: options must be OPTION=VALUE")
+    if not list((root / "sse_capture_addon").glob("_speedups*.so")):
+        print(f"warning: {name}: no C accelerator in {root / 'sse_capture_addon'}: it runs the pure-Python code",
+              file=sys.stderr)
     return name, root, options
 
 
