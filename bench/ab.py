@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -28,8 +27,7 @@ import time
 from pathlib import Path
 
 from bench_realistic import run_batch
-from common import (MITMDUMP, PLAIN, WRITE_ONLY, HOST, Proc, fetch, free_port, interleaved, median, pct, query,
-                    start_server, table, wait_port)
+from common import Proc, fetch, interleaved, median, pct, query, short_flows, start_proxy, start_server, table
 
 
 def parse_config(spec: str) -> tuple[str, Path, list[str]]:
@@ -46,24 +44,6 @@ def parse_config(spec: str) -> tuple[str, Path, list[str]]:
         print(f"warning: {name}: no C accelerator in {root / 'sse_capture_addon'}: it runs the pure-Python code",
               file=sys.stderr)
     return name, root, options
-
-
-def start(name: str, args: list[str], workdir: Path, pythonpath: Path | None = None) -> Proc:
-    port = free_port()
-    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": str(pythonpath)}
-    log = open(workdir / f"{name}.log", "wb")
-    proc = Proc(name, [MITMDUMP, "--listen-host", HOST, "--listen-port", str(port), "-q",
-                       "--set", f"confdir={workdir / 'confdir'}", *args], port, env=env, stdout=log,
-                stderr=log)
-    wait_port(port, proc.p)
-    return proc
-
-
-async def flows(server_port: int, proxy_port: int, n: int) -> None:
-    for _ in range(n):
-        r = await fetch(server_port, proxy_port, query(5, 200))
-        if r.events != 5:
-            raise SystemExit(f"a flow got {r.events} events, expected 5")
 
 
 def main() -> None:
@@ -84,17 +64,12 @@ def main() -> None:
     procs: dict[str, Proc] = {}
     server = start_server()
     try:
-        (workdir / "confdir").mkdir()
-        (workdir / "write-only").mkdir()
-        procs["plain"] = start("plain", ["-s", str(PLAIN)], workdir)  # first: it creates the shared CA
-        procs["write-only"] = start("write-only", ["-s", str(WRITE_ONLY), "--set",
-                                                   f"write_only_dir={workdir / 'write-only'}"], workdir)
+        for cfg in ("plain", "write-only"):  # one after the other: the first creates the shared CA
+            procs[cfg] = start_proxy(cfg, workdir)
         for name, root, options in addons:
-            captures = workdir / f"captures-{name}"
-            captures.mkdir()
-            sets = [a for o in options for a in ("--set", o)]
-            procs[name] = start(name, ["-s", str(root / "sse_capture_addon" / "addon.py"), "--set",
-                                       f"sse_capture_dir={captures}", *sets], workdir, pythonpath=root)
+            procs[name] = start_proxy("addon", workdir, [a for o in options for a in ("--set", o)],
+                                      addon=root / "sse_capture_addon" / "addon.py",
+                                      captures=workdir / f"captures-{name}")
 
         if args.scenario == "bulk":
             units, unit = args.events, "event"
@@ -114,11 +89,11 @@ def main() -> None:
             units, unit = args.flows, "flow"
             def once(port: int) -> float:
                 t0 = time.perf_counter()
-                asyncio.run(flows(server.port, port, args.flows))
+                asyncio.run(short_flows(server.port, port, args.flows))
                 return time.perf_counter() - t0
 
         for proc in procs.values():  # warm-up
-            asyncio.run(flows(server.port, proc.port, 20))
+            asyncio.run(short_flows(server.port, proc.port, 20))
         cpu: dict[str, list[float]] = {c: [] for c in procs}
         measure: dict[str, list[float]] = {c: [] for c in procs}
         for _, cfg in interleaved(procs, args.reps):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from common import WITH_FLOOR, Stack, base_args, emit, fetch, interleaved, median, query, ratio, table, target, \
-    targets_table
+from common import WITH_FLOOR, Stack, base_args, emit, fetch, interleaved, median, query, ratio, short_flows, table, \
+    target, targets_table
 
 
 def main() -> None:
@@ -31,10 +31,7 @@ def main() -> None:
 
     async def block(st: Stack, cfg: str) -> float:
         t0 = time.perf_counter()
-        for _ in range(n):
-            r = await fetch(st.server.port, st.port_for(cfg), path)
-            if r.events != 5:
-                raise SystemExit(f"{cfg}: {r.events} events")
+        await short_flows(st.server.port, st.port_for(cfg), n, cfg)
         return n / (time.perf_counter() - t0)
 
     configs = WITH_FLOOR

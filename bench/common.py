@@ -130,18 +130,20 @@ def start_server() -> Proc:
     return proc
 
 
-def start_proxy(config: str, workdir: Path, extra: list[str] | None = None) -> Proc:
+def start_proxy(config: str, workdir: Path, extra: list[str] | None = None, addon: Path = ADDON,
+                captures: Path | None = None) -> Proc:
     """mitmdump for ``plain``, ``write-only`` or ``addon``; confdir shared under workdir, captures under
-    workdir/captures (the addon) or workdir/write-only."""
+    ``captures`` (default workdir/captures; the addon) or workdir/write-only. ``addon``: another checkout's
+    addon.py (bench/ab.py)."""
     port = free_port()
     confdir = workdir / "confdir"
     confdir.mkdir(exist_ok=True)
     argv = [MITMDUMP, "--listen-host", HOST, "--listen-port", str(port), "-q",
             "--set", f"confdir={confdir}"]
-    if config == "addon" and addon_available():
-        capdir = workdir / "captures"
+    if config == "addon" and (addon != ADDON or addon_available()):
+        capdir = captures or workdir / "captures"
         capdir.mkdir(exist_ok=True)
-        argv += ["-s", str(ADDON), "--set", f"sse_capture_dir={capdir}"]
+        argv += ["-s", str(addon), "--set", f"sse_capture_dir={capdir}"]
     elif config == "write-only":
         rawdir = workdir / "write-only"
         rawdir.mkdir(exist_ok=True)
@@ -152,7 +154,7 @@ def start_proxy(config: str, workdir: Path, extra: list[str] | None = None) -> P
     log = open(workdir / f"{config}-{port}.log", "wb")
     # addon.py imports the package by name, which an editable install resolves to *its* checkout: put the
     # benchmarked checkout first, or SSE_BENCH_ADDON would measure this one
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ADDON.parent.parent),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(addon.parent.parent),
                                                                      os.environ.get("PYTHONPATH")]))}
     proc = Proc(config, argv, port, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env)
     wait_port(port, proc.p)
@@ -309,6 +311,14 @@ async def fetch(server_port: int, proxy_port: int | None, path: str, latencies: 
 
 
 # --- stats / reporting ---------------------------------------------------------------------------------
+
+async def short_flows(server_port: int, proxy_port: int | None, n: int, label: str = "") -> None:
+    """``n`` sequential short streams as bench_flows runs them: 5 events of 200 B each, a new connection each."""
+    for _ in range(n):
+        r = await fetch(server_port, proxy_port, query(5, 200))
+        if r.events != 5:
+            raise SystemExit(f"{label}: {r.events} events" if label else f"a short stream got {r.events} events")
+
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench_parser import anthropic_stream, openai_stream, rechunk
 from bench_realistic import run_batch
-from common import PY, Stack, base_args, fetch, median, query, table, use_addon_package
+from common import PY, Stack, base_args, fetch, median, query, short_flows, table, use_addon_package
 
 use_addon_package()
 
@@ -92,11 +92,6 @@ def _pct_table(prof: cProfile.Profile, key: str, top: int) -> str:
     return table(["function", "calls", "own s", "own %", "cum s", "cum %"], rows)
 
 
-async def _flows(server_port: int, proxy_port: int, n: int) -> None:
-    for _ in range(n):
-        await fetch(server_port, proxy_port, query(5, 200))
-
-
 def live(load: str, quick: bool, top: int, streams: int, seconds: float) -> None:
     """py-spy the addon mitmdump while a load runs; summarise the collapsed stacks."""
     with Stack(configs=("addon",)) as st, tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +112,7 @@ def live(load: str, quick: bool, top: int, streams: int, seconds: float) -> None
         else:
             n = 100 if quick else 1000
             what = f"{n} sequential short streams"
-            asyncio.run(_flows(st.server.port, proc.port, n))
+            asyncio.run(short_flows(st.server.port, proc.port, n))
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         spy.wait(60)
         if not out.exists():
