@@ -19,16 +19,16 @@ from typing import Any
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import (blocks_chunk_line, chunk_line, data_json, encode_data, event_line_json, header_line, line,
-                        line_at, message_lines, sse_block, time_json)
+from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, data_json, encode_data, event_line_json,
+                        form_block, header_line, line, line_at, message_lines, sse_block, time_json)
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
 
 
 def _blocks_of(items: list) -> tuple[bytes, int] | None:
-    """What ``recording.event_block`` makes of the lines of ``items``, and how many lines there are, if they
-    are all events that have such a block."""
+    """What ``recording.event_block`` makes of the lines of ``items`` in the default form, and how many lines there
+    are, if they are all events that have such a block."""
     blocks, count = [], 0
     for item in items:
         if type(item) is MessageBatch:
@@ -40,6 +40,57 @@ def _blocks_of(items: list) -> tuple[bytes, int] | None:
         blocks.append(sse_block(item[0], item[1]))  # when the chunk is these, the event lines have no CR or LF
         count += 1
     return b"".join(blocks), count
+
+
+def _blocks_in_form(items: list, form: str, eol: bytes) -> tuple[bytes, int] | None:
+    """``_blocks_of`` for another form (see ``recording.DEFAULT_FORM``)."""
+    blocks = []
+    for item in items:
+        kind = type(item)
+        if kind is Event:
+            block = form_block(form, eol, *item)
+            if block is None:
+                return None
+            blocks.append(block)
+        elif kind is Comment and "c" in form:
+            blocks.append(b":%b%b%b" % (item.text.encode("utf-8", "surrogatepass"), eol, eol))
+        elif kind is MessageBatch:
+            blocks += [form_block(form, eol, "message", data.decode("utf-8", "surrogatepass"), item.last_event_id,
+                                  None) for data in item.datas]
+        else:
+            return None
+    return b"".join(blocks), len(blocks)
+
+
+_FIELD_LETTERS = {b"event": "e", b"id": "i", b"data": "d", b"retry": "r"}
+
+
+def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
+    """The forms to try for a chunk that is not in the stream's ``current`` form: the order of the fields in the
+    block of ``text`` with data that has the most fields (among the first few lines), its line endings, ``c`` if
+    the chunk has comments; and the same with the other kind of event line (``e``/``E``), which a block cannot
+    tell. A chunk of comments alone (a keep-alive) is tried in the current form with ``c``."""
+    crlf = b"\r\n" in text
+    comments = any(type(item) is Comment for item in items)
+    letters = block = ""
+    for line_ in text.split(b"\r\n" if crlf else b"\n", 64)[:64]:
+        if line_:
+            letter = _FIELD_LETTERS.get(line_.partition(b":")[0])
+            if letter is not None and letter not in block:
+                block += letter
+            continue
+        if "d" in block and len(block) > len(letters):
+            letters = block
+        block = ""
+    if not letters:
+        if comments and all(type(item) is Comment for item in items):
+            return [(current if "c" in current else current + "c", crlf)]
+        return []
+    if "e" not in letters:  # "message" events: where an event line of another type goes is a guess
+        letters = "e" + letters
+    if comments:
+        letters += "c"
+    return [(letters, crlf), (letters.replace("e", "E"), crlf)]
 
 
 class StreamRecorder:
@@ -72,6 +123,8 @@ class StreamRecorder:
         self.oversized = 0
         self.chunks = 0
         self._rest = b""  # what the last chunk line kept after its blocks: the start of a block (see _chunk_line)
+        self._form: tuple[str, bool] | None = None  # the form (and crlf) the last blocks line had, None: the default
+        self._form_args: tuple[str, bytes] = (DEFAULT_FORM, b"\n")
         self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
@@ -119,31 +172,53 @@ class StreamRecorder:
         return chunk
 
     def _chunk_line(self, t_json: bytes, chunk: bytes, items: list | None) -> bytes:
-        """The chunk line. When the chunk is the blocks of the events it completed (their lines'
-        ``event_block``s) less the start of the first one that the last chunk line kept, and then the start of
-        the next block (a chunk cut mid-block), it is written as a count of those events, ``skip`` and that
-        start; most token stream chunks are. Anything else is written in base64. The comparison with the chunk
-        is what makes the line exact; the rest only decides when to try."""
+        """The chunk line. When the chunk is the blocks of the lines it completed (their ``event_block``s in some
+        form) less the start of the first one that the last chunk line kept, and then the start of the next block
+        (a chunk cut mid-block), it is written as a count of those lines, ``skip`` and that start; most chunks of
+        most streams are. Anything else is written in base64. The comparison with the chunk is what makes the line
+        exact; the rest only decides when to try."""
         kept, self._rest = self._rest, b""  # the start of the first block, as the last chunk line kept it
         if items and self.decoder is None and self.plain_events:
             first = items[0]
-            if len(items) == 1 and type(first) is MessageBatch:
-                if not kept and first.blocks == chunk:  # a batch of the chunk itself (the token stream's case)
-                    return blocks_chunk_line(t_json, self.chunks, first.count)
-                blocks, count = first.blocks, first.count
-            else:
+            if len(items) == 1 and type(first) is MessageBatch and not kept and first.blocks == chunk:
+                return blocks_chunk_line(t_json, self.chunks, first.count)  # the token stream's case
+            if self._form is None:  # the default form
                 found = _blocks_of(items)
-                if found is None:
-                    return chunk_line(t_json, self.chunks, chunk)
-                blocks, count = found
-            skip = len(kept)
-            body = len(blocks) - skip
-            # (skip is always less than the first block: the check is so that the reader's holds whatever happens)
-            if len(chunk) >= body and skip < blocks.find(b"\n\n") + 2 \
-                    and chunk.startswith(blocks[skip:] if skip else blocks):
-                self._rest = chunk[body:]
-                return blocks_chunk_line(t_json, self.chunks, count, skip, self._rest)
+                if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found)):
+                    return line_
+            else:
+                found = _blocks_in_form(items, *self._form_args)
+                if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, *self._form)):
+                    return line_
+            current = self._form or (DEFAULT_FORM, False)
+            for form, crlf in _forms_of(kept + chunk[:4096], items, current[0]):
+                if (form, crlf) == current:
+                    continue
+                found = _blocks_in_form(items, form, b"\r\n" if crlf else b"\n")
+                if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, form, crlf)):
+                    if any(type(item) is not Comment for item in items):  # not a keep-alive alone
+                        self._use_form(form, crlf)
+                    return line_
         return chunk_line(t_json, self.chunks, chunk)
+
+    def _use_form(self, form: str, crlf: bool) -> None:
+        """The form that chunks of this stream are tried in first."""
+        if form == DEFAULT_FORM and not crlf:
+            self._form = None
+        else:
+            self._form, self._form_args = (form, crlf), (form, b"\r\n" if crlf else b"\n")
+
+    def _blocks_line(self, t_json: bytes, chunk: bytes, kept: bytes, blocks: bytes, count: int,
+                     form: str = DEFAULT_FORM, crlf: bool = False) -> bytes | None:
+        """The ``blocks`` chunk line, if ``chunk`` is ``blocks`` less ``kept`` and then the start of a block."""
+        skip = len(kept)
+        body = len(blocks) - skip
+        if len(chunk) >= body and chunk.startswith(blocks[skip:] if skip else blocks) \
+                and skip < blocks.find(b"\r\n\r\n" if crlf else b"\n\n") + (4 if crlf else 2):
+            # (skip is always less than the first block: the check is so that the reader's holds whatever happens)
+            self._rest = chunk[body:]
+            return blocks_chunk_line(t_json, self.chunks, count, skip, self._rest, form, crlf)
+        return None
 
     def _add_lines(self, t_json: bytes, items: list, out: list[bytes]) -> None:
         """The lines of parser output, for feed and for the decoder's last bytes at the end."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import functools
 import os
 from binascii import b2a_base64
 from collections.abc import Callable, Iterator
@@ -27,8 +28,8 @@ import orjson
 from .sse import MESSAGE_SEPARATOR, MessageBatch
 
 FORMAT = "sse-capture"
-FORMAT_VERSION = 2  # the version written; 2 added chunk lines kept by their events ("blocks")
-READ_VERSIONS = (1, 2)  # the versions read
+FORMAT_VERSION = 3  # the version written; 2 added chunk lines kept by their events ("blocks"), 3 their "form"
+READ_VERSIONS = (1, 2, 3)  # the versions read
 
 #: How a stream ended: the ``reason`` of the end line. ``proxy_died`` is never written; readers report it
 #: for a file with no end line whose writer is gone.
@@ -213,15 +214,29 @@ def message_lines(t_json: bytes, batch: MessageBatch) -> bytes:
     return head + (b"}\n" + head).join(data_json_many(joined.split(MESSAGE_SEPARATOR))) + b"}\n"
 
 
+#: How the lines of a ``blocks`` chunk are written back, one letter per field, in the order of the fields in each
+#: event's block: ``e`` the ``event:`` line (left out for "message"), ``E`` the same but always written, ``i`` the
+#: ``id:`` line (when the event line has an id), ``d`` the ``data:`` lines (one per line of the data), ``r`` the
+#: ``retry:`` line (when it has a retry; without ``r``, such an event has no block). ``c``: comment lines are
+#: blocks too, ``:TEXT`` and a blank line. Every field is ``name: value``; ``crlf`` ends lines with CR LF.
+DEFAULT_FORM = "ed"
+FORM_LETTERS = frozenset("eEidrc")
+
+
 def chunk_line(t_json: bytes, n: int, raw: bytes) -> bytes:
     return b'{"t":%b,"kind":"chunk","n":%d,"b64":"%b"}\n' % (t_json, n, b2a_base64(raw, newline=False))
 
 
-def blocks_chunk_line(t_json: bytes, n: int, count: int, skip: int = 0, rest: bytes = b"") -> bytes:
-    """A chunk line for a chunk whose bytes are the ``event_block`` of each of the ``count`` event lines after it
-    (less the first ``skip`` bytes, which an earlier chunk carried), then ``rest`` (the start of a block that a
-    later chunk ends): the bytes the event lines keep are not written twice (in base64)."""
+def blocks_chunk_line(t_json: bytes, n: int, count: int, skip: int = 0, rest: bytes = b"",
+                      form: str = DEFAULT_FORM, crlf: bool = False) -> bytes:
+    """A chunk line for a chunk whose bytes are the ``event_block`` of each of the ``count`` lines after it, in
+    ``form`` (less the first ``skip`` bytes, which an earlier chunk carried), then ``rest`` (the start of a block
+    that a later chunk ends): the bytes the event lines keep are not written twice (in base64)."""
     line = b'{"t":%b,"kind":"chunk","n":%d,"blocks":%d' % (t_json, n, count)
+    if form != DEFAULT_FORM:
+        line += b',"form":"%b"' % form.encode("ascii")
+    if crlf:
+        line += b',"crlf":true'
     if skip:
         line += b',"skip":%d' % skip
     if rest:
@@ -229,22 +244,80 @@ def blocks_chunk_line(t_json: bytes, n: int, count: int, skip: int = 0, rest: by
     return line + b"}\n"
 
 
-def event_block(record: dict) -> bytes | None:
-    """The block an event line stands for in a ``blocks`` chunk: ``event: TYPE`` (left out for "message"),
-    ``data: DATA`` and a blank line, LF endings; None for a line that is not such an event."""
-    if record.get("kind") != "event" or "retry" in record:
+def form_error(form: Any) -> str | None:
+    """What is wrong with a chunk line's ``form``, or None."""
+    if not isinstance(form, str) or not form or not set(form) <= FORM_LETTERS:
+        return f"chunk form must be letters from 'eEidrc', got {form!r}"
+    if len(set(form)) != len(form) or "d" not in form or ("e" in form and "E" in form):
+        return f"chunk form {form!r} must have 'd', each letter at most once and not both 'e' and 'E'"
+    return None
+
+
+def event_block(record: dict, form: str = DEFAULT_FORM, crlf: bool = False) -> bytes | None:
+    """The block a line stands for in a ``blocks`` chunk of ``form``; None for a line that has none."""
+    kind = record.get("kind")
+    eol = b"\r\n" if crlf else b"\n"
+    if kind == "comment":
+        text = record["text"]
+        if "c" not in form or "\n" in text or "\r" in text:
+            return None
+        return b":%b%b%b" % (text.encode("utf-8", "surrogatepass"), eol, eol)
+    if kind != "event" or record.get("redacted"):
         return None
-    data, type_ = decode_data(record["data"]), record["event"]
-    if not type_ or "\n" in data or "\r" in data or "\n" in type_ or "\r" in type_:
+    data, type_, id_ = decode_data(record["data"]), record["event"], record.get("id", "")
+    if not type_ or "\r" in data or any(c in text for text in (type_, id_) for c in "\r\n"):
         return None
-    return sse_block(type_, data)
+    if form == DEFAULT_FORM and not crlf:
+        return None if "retry" in record else sse_block(type_, data)
+    return form_block(form, eol, type_, data, id_, record.get("retry"))
 
 
 def sse_block(event_type: str, data: str) -> bytes:
-    """``event: TYPE`` (not for "message"), ``data: DATA`` and a blank line, in UTF-8 with LF endings."""
-    block = b"data: %b\n\n" % data.encode("utf-8", "surrogatepass")
+    """``event: TYPE`` (not for "message"), ``data: DATA`` and a blank line, in UTF-8 with LF endings: the default
+    form's block."""
+    block = b"data: %b\n\n" % data.encode("utf-8", "surrogatepass").replace(b"\n", b"\ndata: ")
     return block if event_type == "message" else b"event: %b\n%b" % (event_type.encode("utf-8", "surrogatepass"),
                                                                        block)
+
+
+def form_block(form: str, eol: bytes, event_type: str, data: str, last_event_id: str,
+               retry: int | None) -> bytes | None:
+    """An event's block in ``form``; None when the form cannot write it (a retry, and no ``r``)."""
+    if retry is not None and "r" not in form:
+        return None
+    template, fields = _form_template(form, eol, event_type != "message", bool(last_event_id), retry is not None)
+    values = []
+    for field_ in fields:
+        if field_ == "d":
+            values.append(data.encode("utf-8", "surrogatepass").replace(b"\n", eol + b"data: ") if "\n" in data
+                          else data.encode("utf-8", "surrogatepass"))
+        elif field_ == "e":
+            values.append(event_type.encode("utf-8", "surrogatepass"))
+        elif field_ == "i":
+            values.append(last_event_id.encode("utf-8", "surrogatepass"))
+        else:
+            values.append(retry)
+    return template % tuple(values)
+
+
+@functools.lru_cache(maxsize=256)
+def _form_template(form: str, eol: bytes, typed: bool, with_id: bool, with_retry: bool) -> tuple[bytes, str]:
+    """The %-template of a block in ``form`` and the fields that fill it, for an event of a type other than
+    "message" (``typed``), with an id, with a retry or not."""
+    lines, fields = [], ""
+    for letter in form:
+        if letter == "d":
+            lines.append(b"data: %b")
+        elif letter == "E" or letter == "e" and typed:
+            lines.append(b"event: %b")
+        elif letter == "i" and with_id:
+            lines.append(b"id: %b")
+        elif letter == "r" and with_retry:
+            lines.append(b"retry: %d")
+        else:
+            continue
+        fields += letter.lower()
+    return eol.join(lines) + eol + eol, fields
 
 
 def chunk_bytes(records: list[dict], index: int) -> bytes:
@@ -252,8 +325,9 @@ def chunk_bytes(records: list[dict], index: int) -> bytes:
     record = records[index]
     if "b64" in record:
         return base64.b64decode(record["b64"])
-    # a file cut short (the proxy died) may hold fewer of the events than the line says
-    blocks = b"".join(event_block(r) or b"" for r in records[index + 1:index + 1 + record["blocks"]])
+    # a file cut short (the proxy died) may hold fewer of the lines than the chunk line says
+    form, crlf = record.get("form", DEFAULT_FORM), record.get("crlf", False)
+    blocks = b"".join(event_block(r, form, crlf) or b"" for r in records[index + 1:index + 1 + record["blocks"]])
     return blocks[record.get("skip", 0):] + base64.b64decode(record.get("rest_b64", ""))
 
 
@@ -302,7 +376,7 @@ _OPTIONAL: dict[str, dict[str, tuple]] = {
     "event": {"id": (str,), "retry": (int,), "redacted": (bool,)},
     "no_dispatch": {"id": (str,), "retry": (int,)},
     "oversized": {"id": (str,), "retry": (int,), "data_prefix": (str,)},
-    "chunk": {"b64": (str,), "blocks": (int,), "skip": (int,), "rest_b64": (str,)},
+    "chunk": {"b64": (str,), "blocks": (int,), "skip": (int,), "rest_b64": (str,), "form": (str,), "crlf": (bool,)},
     "error": {"what": (str,)},
     "end": {"message": _OPT_STR, "tail": _OPT_STR, "comments": (int,), "chunks": (int,),
             "tail_truncated": (bool,), "bom": (bool,), "line_endings": (dict,), "errors": (list,),
@@ -385,8 +459,11 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
             raise RecordingError(path, lineno, "chunk needs one of 'b64' and 'blocks'")
         if "blocks" in obj and obj["blocks"] < 1:
             raise RecordingError(path, lineno, f"chunk blocks must be at least 1, got {obj['blocks']}")
-        if "b64" in obj and ("skip" in obj or "rest_b64" in obj):
-            raise RecordingError(path, lineno, "chunk 'skip' and 'rest_b64' go with 'blocks', not 'b64'")
+        if "b64" in obj and any(name in obj for name in ("skip", "rest_b64", "form", "crlf")):
+            raise RecordingError(path, lineno, "chunk 'skip', 'rest_b64', 'form' and 'crlf' go with 'blocks', "
+                                               "not 'b64'")
+        if "form" in obj and (problem := form_error(obj["form"])):
+            raise RecordingError(path, lineno, problem)
         if obj.get("skip", 0) < 0:
             raise RecordingError(path, lineno, f"chunk skip must not be negative, got {obj['skip']}")
         for name in ("b64", "rest_b64"):
@@ -399,9 +476,9 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
 
 
 class BlocksCheck:
-    """Checks, line after line, that a ``blocks`` chunk line is followed by as many event lines that
-    ``event_block`` can write, at the same ``t`` (without them its bytes are not known), and that its ``skip``
-    leaves some of the first one."""
+    """Checks, line after line, that a ``blocks`` chunk line is followed by as many lines that ``event_block`` can
+    write in its form, at the same ``t`` (without them its bytes are not known), and that its ``skip`` leaves
+    some of the first one."""
 
     def __init__(self, path):
         self.path = path
@@ -412,14 +489,16 @@ class BlocksCheck:
     def __call__(self, lineno: int, obj: dict) -> None:
         if self.left:
             chunk = self.chunk
-            block = event_block(obj) if obj["t"] == chunk["t"] else None
+            block = None
+            if obj["t"] == chunk["t"]:
+                block = event_block(obj, chunk.get("form", DEFAULT_FORM), chunk.get("crlf", False))
             if block is None:
                 raise RecordingError(self.path, lineno, f"the chunk on line {self.chunk_lineno} is the next "
-                                                        f"{chunk['blocks']} event line(s) at t={chunk['t']} as "
-                                                        f"'data:' blocks, but line {lineno} is not one")
+                                                        f"{chunk['blocks']} line(s) at t={chunk['t']} written back "
+                                                        f"as blocks, but line {lineno} cannot be one")
             if self.left == chunk["blocks"] and chunk.get("skip", 0) >= len(block):
                 raise RecordingError(self.path, self.chunk_lineno, f"chunk skip {chunk['skip']} leaves nothing of "
-                                                                   f"the event on line {lineno} ({len(block)} bytes)")
+                                                                   f"the block of line {lineno} ({len(block)} bytes)")
             self.left -= 1
         elif obj["kind"] == "chunk" and "blocks" in obj:
             self.left = obj["blocks"]

@@ -58,27 +58,59 @@ def test_token_stream_chunks_are_kept_by_their_event_lines(implementation, tmp_p
     assert all(len(orjson.dumps(c)) < 60 for c in lines)
 
 
+@pytest.mark.parametrize("chunk, form, crlf", [
+    (b"data: a\ndata: b\n\n", None, False),                 # two data lines
+    (b"data:  two spaces\n\n" + b"data: \n\n", None, False),  # the second space is data
+    (b"event: message\ndata: x\n\n", "Ed", False),           # an explicit "message" (MCP's SDKs)
+    (b"data: a\r\n\r\n", None, True),                         # CRLF (sse-starlette)
+    (b"id: 7\ndata: a\n\n", "eid", False),
+    (b"retry: 10\ndata: a\n\n", "erd", False),
+    (b"data: a\n\n: ping\n\n", "edc", False),
+    (b": ping\n\n", "edc", False),                          # a comment alone: the stream's form with comments
+    (b"id: 1\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\"}\r\ndata: x\r\nretry: 5\r\n\r\n"
+     b": ping - 2026-11-26 03:50:00.123456+00:00\r\n\r\n", "iEdrc", True),  # all of sse-starlette's fields
+    (b"data: x\n\nevent: e\ndata: y\nid: 2\n\n", "edi", False),  # the block with the most fields tells
+], ids=repr)
+def test_chunks_of_other_forms_are_kept_by_their_lines(implementation, tmp_path, chunk, form, crlf):
+    rec = record(tmp_path, [chunk])
+    [line] = chunk_lines(rec)
+    assert rec.chunks == [(line["t"], chunk)]
+    assert (line.get("form"), line.get("crlf", False), "b64" in line) == (form, crlf, False)
+    assert line["blocks"] == len([r for r in rec.records if r["kind"] in ("event", "comment")])
+
+
+def test_a_stream_keeps_its_form_and_its_keep_alive_comments(implementation, tmp_path):
+    """sse-starlette's way: CRLF, id, event, data; a ping comment alone in its own chunk."""
+    chunks = [b"id: %d\r\nevent: delta\r\ndata: {\"i\":%d}\r\n\r\n" % (i, i) for i in range(5)]
+    chunks.insert(2, b": ping - 2026-11-26 03:50:00\r\n\r\n")
+    chunks.append(b"id: 9\r\nevent: message\r\ndata: done\r\n\r\n")  # an explicit "message"
+    rec = record(tmp_path, chunks)
+    assert [raw for _, raw in rec.chunks] == chunks
+    assert [(c.get("form"), c.get("crlf")) for c in chunk_lines(rec)] == \
+        [("ied", True)] * 2 + [("iedc", True)] + [("ied", True)] * 3 + [("iEd", True)]
+    assert all("b64" not in c for c in chunk_lines(rec))
+
+
+def test_keep_alive_comments_leave_a_token_stream_in_the_default_form(implementation, tmp_path):
+    chunks = [b": connected\n\n", *OPENAI, b": ping\n\n", *OPENAI]
+    rec = record(tmp_path, chunks)
+    assert [raw for _, raw in rec.chunks] == chunks
+    assert [c.get("form") for c in chunk_lines(rec)] == ["edc", None, None, None, "edc", None, None, None]
+
+
 @pytest.mark.parametrize("chunk", [
     b"data:no space\n\n",                         # written back as "data: no space"
-    b"event: message\ndata: x\n\n",               # the event line would be left out
     b"event:x\ndata: y\n\n",
-    b"data: a\r\n\r\n",                           # CRLF
-    b"data: a\ndata: b\n\n",                      # two data lines
-    b"id: 7\ndata: a\n\n",
-    b"retry: 10\ndata: a\n\n",
-    b": ping\n\n",
-    b"data: a\n\n: ping\n\n",
+    b"retry: 10\n\n",                             # no event
+    b"data: a\r\r",                               # CR alone
+    b"data: a\r\n\n",                             # mixed line endings
     b"\xef\xbb\xbfdata: a\n\n",                   # the BOM is stripped
     b"data: \xff\n\n",                            # not UTF-8: U+FFFD in the event
-    b"data:  two spaces\n\n" + b"data: \n\n",
 ], ids=repr)
 def test_other_chunks_are_kept_in_base64(implementation, tmp_path, chunk):
     rec = record(tmp_path, [chunk])
     [line] = chunk_lines(rec)
-    if b"  two" in chunk:  # the second space is data: this chunk is written back exactly
-        assert line["blocks"] == 2
-    else:
-        assert "blocks" not in line and "b64" in line
+    assert "blocks" not in line and "b64" in line
     assert rec.chunks == [(line["t"], chunk)]
 
 
@@ -117,7 +149,9 @@ def test_compressed_chunks_are_kept_in_base64(tmp_path):
 BLOCKS = [b"data: x\n\n", b"data: {\"a\":[1,2.5]}\n\n", b"event: e\ndata: \xc3\xa9\n\n", b"data:\n\n", b"data: \n\n",
           b"event: message\ndata: m\n\n", b"data:y\n\n", b"id: 3\ndata: i\n\n", b"retry: 9\n\n", b": c\n\n",
           b"data: a\ndata: b\n\n", b"data: cr\r\n\r\n", b"data: r\r\r", b"event: \xff\ndata: 1\n\n", b"\n",
-          b"data: \"q\\u0041\"\n\n", b"event: a b\ndata: z\n\n", b"data: " + b"w" * 300 + b"\n\n"]
+          b"data: \"q\\u0041\"\n\n", b"event: a b\ndata: z\n\n", b"data: " + b"w" * 300 + b"\n\n",
+          b"id: 4\r\nevent: message\r\ndata: s\r\ndata: t\r\nretry: 7\r\n\r\n", b": ping\r\n\r\n",
+          b"event: d\r\ndata: {\"x\":1}\r\n\r\n", b"data: u\nid: 5\n\n", b"id:\ndata: v\n\n"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -141,13 +175,49 @@ def test_every_chunk_reads_back_exactly(implementation, tmp_path_factory, blocks
     assert list(RecordingStream(rec.path)) == rec.records
 
 
+FIELDS = {"e": b"event: %(type)s", "i": b"id: %(id)d", "d": b"data: %(data)s", "r": b"retry: %(retry)d"}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations("eidr"), crlf=st.booleans(), explicit=st.booleans(), data=st.data())
+def test_a_stream_of_any_field_order_is_kept_by_its_lines(implementation, tmp_path_factory, order, crlf, explicit,
+                                                          data):
+    """A server's way of writing its blocks (field order, line endings, which fields, an explicit "message",
+    multi-line data, keep-alive comments), one block or a few per chunk: every chunk is kept as blocks, not in
+    base64, and reads back exactly."""
+    eol = b"\r\n" if crlf else b"\n"
+    fields = data.draw(st.sets(st.sampled_from("eir")))
+    blocks = []
+    for i in range(data.draw(st.integers(1, 12))):
+        if data.draw(st.integers(0, 5)) == 0:
+            blocks.append(b": ping %d" % i + eol + eol)
+            continue
+        type_ = data.draw(st.sampled_from([b"message", b"delta", b"tool_use"]))
+        values = {b"type": type_, b"id": i, b"retry": 1000 + i,
+                  b"data": eol.join([b"line %d" % n for n in range(data.draw(st.integers(1, 3)))]).replace(
+                      eol, eol + b"data: ")}
+        lines = [FIELDS[f] % values for f in order if f == "d" or f in fields and (
+            f != "e" or explicit or type_ != b"message")]
+        blocks.append(eol.join(lines) + eol + eol)
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=len(blocks), max_size=len(blocks)))
+    chunks, at = [], 0
+    for size in sizes:
+        if at < len(blocks):
+            chunks.append(b"".join(blocks[at:at + size]))
+            at += size
+    rec = record(tmp_path_factory.mktemp("forms"), chunks)
+    assert [raw for _, raw in rec.chunks] == chunks
+    assert all("blocks" in c for c in chunk_lines(rec)), (chunks, chunk_lines(rec))
+    assert list(RecordingStream(rec.path)) == rec.records
+
+
 def test_streaming_reader_refuses_a_blocks_chunk_without_its_events(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(o) for o in [
         HEADER, {"t": 0.1, "kind": "chunk", "n": 1, "blocks": 2}, {"t": 0.1, "kind": "event", "event": "message",
                                                                   "data": "a"},
         {"t": 0.2, "kind": "end", "reason": "complete", "events": 1, "bytes": 9}]) + b"\n")
-    with pytest.raises(RecordingError, match=r":4: the chunk on line 2 is the next 2 event line\(s\)"):
+    with pytest.raises(RecordingError, match=r":4: the chunk on line 2 is the next 2 line\(s\)"):
         list(RecordingStream(str(path)))
     with pytest.raises(RecordingError, match=r":4: the chunk on line 2"):
         read_recording(path)
@@ -164,8 +234,9 @@ def test_a_file_cut_short_gives_the_events_it_holds(tmp_path):
     assert read_recording(cut).chunks == [(rec.chunks[0][0], OPENAI[0] + OPENAI[1])]
 
 
-def test_version_1_recordings_are_still_read_and_the_next_version_is_refused(tmp_path):
-    """Version 2 added "blocks" chunk lines; version 1 files (every chunk in base64) read as before."""
+def test_older_versions_are_still_read_and_the_next_version_is_refused(tmp_path):
+    """Version 2 added "blocks" chunk lines, version 3 their "form" and "crlf"; version 1 files (every chunk in
+    base64) and version 2 files (blocks in the default form) read as before."""
     v1 = tmp_path / "v1.jsonl"
     v1.write_bytes(b"\n".join(orjson.dumps(o) for o in [
         {**HEADER, "version": 1}, {"t": 0.1, "kind": "chunk", "n": 1, "b64": base64.b64encode(OPENAI[0]).decode()},
@@ -173,11 +244,17 @@ def test_version_1_recordings_are_still_read_and_the_next_version_is_refused(tmp
         {"t": 0.2, "kind": "end", "reason": "complete", "events": 1, "bytes": len(OPENAI[0])}]) + b"\n")
     rec = read_recording(v1)
     assert rec.header["version"] == 1 and rec.chunks == [(0.1, OPENAI[0])] and rec.ending == "complete"
-    v3 = tmp_path / "v3.jsonl"
-    v3.write_bytes(orjson.dumps({**HEADER, "version": 3}) + b"\n")
-    with pytest.raises(RecordingError, match=r"v3.jsonl:1: unsupported format version 3 \(this sse-capture reads "
-                                             r"versions 1, 2\)"):
-        read_recording(v3)
+    v2 = tmp_path / "v2.jsonl"
+    v2.write_bytes(b"\n".join(orjson.dumps(o) for o in [
+        {**HEADER, "version": 2}, {"t": 0.1, "kind": "chunk", "n": 1, "blocks": 2, "skip": 3},
+        {"t": 0.1, "kind": "event", "event": "message", "data": "a"},
+        {"t": 0.1, "kind": "event", "event": "e", "data": {"b": 1}}]) + b"\n")
+    assert read_recording(v2).chunks == [(0.1, b"a: a\n\nevent: e\ndata: {\"b\":1}\n\n")]
+    v4 = tmp_path / "v4.jsonl"
+    v4.write_bytes(orjson.dumps({**HEADER, "version": 4}) + b"\n")
+    with pytest.raises(RecordingError, match=r"v4.jsonl:1: unsupported format version 4 \(this sse-capture reads "
+                                             r"versions 1, 2, 3\)"):
+        read_recording(v4)
 
 
 def test_chunks_around_an_oversized_event_read_back_exactly(implementation, tmp_path):

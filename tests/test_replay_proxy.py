@@ -196,7 +196,7 @@ def refused(**options) -> str:
 
 
 @pytest.mark.parametrize("content, where, message", [
-    (HEADER % 3, 1, "unsupported format version 3"),
+    (HEADER % 4, 1, "unsupported format version 4"),
     ('{"t":0.1,"kind":"event","event":"message","data":"x"}\n', 1, "missing header line"),
 ])
 def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where, message):
