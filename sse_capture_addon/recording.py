@@ -514,6 +514,8 @@ class Recording:
     records: list[dict] = field(default_factory=list)
     end: dict | None = None
     writer_alive: bool = False
+    #: (line number, bytes) of a last line cut short (see ``iter_lines``), left out of ``records``
+    torn: tuple[int, int] | None = None
 
     @property
     def ending(self) -> str:
@@ -549,11 +551,14 @@ def writer_alive(path: str | os.PathLike) -> bool:
     return False
 
 
-def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Iterator[tuple[int, dict]]:
+def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
+               on_torn: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Yield ``(lineno, object)`` for every line, validated; raises ``RecordingError`` at the first bad one.
 
-    Reads in bounded memory (one line at a time). A last line without a newline is reported as
-    truncated unless it is whole JSON (a file may be read while it is being written).
+    Reads in bounded memory (one line at a time). A last line without a newline is taken as whole when it is
+    whole JSON. Otherwise (after the header) it is a write cut short: one the proxy was still making, or one the
+    kernel stopped at a page boundary when the proxy was killed. It never reached the client (each chunk is
+    forwarded after its write), so reading stops before it and ``on_torn(lineno, its length)`` is told.
     """
     try:
         f = open(path, "rb")
@@ -575,6 +580,10 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Ite
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
+                if not raw.endswith(b"\n") and lineno > 1 and not seen_end:
+                    if on_torn is not None:
+                        on_torn(lineno, len(raw))
+                    return
                 what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
                 raise RecordingError(path, lineno, f"{what}: {e}") from None
             if lineno == 1:
@@ -592,7 +601,8 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Ite
 
 def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:
     """Read and validate a whole recording."""
-    it = iter_lines(path, max_line)
+    torn: list[tuple[int, int]] = []
+    it = iter_lines(path, max_line, on_torn=lambda lineno, size: torn.append((lineno, size)))
     _, header = next(it)
     rec = Recording(path=os.fspath(path), header=header)
     for _, obj in it:
@@ -600,6 +610,7 @@ def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) ->
             rec.end = obj
         else:
             rec.records.append(obj)
+    rec.torn = torn[0] if torn else None
     if rec.end is None:
         rec.writer_alive = writer_alive(path)
     return rec

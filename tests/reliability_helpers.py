@@ -58,6 +58,17 @@ def whole_lines(path: Path) -> list[dict]:
     return rows
 
 
+def whole_lines_but_a_torn_tail(path: Path) -> tuple[list[dict], bytes]:
+    """Every line of a recording whole JSON, except perhaps the last: the start of a line with no newline, what a
+    write leaves when the kernel stops it at a page boundary because the proxy was killed. (rows, that start)"""
+    raw = Path(path).read_bytes()
+    whole, _, torn = raw.rpartition(b"\n")
+    assert not torn or b'{"t":'.startswith(torn[:5]), f"{path}: last line is not whole: {raw[-200:]!r}"
+    rows = [orjson.loads(row) for row in whole.split(b"\n")]
+    assert all(isinstance(r, dict) for r in rows)
+    return rows, torn
+
+
 def recording_for(mitm, needle: str, ended: bool = True, timeout: float = 20.0) -> Path:
     """The single recording whose request URL contains ``needle`` (waits for its end line)."""
     deadline = time.monotonic() + timeout
@@ -290,14 +301,17 @@ async def run_load(proxy_port: int, proxy_pid: int, *, streams: int, duration: f
 
 
 def _recordings_by_stream(record_dir: Path, problems: list[str], lines_whole: bool = False) -> dict:
-    """(slot, seq) -> (path, recording) for every valid recording under ``record_dir`` (also checking that every
-    line is whole JSON, with ``lines_whole``); what cannot be read goes to ``problems``."""
+    """(slot, seq) -> (path, recording) for every valid recording under ``record_dir`` (also checking, with
+    ``lines_whole``, that every line is whole JSON but for a last write cut short by a kill, which the reader must
+    then leave out); what cannot be read goes to ``problems``."""
     found = {}
     for path in sorted(record_dir.rglob("*.jsonl")):
         try:
             if lines_whole:
-                whole_lines(path)
+                rows, torn = whole_lines_but_a_torn_tail(path)
             rec = read_recording(path)
+            if lines_whole:
+                assert rec.torn == ((len(rows) + 1, len(torn)) if torn else None), (rec.torn, torn)
         except Exception as e:  # noqa: BLE001
             problems.append(f"{path}: {e}")
             continue
@@ -343,6 +357,7 @@ def check_after_kill(result: LoadResult, record_dir: Path, pad: int = 40) -> dic
     holds exactly a prefix of its stream's events, and at least every event its client had received."""
     problems = []
     recs = _recordings_by_stream(record_dir, problems, lines_whole=True)
+    torn = sum(rec.torn is not None for _, rec in recs.values())
     client_events = recorded_events = 0
     for r in result.streams:
         seen = events_completed_by(r.body)
@@ -363,7 +378,7 @@ def check_after_kill(result: LoadResult, record_dir: Path, pad: int = 40) -> dic
             problems.append(f"{path}: ending {rec.ending}")
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems[:30])
     return {"streams": len(result.streams), "recordings": len(recs), "client_events": client_events,
-            "recorded_events": recorded_events}
+            "recorded_events": recorded_events, "torn": torn}
 
 
 def mount_tmpfs(path: Path, size: str) -> None:

@@ -84,6 +84,35 @@ def test_show_marks_bad_endings_and_the_unterminated_tail(recs):
     assert "── proxy died after" in killed and ", 2 events" in killed
 
 
+def test_a_write_cut_short_by_a_kill_is_left_out_and_said(recs, tmp_path):
+    """A proxy killed mid-write can leave the start of a line (the kernel stops a write at a page boundary):
+    its chunk was never forwarded. Every reader stops before it, calls the stream "proxy died" and says so."""
+    from sse_capture_addon.inspect.reader import RecordingStream
+    from sse_capture_addon.recording import read_recording
+
+    killed = recs["killed"].read_bytes()
+    lines = killed.count(b"\n")
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(killed + b'{"t":0.031,"kind":"chunk","n":3,"blo')
+    rec = read_recording(torn)
+    assert rec.torn == (lines + 1, 36) and rec.ending == "proxy_died"
+    assert rec.records == read_recording(recs["killed"]).records
+    for follow in (False, True):
+        stream = RecordingStream(torn, follow=follow, poll=0.01)
+        assert list(stream) == rec.records and stream.torn == (lines + 1, 36) and stream.ending == "proxy_died"
+    shown = run("show", torn)
+    assert shown.code == 0 and "── proxy died after" in shown.out
+    assert f"line {lines + 1} is the first 36 bytes of a write the proxy did not finish" in shown.out
+    last = json.loads(run("show", torn, "--json").out.splitlines()[-1])
+    assert (last["ending"], last["torn_line"], last["torn_bytes"]) == ("proxy_died", lines + 1, 36)
+    assert run("ls", torn).code == 0 and run("stats", torn).code == 0
+    # only the last line: a cut-off line before a whole one is a bad file
+    middle = tmp_path / "middle.jsonl"
+    middle.write_bytes(killed + b'{"t":0.031,"kind":"chu\n' + killed.splitlines(keepends=True)[-1])
+    bad = run("show", middle)
+    assert bad.code != 0 and f"middle.jsonl:{lines + 1}: invalid JSON" in bad.err
+
+
 def test_show_json_gives_exact_data(recs):
     r = run("show", recs["tools"], "--json")
     items = [json.loads(line) for line in r.out.splitlines()]

@@ -51,18 +51,24 @@ def test_bad_input_is_one_line_naming_file_and_line(args, recs, tmp_path):
     not_rec.write_text('{"hello": "world"}\n')
     truncated = tmp_path / "cut.jsonl"
     data = recs["anthropic-ok"].read_bytes()
-    truncated.write_bytes(data[:data.index(b"\n", 2000) - 7])  # a real recording cut mid-line
+    truncated.write_bytes(data[:50])  # a real recording cut in its header line
+    # cut mid-line, then more lines (a cut last line is a write a killed proxy did not finish: read, not refused)
+    corrupt = tmp_path / "corrupt.jsonl"
+    end = data.index(b"\n", 2000)
+    corrupt.write_bytes(data[:end - 7] + data[end:])
     empty_file = tmp_path / "empty.jsonl"
     empty_file.write_bytes(b"")
     empty_dir = tmp_path / "nothing"
     empty_dir.mkdir()
-    lines_of_truncated = data[:data.index(b"\n", 2000)].count(b"\n") + 1
     cases = {
         not_rec: f"{not_rec}:1: missing header line",
-        truncated: f"{truncated}:{lines_of_truncated}: truncated line (no newline at end of file)",
+        truncated: f"{truncated}:1: truncated line (no newline at end of file)",
+
         empty_file: f"{empty_file}:1: empty file: missing header line",
         tmp_path / "missing.jsonl": f"{tmp_path / 'missing.jsonl'}: no such file or directory",
     }
+    if args[0] != "ls":  # ls reads the header and the end line only
+        cases[corrupt] = f"{corrupt}:{data[:end].count(b'\n') + 1}: invalid JSON"
     if args[0] in ("show", "cat", "diff"):
         cases[empty_dir] = f"{empty_dir}: is a directory; expected a recording file"
     else:

@@ -298,7 +298,7 @@ HOSTILE_FILES = {
     "nan": (_lines(HEADER, b'{"t":NaN,"kind":"event","event":"m","data":"x"}'), 2, "invalid JSON"),
     "invalid_utf8": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":"\xff\xfe"}'), 2, "invalid JSON"),
     "empty_line": (_lines(HEADER) + b"\n" + _lines(END), 2, "empty line"),
-    "truncated_last_line": (_lines(HEADER, EVENT) + b'{"t":0.3,"kind":"ev', 3, "truncated"),
+    "truncated_header": (b'{"kind":"header","format":"sse-ca', 1, "truncated"),
     "binary_garbage": (bytes(range(256)) * 10, 1, ""),
     "empty_file": (b"", 1, "empty file"),
     "only_newline": (b"\n", 1, "empty line"),

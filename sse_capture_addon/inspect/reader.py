@@ -38,7 +38,9 @@ class RecordingStream:
 
     def __init__(self, path: str | os.PathLike, *, follow: bool = False, poll: float = 0.2):
         self.path = os.fspath(path)
-        self._lines = follow_lines(self.path, poll) if follow else iter_lines(self.path)
+        self.torn: tuple[int, int] | None = None  # as Recording.torn
+        self._lines = follow_lines(self.path, poll, on_torn=self._torn) if follow else \
+            iter_lines(self.path, on_torn=self._torn)
         try:
             _, self.header = next(self._lines)
         except StopIteration:
@@ -46,6 +48,9 @@ class RecordingStream:
         self.end: dict | None = None
         self.writer_alive = False
         self.finished = False
+
+    def _torn(self, lineno: int, size: int) -> None:
+        self.torn = (lineno, size)
 
     def __iter__(self) -> Iterator[dict]:
         for _, record in self._lines:
@@ -74,7 +79,8 @@ def _parse(path: str, lineno: int, raw: bytes) -> dict:
     return validate_header(path, lineno, obj) if lineno == 1 else validate_record(path, lineno, obj)
 
 
-def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE) -> Iterator[tuple[int, dict]]:
+def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
+                 on_torn: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Like ``iter_lines`` but waits for more lines while the writer holds its lock."""
     try:
         f = open(path, "rb")
@@ -111,6 +117,15 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE)
                 continue
             time.sleep(poll)
         if buf:
-            raise RecordingError(path, lineno + 1, "truncated line (no newline at end of file)")
+            if lineno == 0:
+                raise RecordingError(path, 1, "truncated line (no newline at end of file)")
+            try:
+                record = _parse(path, lineno + 1, buf)  # whole JSON without its newline: as iter_lines
+            except RecordingError:
+                if on_torn is not None:
+                    on_torn(lineno + 1, len(buf))  # a write the dead proxy did not finish
+                return
+            check_blocks(lineno + 1, record)
+            yield lineno + 1, record
         if lineno == 0:
             raise RecordingError(path, 1, "empty file: missing header line")

@@ -93,6 +93,10 @@ class ShowRenderer:
             cut = " (cut)" if end.get("tail_truncated") else ""
             out.append(bad(f"── unterminated last event, not delivered{cut}: ")
                        + shorten(end["tail"], self.options.width))
+        if stream.torn and ending != IN_PROGRESS:
+            lineno, size = stream.torn
+            out.append(dim(f"   (line {lineno} is the first {size} bytes of a write the proxy did not finish: "
+                           "it was killed mid-write; nothing of it had been forwarded)"))
         if ending == IN_PROGRESS:
             out.append(dim("   (the proxy is still writing this recording; use --follow to watch it)"))
         return out
@@ -112,4 +116,6 @@ def json_lines(stream: RecordingStream) -> Iterator[dict]:
             index += 1
             previous_t = record["t"]
         yield out
-    yield {**(stream.end or {"kind": "end"}), "ending": stream.ending, "ending_label": ending_label(stream.ending)}
+    torn = {"torn_line": stream.torn[0], "torn_bytes": stream.torn[1]} if stream.torn else {}
+    yield {**(stream.end or {"kind": "end"}), "ending": stream.ending, "ending_label": ending_label(stream.ending),
+           **torn}
