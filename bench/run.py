@@ -27,6 +27,7 @@ SCENARIOS = {  # name -> script, in the order they run
     "ttfe": "bench_ttfe.py",
     "memory": "bench_memory.py",
     "flows": "bench_flows.py",
+    "sizes": "bench_sizes.py",
 }
 
 

@@ -187,7 +187,11 @@ class StreamRecorder:
                 if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found)):
                     return line_
             else:
-                found = _blocks_in_form(items, *self._form_args)
+                if len(items) == 1 and type(first) is Event:  # one event a chunk: the commonest case
+                    block = form_block(*self._form_args, *first)
+                    found = None if block is None else (block, 1)
+                else:
+                    found = _blocks_in_form(items, *self._form_args)
                 if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, *self._form)):
                     return line_
             current = self._form or (DEFAULT_FORM, False)
