@@ -14,6 +14,7 @@ from replay_helpers import (
     chat_recording, ev, open_page, page_result, parse_comments, parse_events, replay_proxy, write_recording,
 )
 
+from sse_capture_addon.recording import read_recording
 from sse_capture_addon.sse import SSEParser
 from sse_capture_addon.testing import sse_replay_proxy  # noqa: F401 - the fixture
 
@@ -28,6 +29,15 @@ CHAT_STEPS = [
     0.03, b"event: done\ndata: [DONE]\n\n",
 ]
 RESET_STEPS = [b"event: delta\ndata: before the reset\n\n", 0.05, b"event: delta\ndata: partial", 0.05, "abort"]
+# sse-starlette's (FastAPI's) way: CRLF, id before event, keep-alive pings; here also an explicit "message", two data
+# lines and a retry
+STARLETTE_STEPS = [
+    b"id: 1\r\nevent: delta\r\ndata: {\"i\":0}\r\n\r\n",
+    0.03, b": ping - 2026-11-26 03:50:00.123456+00:00\r\n\r\n",
+    0.03, b"id: 2\r\nevent: message\r\ndata: two\r\ndata: lines\r\n\r\n",
+    0.03, b"id: 3\r\nevent: delta\r\ndata: {\"i\":2}\r\nretry: 1500\r\n\r\n",
+    0.03, b"id: 4\r\nevent: done\r\ndata: [DONE]\r\n\r\n",
+]
 
 
 def fetch_view(result: dict) -> tuple:
@@ -41,12 +51,15 @@ def record_live(kind: str, certs, workdir) -> dict:
     app = UpstreamApp()
     app.add("chat", Scenario(CHAT_STEPS))
     app.add("reset", Scenario(RESET_STEPS))
+    app.add("starlette", Scenario(STARLETTE_STEPS))
     server = HypercornServer(app, kind, certs)
     with Mitmdump(certs, workdir) as mitm, browser(mitm.url) as ctx:
         logs = {"es": page_result(open_page(ctx, server.base, "es", "/sse/chat", TYPES)),
                 "fetch": page_result(open_page(ctx, server.base, "fetch", "/sse/chat", TYPES)),
-                "reset": page_result(open_page(ctx, server.base, "fetch", "/sse/reset", TYPES))}
-        mitm.wait_for_recordings(3)
+                "reset": page_result(open_page(ctx, server.base, "fetch", "/sse/reset", TYPES)),
+                "starlette-es": page_result(open_page(ctx, server.base, "es", "/sse/starlette", TYPES)),
+                "starlette": page_result(open_page(ctx, server.base, "fetch", "/sse/starlette", TYPES))}
+        mitm.wait_for_recordings(5)
     server.stop()
     return {"origin": server.base, "recordings": mitm.record_dir, "logs": logs}
 
@@ -68,7 +81,9 @@ def replay_pages(certs, live, tmp_path, **options) -> dict:
     with replay_proxy(certs, tmp_path, live["recordings"], **options) as mitm, browser(mitm.url) as ctx:
         logs = {"es": page_result(open_page(ctx, live["origin"], "es", "/sse/chat", TYPES)),
                 "fetch": page_result(open_page(ctx, live["origin"], "fetch", "/sse/chat", TYPES)),
-                "reset": page_result(open_page(ctx, live["origin"], "fetch", "/sse/reset", TYPES))}
+                "reset": page_result(open_page(ctx, live["origin"], "fetch", "/sse/reset", TYPES)),
+                "starlette-es": page_result(open_page(ctx, live["origin"], "es", "/sse/starlette", TYPES)),
+                "starlette": page_result(open_page(ctx, live["origin"], "fetch", "/sse/starlette", TYPES))}
     return {**logs, "mitm_log": mitm.log()}
 
 
@@ -96,12 +111,21 @@ def test_byte_exact_replay_gives_the_page_the_recorded_bytes(certs, live, tmp_pa
     assert replayed["es"]["log"] == recorded["es"]["log"]
     assert replayed["reset"]["text"] == recorded["reset"]["text"]  # including the unterminated "partial"
     assert replayed["reset"]["error"] is not None
+    # a CRLF stream: its recording keeps no chunk in base64 (each is its lines, in the stream's form), and the page
+    # gets the same bytes, CR LF and all
+    assert recorded["starlette"]["text"] == b"".join(s for s in STARLETTE_STEPS if isinstance(s, bytes)).decode()
+    assert replayed["starlette"]["text"] == recorded["starlette"]["text"]
+    assert replayed["starlette-es"]["log"] == recorded["starlette-es"]["log"]
+    assert [e["data"] for e in recorded["starlette-es"]["log"][:4]] == ['{"i":0}', "two\nlines", '{"i":2}', "[DONE]"]
+    for path in live["recordings"].rglob("*_sse_starlette_*.jsonl"):
+        chunks = [r for r in read_recording(path).records if r["kind"] == "chunk"]
+        assert chunks and all("blocks" in c and c.get("crlf") for c in chunks), (path, chunks)
 
 
 def test_playwright_regression_test_recipe(sse_replay_proxy, certs, live):  # noqa: F811
     """The recipe from docs/replay.md: a real recording, the replay proxy fixture, assertions on the page."""
     live = live("h1")
-    recording = next(p for p in live["recordings"].rglob("*.jsonl") if "_GET_" in p.name)
+    recording = next(p for p in live["recordings"].rglob("*.jsonl") if "_GET_" in p.name and "_sse_chat_" in p.name)
     proxy = sse_replay_proxy(recording, speed="max", confdir=certs.mitm_confdir)
     with browser(proxy.url) as ctx:
         page = open_page(ctx, live["origin"], "es", "/sse/chat", TYPES)
