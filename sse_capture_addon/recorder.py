@@ -195,7 +195,7 @@ class StreamRecorder:
                 if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, *self._form)):
                     return line_
             current = self._form or (DEFAULT_FORM, False)
-            for form, crlf in _forms_of(kept + chunk[:4096], items, current[0]):
+            for form, crlf in _forms_of(kept[:4096] + chunk[:4096], items, current[0]):
                 if (form, crlf) == current:
                     continue
                 found = _blocks_in_form(items, form, b"\r\n" if crlf else b"\n")
