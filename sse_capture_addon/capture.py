@@ -20,7 +20,7 @@ from mitmproxy.net.http import url as mitmproxy_url
 
 from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
-from .redact import DEFAULT_HEADERS, Redactor
+from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from .sse import DEFAULT_MAX_EVENT_SIZE
 from .writer import RecordingFile, SpaceReserve, new_stream_id, recording_name, utc_timestamp
 
@@ -175,9 +175,12 @@ class SSECapture:
                           "Largest request body (bytes) stored in a recording's header; longer ones are cut.")
         loader.add_option("sse_capture_redact", bool, True,
                           "Redact Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and Api-Key "
-                          "header values in recordings.")
+                          "header values, and the values of credential query parameters in the URL and Referer "
+                          f"({', '.join(sorted(DEFAULT_PARAMS))}), in recordings.")
         loader.add_option("sse_capture_redact_headers", Sequence[str], [],
                           "More header names whose values are redacted in recordings.")
+        loader.add_option("sse_capture_redact_params", Sequence[str], [],
+                          "More query parameter names whose values are redacted in recorded URLs.")
         loader.add_option("sse_capture_redact_keys", Sequence[str], [],
                           "JSON object keys whose values are redacted in request bodies and event data.")
 
@@ -199,10 +202,13 @@ class SSECapture:
         if "sse_capture_dir" in updated:
             _check_writable_dir(opts.sse_capture_dir)
             self.reserve = SpaceReserve(opts.sse_capture_dir)  # allocated with the first recording
-        if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys"}:
+        if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys",
+                      "sse_capture_redact_params"}:
             headers = set(DEFAULT_HEADERS) if opts.sse_capture_redact else set()
             headers.update(_names(opts.sse_capture_redact_headers, "sse_capture_redact_headers"))
-            self.redactor = Redactor(headers, _names(opts.sse_capture_redact_keys, "sse_capture_redact_keys"))
+            params = set(DEFAULT_PARAMS) if opts.sse_capture_redact else set()
+            params.update(_names(opts.sse_capture_redact_params, "sse_capture_redact_params"))
+            self.redactor = Redactor(headers, _names(opts.sse_capture_redact_keys, "sse_capture_redact_keys"), params)
         if updated & {"sse_capture_raw_chunks", "sse_capture_redact_keys"}:
             mode = opts.sse_capture_raw_chunks
             if mode not in RAW_CHUNK_CHOICES:
@@ -230,10 +236,11 @@ class SSECapture:
         if self.filter is not None and not self.filter(flow):
             return None
         req = flow.request
-        url, pretty_url = req.url, _pretty_url(req)
+        url, params = self.redactor.url(req.url)
+        pretty_url = self.redactor.url(_pretty_url(req))[0]
         label = escape_bytes(f"{req.method} {pretty_url}")  # for the log
         try:
-            header, name = self._header(flow, url, pretty_url)
+            header, name = self._header(flow, url, pretty_url, params)
             if self.reserve is not None:
                 self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
             if self._files_are_slow:
@@ -284,8 +291,9 @@ class SSECapture:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _header(self, flow: http.HTTPFlow, url: str, pretty_url: str) -> tuple[dict, str]:
-        """The header line's record, and the recording's file name."""
+    def _header(self, flow: http.HTTPFlow, url: str, pretty_url: str, params: list[str]) -> tuple[dict, str]:
+        """The header line's record, and the recording's file name. ``url`` and ``pretty_url`` are redacted
+        already (``params``: the query parameters that were)."""
         started = time.time()
         stream_id = new_stream_id()
         req, resp = flow.request, flow.response
@@ -313,6 +321,7 @@ class SSECapture:
             "ttfb": ttfb,
             "raw_chunks": self.raw_chunks,
             "redacted_headers": sorted({*hit_req, *hit_resp}),
+            "redacted_params": params,
             "redacted_keys": sorted(self.redactor.json_keys),
         }
         return header, recording_name(started, req.method, url, stream_id)

@@ -423,6 +423,9 @@ def validate_header(path, lineno: int, obj: Any) -> dict:
         raise RecordingError(path, lineno, f"unsupported format version {obj['version']} (this sse-capture reads "
                                            f"versions {', '.join(map(str, READ_VERSIONS))})")
     request, response = obj["request"], obj["response"]
+    params = obj.get("redacted_params", [])
+    if not (isinstance(params, list) and all(isinstance(name, str) for name in params)):
+        raise RecordingError(path, lineno, "header.redacted_params must be a list of strings")
     _check_fields(path, lineno, request, {"method": (str,), "url": (str,), "headers": (list,)}, {},
                   "header.request")
     _check_fields(path, lineno, response, {"status": (int,), "headers": (list,)}, {}, "header.response")

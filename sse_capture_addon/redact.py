@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote_plus
 
 REDACTED = "[REDACTED]"
 
@@ -11,16 +12,31 @@ DEFAULT_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
 })
 
+#: Query parameters that carry credentials. EventSource cannot send headers, so an SSE endpoint that is not
+#: authorised by a cookie usually takes a token in its URL; signed URLs carry their signature there too.
+DEFAULT_PARAMS = frozenset({
+    "access_token", "id_token", "refresh_token", "token", "auth", "authorization", "jwt", "api_key", "apikey",
+    "api-key", "key", "password", "passwd", "secret", "client_secret", "sessionid", "session_id", "sig",
+    "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
+    "x-goog-credential",
+})
+
+#: Headers whose value is a URL, whose query is redacted like the request's.
+URL_HEADERS = frozenset({"referer"})
+
 
 class Redactor:
-    def __init__(self, headers: Iterable[str] = DEFAULT_HEADERS, json_keys: Iterable[str] = ()):
+    def __init__(self, headers: Iterable[str] = DEFAULT_HEADERS, json_keys: Iterable[str] = (),
+                 params: Iterable[str] = DEFAULT_PARAMS):
         self.headers = frozenset(h.lower() for h in headers)
         self.json_keys = frozenset(k.lower() for k in json_keys)
+        self.params = frozenset(p.lower() for p in params)
 
     def header_fields(self, fields: Iterable[tuple[bytes, bytes]]) -> tuple[list[list[str]], list[str]]:
-        """Raw header fields as ``[name, value]`` strings with credentials replaced; also the names redacted.
-        Bytes that are not UTF-8 become lone surrogates, as mitmproxy's ``Headers`` give them (decoding here
-        rather than through ``Headers.items`` halves the cost, which every recorded stream pays)."""
+        """Raw header fields as ``[name, value]`` strings with credentials replaced; also the names redacted
+        (``referer`` when only its query was). Bytes that are not UTF-8 become lone surrogates, as mitmproxy's
+        ``Headers`` give them (decoding here rather than through ``Headers.items`` halves the cost, which every
+        recorded stream pays)."""
         out, hit = [], []
         for name, value in fields:
             name = name.decode("utf-8", "surrogateescape")
@@ -28,9 +44,31 @@ class Redactor:
             if lower in self.headers:
                 out.append([name, REDACTED])
                 hit.append(lower)
-            else:
-                out.append([name, value.decode("utf-8", "surrogateescape")])
+                continue
+            text = value.decode("utf-8", "surrogateescape")
+            if lower in URL_HEADERS and "?" in text:
+                text, params = self.url(text)
+                if params:
+                    hit.append(lower)
+            out.append([name, text])
         return out, sorted(set(hit))
+
+    def url(self, url: str) -> tuple[str, list[str]]:
+        """``url`` with the values of credential query parameters replaced (names compared case-insensitively,
+        after URL decoding); every other byte of it as it was. Also the (lower-case) names redacted."""
+        if not self.params or "?" not in url:
+            return url, []
+        base, _, query = url.partition("?")
+        query, hash_, fragment = query.partition("#")
+        parts, hit = query.split("&"), []
+        for i, part in enumerate(parts):
+            name, eq, value = part.partition("=")
+            if value and (lower := unquote_plus(name).lower()) in self.params:
+                parts[i] = f"{name}={REDACTED}"
+                hit.append(lower)
+        if not hit:
+            return url, []
+        return f"{base}?{'&'.join(parts)}{hash_}{fragment}", sorted(set(hit))
 
     def json_value(self, value: Any) -> tuple[Any, bool]:
         """``value`` with the values of the configured keys replaced, at any depth; and whether any was."""

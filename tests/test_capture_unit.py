@@ -130,6 +130,7 @@ def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):
     ("sse_capture_max_body", -1, "must be a positive"),
     ("sse_capture_raw_chunks", "sometimes", "must be one of"),
     ("sse_capture_redact_keys", ["a,,b"], "empty name"),
+    ("sse_capture_redact_params", [""], "sse_capture_redact_params: empty name"),
 ])
 def test_bad_options_are_refused(tmp_path, option, value, message):
     addon = SSECapture()
@@ -137,6 +138,18 @@ def test_bad_options_are_refused(tmp_path, option, value, message):
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
         with pytest.raises(exceptions.OptionsError, match=message):
             tctx.configure(addon, **{option: value})
+
+
+def test_which_query_parameters_are_redacted(tmp_path):
+    from sse_capture_addon.redact import DEFAULT_PARAMS
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path))
+        assert addon.redactor.params == DEFAULT_PARAMS and "token" in DEFAULT_PARAMS
+        tctx.configure(addon, sse_capture_redact_params=["Room_Key,sid"])
+        assert addon.redactor.params == DEFAULT_PARAMS | {"room_key", "sid"}
+        tctx.configure(addon, sse_capture_redact=False)
+        assert addon.redactor.params == {"room_key", "sid"} and not addon.redactor.headers
 
 
 def test_unwritable_directory_is_refused(tmp_path):

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
 from reliability_helpers import raw_proxy_request, recording_for, whole_lines
+from replay_helpers import replay_proxy
 from sse_capture_addon.recording import RecordingError, decode_data, read_recording
+from sse_capture_addon.redact import Redactor
 from sse_capture_addon.writer import recording_name
 
 SECRETS = ["pw-SECRET1", "tok-SECRET2", "SECRET3", "hdr-SECRET4", "cookie-SECRET5", "key-SECRET6",
@@ -85,6 +87,52 @@ def test_redaction_in_headers_body_and_events(redacting, certs, servers, upstrea
     assert [e.get("redacted", False) for e in rec.events] == [True, True, True, True, False]
     [over] = [r for r in rec.records if r["kind"] == "oversized"]
     assert over["data_prefix"] == ""
+
+
+@pytest.mark.parametrize("url, expected, names", [
+    ("https://h/sse?token=abc&x=1", "https://h/sse?token=[REDACTED]&x=1", ["token"]),
+    ("https://h/sse?x=%20a+b&Access_Token=eyJ.x.y&sig=", "https://h/sse?x=%20a+b&Access_Token=[REDACTED]&sig=",
+     ["access_token"]),                                               # names in any case; an empty value stays
+    ("https://h/sse?api%5Fkey=k&apikey=k2&b=%E2%9C%93", "https://h/sse?api%5Fkey=[REDACTED]&apikey=[REDACTED]&b=%E2%9C%93",
+     ["api_key", "apikey"]),                                          # names compared URL-decoded
+    ("https://h/sse?tokenizer=x&mytoken=y&token", "https://h/sse?tokenizer=x&mytoken=y&token", []),
+    ("https://h/sse", "https://h/sse", []),
+    ("https://h/p?a=1&key=s3#frag", "https://h/p?a=1&key=[REDACTED]#frag", ["key"]),
+    ("https://h/p?X-Amz-Signature=ab12&X-Amz-Date=1", "https://h/p?X-Amz-Signature=[REDACTED]&X-Amz-Date=1",
+     ["x-amz-signature"]),                                            # a signed URL
+])
+def test_credential_query_parameters_are_redacted_and_the_rest_kept_as_it_was(url, expected, names):
+    assert Redactor().url(url) == (expected, names)
+    assert Redactor(params=()).url(url) == (url, [])
+
+
+def test_a_token_in_the_url_is_redacted_in_the_file_and_the_log_and_replay_still_matches(certs, tmp_path, servers,
+                                                                                     upstream_app, scenario_name):
+    """EventSource cannot send headers, so SSE endpoints often take their token in the URL."""
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    url = f"{servers['h1'].base}/sse/{scenario_name}?room=7&token=url-SECRET14"
+    for d in ("capture", "replay"):
+        (tmp_path / d).mkdir()
+    with Mitmdump(certs, tmp_path / "capture", args=["--set", "sse_capture_redact_params=Room_Key"]) as mitm:
+        with httpx_client(mitm, certs) as client:
+            r = client.get(url + "&room_key=url-SECRET15", headers={"Referer": "https://app.test/chat?jwt=ref-SECRET16"})
+            assert r.text == "data: x\n\n"
+        path = recording_for(mitm, f"/sse/{scenario_name}")
+        log = mitm.log()
+    _assert_no_secret(path, ["url-SECRET14", "url-SECRET15", "ref-SECRET16"])
+    ours = [line for line in log.splitlines() if "sse-capture" in line]  # (mitmproxy's own flow lines show URLs)
+    assert ours and not any("SECRET1" in line for line in ours)
+    assert any("room=7&token=[REDACTED]" in line for line in ours), ours
+    header = read_recording(path).header
+    assert header["request"]["url"].endswith("?room=7&token=[REDACTED]&room_key=[REDACTED]")
+    assert header["request"]["pretty_url"].endswith("?room=7&token=[REDACTED]&room_key=[REDACTED]")
+    assert header["redacted_params"] == ["room_key", "token"] and "referer" in header["redacted_headers"]
+    assert {k.lower(): v for k, v in header["request"]["headers"]}["referer"] == "https://app.test/chat?jwt=[REDACTED]"
+    # the live request carries a real token (another one by now): the recording still answers it
+    upstream_app.scenarios.pop(scenario_name)
+    with replay_proxy(certs, tmp_path / "replay", path) as mitm, httpx_client(mitm, certs) as client:
+        assert client.get(url.replace("url-SECRET14", "fresh") + "&room_key=k").text == "data: x\n\n"
+        assert client.get(url.replace("room=7", "room=8") + "&room_key=k").status_code != 200  # others still count
 
 
 def test_redaction_of_a_request_body_longer_than_max_body(certs, tmp_path, servers, upstream_app, scenario_name):
@@ -246,6 +294,8 @@ HOSTILE_FILES = {
     "request_wrong_type": (_lines({**HEADER, "request": "GET /"}), 1, "request"),
     "headers_not_pairs": (_lines({**HEADER, "request": {**HEADER["request"], "headers": [["a", 1, 2]]}}), 1,
                           "headers"),
+    "redacted_params_not_a_list": (_lines({**HEADER, "redacted_params": "token"}), 1, "redacted_params"),
+    "redacted_params_of_numbers": (_lines({**HEADER, "redacted_params": [1]}), 1, "redacted_params"),
     "status_bool": (_lines({**HEADER, "response": {"status": True, "headers": []}}), 1, "status"),
     "t_string": (_lines(HEADER, {**EVENT, "t": "0.1"}), 2, "'t'"),
     "t_negative": (_lines(HEADER, {**EVENT, "t": -1}), 2, "negative"),

@@ -2,7 +2,9 @@
 
 The key is the one mitmproxy's ``server_replay`` uses: method, scheme, host, port, path and query,
 with options to ignore the host, the port or some query parameters (``*`` for all), and to match on the
-request body. Query parameters are compared as a sorted list, so their order does not matter.
+request body. Query parameters are compared as a sorted list, so their order does not matter. Parameters
+that a recording has redacted (a token in the URL) are left out of every key: the live request carries the
+real value.
 
 Several recordings with one key are served in recorded order, each once; with ``reuse`` the sequence
 starts over when it is used up. A mapping (URL regex -> recording) overrides keys: that recording
@@ -110,6 +112,8 @@ class Matcher:
 
     def __post_init__(self):
         self._by_key: dict[tuple, list[_Entry]] = {}
+        self._redacted_params = frozenset(name for rec in self.recordings
+                                          for name in rec.header.get("redacted_params") or ())
         for rec in sorted(self.recordings, key=recorded_order):
             request = rec.header["request"]
             entry = _Entry(rec, recorded_body(rec), bool(request.get("body_truncated")))
@@ -122,8 +126,9 @@ class Matcher:
         hostname, port = url_host_port(parts)
         query: tuple = ()
         if "*" not in o.ignore_params:
+            redacted = self._redacted_params
             query = tuple(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                                 if k not in o.ignore_params))
+                                 if k not in o.ignore_params and not (redacted and k.lower() in redacted)))
         return (
             method.upper(),
             None if o.ignore_scheme else scheme,
