@@ -191,13 +191,13 @@ def test_stats_memory_does_not_grow_with_the_recording(tmp_path):
 
 def test_the_rules_file_example_in_the_docs_loads(tmp_path):
     from harness import ROOT
-    from sse_capture_addon.inspect.protocols import Block, First, Follows, Json, KnownTypes, load_rules
+    from sse_capture_addon.inspect.protocols import Block, First, Follows, Increasing, Json, KnownTypes, load_rules
 
     docs = (ROOT / "docs" / "inspect.md").read_text()
     example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "agent.toml").write_text(example)
     protocol = load_rules(str(tmp_path / "agent.toml"))
-    assert [type(r) for r in protocol.rules][-5:] == [Follows, First, Block, Json, KnownTypes]
+    assert [type(r) for r in protocol.rules][-6:] == [Follows, First, Block, Json, KnownTypes, Increasing]
     assert [str(s) for s in protocol.terminal] == ["message_stop", "error", "done"]
 
 

@@ -37,10 +37,10 @@ class LintOptions:
     max_stall: float = DEFAULT_MAX_STALL
 
 
-def choose_protocol(options: LintOptions, first_event: dict | None, url: str) -> Protocol:
+def choose_protocol(options: LintOptions, first_event: dict | None, url: str, headers: list | None = None) -> Protocol:
     name = options.preset
     if name == "auto":
-        name = detect(first_event, url) if first_event is not None else None
+        name = detect(first_event, url, headers)
     base = PRESETS[name]() if name in PRESETS else Protocol("none")
     return base.extended(options.extra.fresh()) if options.extra else base
 
@@ -48,8 +48,8 @@ def choose_protocol(options: LintOptions, first_event: dict | None, url: str) ->
 class _Linter:
     """Checks one recording as it streams past."""
 
-    def __init__(self, path: str, url: str, options: LintOptions):
-        self.path, self.url, self.options = path, url, options
+    def __init__(self, path: str, url: str, options: LintOptions, headers: list | None = None):
+        self.path, self.url, self.options, self.headers = path, url, options, headers
         self.findings: list[Finding] = []
         self.protocol: Protocol | None = None
         self.index = 0
@@ -79,7 +79,7 @@ class _Linter:
         index, t = self.index, record["t"]
         emit = self.emit_at(index, t)
         if self.protocol is None:
-            self.protocol = choose_protocol(self.options, record, self.url)
+            self.protocol = choose_protocol(self.options, record, self.url, self.headers)
         self.stall(self.last_event_t, t, "before the first event" if index == 0 else f"after event #{index - 1}",
                    index)
         if self.terminal is not None:
@@ -102,7 +102,7 @@ class _Linter:
     def finish(self, stream: RecordingStream) -> None:
         end, ending = stream.end, stream.ending
         if self.protocol is None:
-            self.protocol = choose_protocol(self.options, None, self.url)
+            self.protocol = choose_protocol(self.options, None, self.url, self.headers)
         emit = self.emit_at(None, end["t"] if end else None)
         if self.after_terminal > 1:
             emit("after-terminal", ERROR, f"{self.after_terminal} events in all after the terminal event")
@@ -135,7 +135,8 @@ def lint_file(path: str, options: LintOptions) -> tuple[list[Finding], str, str]
     """Findings for one recording, the protocol it was checked against, and how it ended."""
     stream = RecordingStream(path)
     request = stream.header["request"]
-    linter = _Linter(path, request.get("pretty_url") or request["url"], options)
+    linter = _Linter(path, request.get("pretty_url") or request["url"], options,
+                     stream.header["response"].get("headers"))
     for record in stream:
         linter.record(record)
     linter.finish(stream)

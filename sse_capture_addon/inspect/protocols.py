@@ -1,5 +1,6 @@
 """Protocol rules for ``lint``: which events end a stream, and declarative rules over the event sequence,
-with built-in presets for OpenAI chat-completions and Anthropic Messages streaming.
+with built-in presets for OpenAI chat-completions, the OpenAI Responses API, Anthropic Messages streaming and
+the Vercel AI SDK's UI message stream.
 
 A rules file (TOML, or JSON when it ends in ``.json``) looks like::
 
@@ -16,7 +17,8 @@ A rules file (TOML, or JSON when it ends in ``.json``) looks like::
 Rule kinds: ``follows`` (above), ``first`` (the first event, ignoring ``ignore``, must match ``event``),
 ``block`` (``open``/``close`` pairs with the same ``key``, ``inside`` events only within an open one),
 ``json`` (``event`` data must be JSON having the paths in ``has``; ``type_path`` must equal the event type),
-``types`` (event types outside ``known`` are reported as warnings).
+``types`` (event types outside ``known`` are reported as warnings), ``increasing`` (the whole number at ``key``
+grows from one ``event`` to the next; with ``contiguous = true`` by exactly one, so that a gap shows lost events).
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ from .events import MISSING, Selector, format_path, lookup, parse_path, value_te
 
 #: emit(code, severity, message) for the event being checked (or the end of the stream)
 Emit = Callable[[str, str, str], None]
+
+
+def describe(record: dict) -> str:
+    """An event for a message: its type, and for the unnamed events of protocols that type their data
+    (``{"type": "text-delta", ...}``) that type too."""
+    data = record.get("data")
+    if record["event"] == "message" and isinstance(data, dict) and isinstance(data.get("type"), str):
+        return f"message {data['type']}"
+    return record["event"]
 
 
 def _key(record: dict, path: tuple | None) -> str | None:
@@ -71,7 +82,7 @@ class Follows(Rule):
             if key is None:
                 emit("rule-follows", "error", f"{self.event} has no {format_path(self.event_key)}")
             elif key not in self._seen:
-                emit("rule-follows", "error", f"{record['event']} without an earlier {self.after}{what}")
+                emit("rule-follows", "error", f"{describe(record)} without an earlier {self.after}{what}")
 
 
 @dataclass
@@ -107,7 +118,7 @@ class Block(Rule):
             if self._open.pop(key, None) is None:
                 emit("rule-block", "error", f"{self.close} {shown} without an open {self.open}")
         elif any(s.matches(record) for s in self.inside) and key not in self._open:
-            emit("rule-block", "error", f"{record['event']} {shown} outside an open {self.open}")
+            emit("rule-block", "error", f"{describe(record)} {shown} outside an open {self.open}")
 
     def finish(self, emit):
         for key, index in self._open.items():
@@ -149,6 +160,32 @@ class KnownTypes(Rule):
         if event_type not in self.known and event_type not in self._reported:
             self._reported.add(event_type)
             emit("unknown-type", "warning", f"event type {event_type!r} is not one of {', '.join(self.known)}")
+
+
+@dataclass
+class Increasing(Rule):
+    event: Selector
+    key: tuple
+    contiguous: bool = False
+    _last: tuple | None = None   # (the highest value so far, the index of its event)
+
+    def check(self, record, index, emit):
+        if not self.event.matches(record):
+            return
+        value = lookup(record, self.key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            emit("rule-increasing", "error", f"{describe(record)} has no whole number at {format_path(self.key)}")
+            return
+        if self._last is not None:
+            last, at = self._last
+            if value <= last:
+                emit("rule-increasing", "error", f"{format_path(self.key)} {value} after {last} (#{at}): "
+                                                 f"{'repeated' if value == last else 'out of order'}")
+                return
+            if self.contiguous and value != last + 1:
+                emit("rule-increasing", "error", f"{format_path(self.key)} {value} after {last} (#{at}): "
+                                                 f"{value - last - 1} missing")
+        self._last = (value, index)
 
 
 @dataclass
@@ -197,14 +234,69 @@ def openai() -> Protocol:
     ])
 
 
-PRESETS: dict[str, Callable[[], Protocol]] = {"anthropic": anthropic, "openai": openai}
+def openai_responses() -> Protocol:
+    """The OpenAI Responses API's streaming: events named by their data's ``type``, numbered by
+    ``sequence_number`` without gaps, from ``response.created`` to ``response.completed`` (or ``failed``,
+    ``incomplete``, ``error``); each output item's events between its ``added`` and ``done``."""
+    item_events = ["response.content_part.added", "response.content_part.done", "response.output_text.delta",
+                   "response.output_text.done", "response.refusal.delta", "response.refusal.done",
+                   "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                   "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done"]
+    return Protocol("openai-responses", [S("response.completed"), S("response.failed"), S("response.incomplete"),
+                                         S("error")], [
+        First(S("response.created")),
+        Json(S("*"), type_path=P("data.type")),
+        Increasing(S("*"), P("data.sequence_number"), contiguous=True),
+        Block(S("response.output_item.added"), S("response.output_item.done"), P("data.output_index"),
+              [S(t) for t in item_events]),
+    ])
 
 
-def detect(first_event: dict, url: str) -> str | None:
-    """Which preset a stream speaks, from its first event (or its URL)."""
+def ai_sdk() -> Protocol:
+    """The Vercel AI SDK's UI message stream (``x-vercel-ai-ui-message-stream: v1``, what ``useChat`` reads):
+    unnamed events whose data is a part with a ``type``, ended by ``data: [DONE]``; text and reasoning deltas
+    between their ``-start`` and ``-end`` by id; a tool's input deltas after its ``tool-input-start``, and its
+    output (or error) after its ``tool-input-available``, by ``toolCallId``."""
+    done = S("data=[DONE]")
+
+    def part(kind: str) -> Selector:
+        return S(f"message&data.type={kind}")
+
+    call = P("data.toolCallId")
+    return Protocol("ai-sdk", [done], [
+        KnownTypes(["message"]),
+        Json(S("message"), has=[P("data.type")], unless=[done]),
+        Block(part("text-start"), part("text-end"), P("data.id"), [part("text-delta")]),
+        Block(part("reasoning-start"), part("reasoning-end"), P("data.id"), [part("reasoning-delta")]),
+        Follows(part("tool-input-delta"), part("tool-input-start"), call, call),
+        Follows(part("tool-output-available"), part("tool-input-available"), call, call),
+        Follows(part("tool-output-error"), part("tool-input-available"), call, call),
+    ])
+
+
+PRESETS: dict[str, Callable[[], Protocol]] = {"anthropic": anthropic, "openai": openai,
+                                              "openai-responses": openai_responses, "ai-sdk": ai_sdk}
+
+#: The response header the AI SDK's UI message stream carries
+AI_SDK_HEADER = "x-vercel-ai-ui-message-stream"
+
+
+def detect(first_event: dict | None, url: str, headers: list | None = None) -> str | None:
+    """Which preset a stream speaks, from its response headers, its first event or its URL."""
+    if any(name.lower() == AI_SDK_HEADER for name, _ in headers or ()):
+        return "ai-sdk"
+    if first_event is None:
+        return None
     data = first_event.get("data")
-    if url.rstrip("/").endswith("/v1/messages"):
+    path = url.split("?", 1)[0].rstrip("/")
+    if path.endswith("/v1/messages"):
         return "anthropic"
+    if path.endswith("/v1/responses") or (first_event.get("event") == "response.created" and isinstance(data, dict)
+                                          and isinstance(data.get("response"), dict)):
+        return "openai-responses"
+    if first_event.get("event") == "message" and isinstance(data, dict) and data.get("type") in ("start",
+                                                                                                  "start-step"):
+        return "ai-sdk"
     # the event name alone is too common (other agents say message_start too): require Anthropic's shape
     if isinstance(data, dict) and first_event.get("event") == data.get("type") and (
             (data.get("type") == "message_start" and isinstance(data.get("message"), dict))
@@ -212,7 +304,7 @@ def detect(first_event: dict, url: str) -> str | None:
         return "anthropic"
     if isinstance(data, dict) and ("choices" in data or data.get("object") == "chat.completion.chunk"):
         return "openai"
-    if url.rstrip("/").endswith("/chat/completions"):
+    if path.endswith("/chat/completions"):
         return "openai"
     return None
 
@@ -279,7 +371,15 @@ def rule_from_dict(rule: dict) -> Rule:
         if not isinstance(known, list) or not all(isinstance(k, str) for k in known):
             raise ValueError("a types rule needs known = [\"type\", ...]")
         return KnownTypes(known)
-    raise ValueError(f"unknown rule kind {kind!r} (follows, first, block, json, types)")
+    if kind == "increasing":
+        key = _path(rule, "key")
+        if key is None:
+            raise ValueError("an increasing rule needs key = \"PATH\"")
+        contiguous = rule.get("contiguous", False)
+        if not isinstance(contiguous, bool):
+            raise ValueError("contiguous must be true or false")
+        return Increasing(_one(rule, "event"), key, contiguous)
+    raise ValueError(f"unknown rule kind {kind!r} (follows, first, block, json, types, increasing)")
 
 
 def load_rules(path: str) -> Protocol:
