@@ -324,7 +324,7 @@ class SSECapture:
             "redacted_params": params,
             "redacted_keys": sorted(self.redactor.json_keys),
         }
-        return header, recording_name(started, req.method, url, stream_id)
+        return header, recording_name(started, req.method, url, stream_id, req.host, req.port)
 
     def _create_file(self, name: str) -> RecordingFile:
         """Creates the file, and notes whether that was slow. Creating a file usually takes tens of µs, less than

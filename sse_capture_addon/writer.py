@@ -29,13 +29,16 @@ def _safe(text: str, limit: int) -> str:
     return text[:limit] or "_"
 
 
-def recording_name(started: float, method: str, url: str, stream_id: str) -> str:
+def recording_name(started: float, method: str, url: str, stream_id: str, host: str | None = None,
+                   port: int | None = None) -> str:
     """``YYYY-MM-DD/HHMMSS.ffffff_METHOD_host_path_id.jsonl`` in UTC: sorts by time, shows the endpoint.
 
-    Every part is reduced to ``[A-Za-z0-9.-_]`` so a hostile URL cannot leave the directory.
+    Every part is reduced to ``[A-Za-z0-9.-_]`` so a hostile URL cannot leave the directory. ``host`` and
+    ``port`` are the request's: an IPv6 address is named from them (``ipv6_--1-8080`` for [::1]:8080), since
+    the URL mitmproxy writes for it has no brackets and so no telling where the address ends.
     """
     day, clock, _ = _utc_second(int(started))
-    return f"{day}/{clock}.{int(started % 1 * 1e6):06d}_{_endpoint(method, url)}_{stream_id[:8]}.jsonl"
+    return f"{day}/{clock}.{int(started % 1 * 1e6):06d}_{_endpoint(method, url, host, port)}_{stream_id[:8]}.jsonl"
 
 
 def utc_timestamp(t: float) -> str:
@@ -53,13 +56,19 @@ def _utc_second(second: int) -> tuple[str, str, str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _endpoint(method: str, url: str) -> str:
+def _endpoint(method: str, url: str, host: str | None = None, port: int | None = None) -> str:
     parts = urlsplit(url)
-    hostname, port = url_host_port(parts)
+    if host and ":" in host:
+        hostname, port = "ipv6_" + host.replace(":", "-"), None if port == _DEFAULT_PORTS.get(parts.scheme) else port
+    else:
+        hostname, port = url_host_port(parts)
     host = _safe(hostname or "unknown", 60)
     if port:
         host += f"-{port}"
     return f"{_safe(method, 12)}_{host}_{_safe(parts.path, 80)}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def new_stream_id() -> str:

@@ -221,7 +221,7 @@ def test_an_ipv6_upstream_is_recorded(proxy):
         server.stop()
     rec = read_recording(path)
     assert _events(rec) == [("message", "one", None)] and rec.ending == "complete"
-    assert f"_GET_1_{server.port}_sse_over-ipv6_" in os.path.basename(path)
+    assert f"_GET_ipv6_--1-{server.port}_sse_over-ipv6_" in os.path.basename(path)
 
 
 def test_upstream_stalls_until_the_proxy_times_out(certs, tmp_path):

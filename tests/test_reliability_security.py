@@ -255,11 +255,12 @@ def test_hostile_urls_stay_inside_the_recordings_directory(certs, tmp_path):
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(method=st.text(max_size=30), path=st.text(max_size=400), host=st.text(max_size=80),
-       started=st.floats(min_value=0, max_value=4e9, allow_nan=False))
-def test_recording_name_never_escapes(method, path, host, started):
+       started=st.floats(min_value=0, max_value=4e9, allow_nan=False), flow_host=st.none() | st.text(max_size=80),
+       port=st.none() | st.integers(0, 65535))
+def test_recording_name_never_escapes(method, path, host, started, flow_host, port):
     url = f"http://{host}/{path}"
     try:
-        name = recording_name(started, method, url, "0123456789abcdef")
+        name = recording_name(started, method, url, "0123456789abcdef", flow_host, port)
     except ValueError:   # urlsplit refuses some hosts (e.g. bad IPv6 brackets): the capture then logs
         return           # "NOT recording" and traffic continues; nothing is written
     parts = name.split("/")
