@@ -236,10 +236,11 @@ class SSECapture:
         if self.filter is not None and not self.filter(flow):
             return None
         req = flow.request
-        url, params = self.redactor.url(req.url)
-        pretty_url = self.redactor.url(_pretty_url(req))[0]
-        label = escape_bytes(f"{req.method} {pretty_url}")  # for the log
+        label = escape_bytes(req.method)
         try:
+            url, params = self.redactor.url(req.url)
+            pretty_url = self.redactor.url(_pretty_url(req))[0]
+            label = escape_bytes(f"{req.method} {pretty_url}")  # for the log
             header, name = self._header(flow, url, pretty_url, params)
             if self.reserve is not None:
                 self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
