@@ -172,7 +172,7 @@ def test_every_chunk_reads_back_exactly(implementation, tmp_path_factory, blocks
     # what byte-exact replay sends
     assert [w.data for w in build_plan(rec, byte_exact=True).writes if w.data] == [c for c in chunks]
     # the streaming reader (inspect --follow) accepts what the writer wrote
-    assert list(RecordingStream(rec.path)) == rec.records
+    assert list(RecordingStream(rec.path)) == rec.records == list(RecordingStream(rec.path, follow=True, poll=0.01))
 
 
 FIELDS = {"e": b"event: %(type)s", "i": b"id: %(id)d", "d": b"data: %(data)s", "r": b"retry: %(retry)d"}
@@ -208,7 +208,7 @@ def test_a_stream_of_any_field_order_is_kept_by_its_lines(implementation, tmp_pa
     rec = record(tmp_path_factory.mktemp("forms"), chunks)
     assert [raw for _, raw in rec.chunks] == chunks
     assert all("blocks" in c for c in chunk_lines(rec)), (chunks, chunk_lines(rec))
-    assert list(RecordingStream(rec.path)) == rec.records
+    assert list(RecordingStream(rec.path)) == rec.records == list(RecordingStream(rec.path, follow=True, poll=0.01))
 
 
 def test_streaming_reader_refuses_a_blocks_chunk_without_its_events(tmp_path):
