@@ -125,6 +125,7 @@ class StreamRecorder:
         self._rest = b""  # what the last chunk line kept after its blocks: the start of a block (see _chunk_line)
         self._form: tuple[str, bool] | None = None  # the form (and crlf) the last blocks line had, None: the default
         self._form_args: tuple[str, bytes] = (DEFAULT_FORM, b"\n")
+        self._chunk_line_failed = False
         self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
@@ -166,7 +167,18 @@ class StreamRecorder:
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
                 out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
         if self.raw_chunks:
-            out.insert(0, self._chunk_line(t_json, chunk, items))
+            try:
+                line_ = self._chunk_line(t_json, chunk, items)
+            except Exception as e:  # noqa: BLE001 - never break traffic: base64 keeps any chunk exactly
+                self._rest = b""
+                line_ = chunk_line(t_json, self.chunks, chunk)
+                if not self._chunk_line_failed:
+                    self._chunk_line_failed = True
+                    message = (f"keeping chunks by their lines failed ({type(e).__name__}: {e}); "
+                               "chunks are kept in base64 instead")
+                    self.errors.append(message)
+                    self.on_error(message)
+            out.insert(0, line_)
         if out:
             self._append(out[0] if len(out) == 1 else b"".join(out))
         return chunk

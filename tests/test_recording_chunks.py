@@ -140,6 +140,25 @@ def test_a_token_stream_in_fixed_size_chunks_is_kept_by_its_events(implementatio
         assert sum(len(orjson.dumps(c)) + 1 for c in lines) < in_base64 * (0.7 if size == 100 else 0.4)
 
 
+def test_a_bug_in_keeping_chunks_by_their_lines_falls_back_to_base64_once_reported(tmp_path, monkeypatch):
+    import sse_capture_addon.recorder as recorder
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(recorder, "_blocks_of", broken)
+    reported = []
+    crlf = [b"id: 1\r\ndata: x\r\n\r\n", b"id: 2\r\ndata: y\r\n\r\n"]
+    rec = record(tmp_path, OPENAI + crlf, on_error=reported.append)
+    assert [raw for _, raw in rec.chunks] == OPENAI + crlf
+    # the chunks that went through the broken code are kept in base64 (a token stream's batches do not), said once
+    kinds = ["blocks" if "blocks" in c else "b64" for c in chunk_lines(rec)]
+    assert kinds[-2:] == ["b64", "b64"] and "blocks" in kinds, kinds
+    assert reported == ["keeping chunks by their lines failed (RuntimeError: boom); chunks are kept in base64 "
+                        "instead"] == rec.end["errors"]
+    assert len(rec.events) == 5 and rec.ending == "complete"
+
+
 def test_compressed_chunks_are_kept_in_base64(tmp_path):
     body = gzip.compress(b"".join(OPENAI))
     rec = record(tmp_path, [body], content_encoding="gzip")
