@@ -63,6 +63,7 @@ STYLES = {
     "Anthropic, 1 event/chunk": anthropic_stream,
     "sse-starlette: CRLF, id, event, data, pings": starlette_stream,
     "MCP: event: message, JSON-RPC data": mcp_stream,
+    "Gemini: CRLF, data only": lambda n: [c.replace(b"\n", b"\r\n") for c in openai_stream(n)],
     "OpenAI with id: on every event": resumable_stream,
     "CR-only line endings (stays in base64)": lambda n: rechunk([c.replace(b"\n", b"\r") for c in openai_stream(n)],
                                                                  4096),

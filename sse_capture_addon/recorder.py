@@ -44,7 +44,7 @@ def _blocks_of(items: list) -> tuple[bytes, int] | None:
 
 def _blocks_in_form(items: list, form: str, eol: bytes) -> tuple[bytes, int] | None:
     """``_blocks_of`` for another form (see ``recording.DEFAULT_FORM``)."""
-    blocks = []
+    blocks, count = [], 0
     for item in items:
         kind = type(item)
         if kind is Event:
@@ -52,14 +52,22 @@ def _blocks_in_form(items: list, form: str, eol: bytes) -> tuple[bytes, int] | N
             if block is None:
                 return None
             blocks.append(block)
+            count += 1
         elif kind is Comment and "c" in form:
             blocks.append(b":%b%b%b" % (item.text.encode("utf-8", "surrogatepass"), eol, eol))
+            count += 1
         elif kind is MessageBatch:
-            blocks += [form_block(form, eol, "message", data.decode("utf-8", "surrogatepass"), item.last_event_id,
-                                  None) for data in item.datas]
+            if "E" not in form and not (item.last_event_id and "i" in form):
+                # each of its events is written "data: DATA" and a blank line, as the batch holds them (its data
+                # have no LF): only the line endings differ (a CRLF stream of data-only blocks, Gemini's)
+                blocks.append(item.blocks if eol == b"\n" else item.blocks.replace(b"\n", eol))
+            else:
+                blocks += [form_block(form, eol, "message", data.decode("utf-8", "surrogatepass"),
+                                      item.last_event_id, None) for data in item.datas]
+            count += item.count
         else:
             return None
-    return b"".join(blocks), len(blocks)
+    return b"".join(blocks), count
 
 
 _FIELD_LETTERS = {b"event": "e", b"id": "i", b"data": "d", b"retry": "r"}

@@ -172,6 +172,13 @@ class SSEParser:
             items = _c_simple_blocks(data, self.last_event_id, self.message_batches, self.line_endings, "lf")
             if items is not None:
                 return items
+            if data.endswith(b"\r\n\r\n") and data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
+                # the same blocks with CRLF endings (sse-starlette's, Gemini's): _feed_text's pure-CRLF path,
+                # without decoding and re-encoding the chunk
+                items = _c_simple_blocks(data.replace(b"\r\n", b"\n"), self.last_event_id, self.message_batches,
+                                         self.line_endings, "crlf")
+                if items is not None:
+                    return items
             if not held:
                 # Whole blocks, then the start of a line (a chunk cut anywhere, e.g. a proxy's 16 KiB reads): the
                 # blocks in C, and that start held back to go in front of the next chunk, so that the next chunk

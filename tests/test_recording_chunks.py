@@ -91,6 +91,18 @@ def test_a_stream_keeps_its_form_and_its_keep_alive_comments(implementation, tmp
     assert all("b64" not in c for c in chunk_lines(rec))
 
 
+def test_crlf_data_only_chunks_of_several_events(implementation, tmp_path):
+    """Gemini's way (CRLF, data only, several events a chunk), after a block that set an id (which the data-only
+    blocks do not repeat): every chunk kept by its lines."""
+    chunks = [b"id: 7\r\ndata: a\r\n\r\n", b"data: b\r\n\r\ndata: {\"c\":1}\r\n\r\n",
+              b"data: d\r\n\r\ndata: e\r\n\r\ndata: f\r\n\r\n"]
+    rec = record(tmp_path, chunks)
+    assert [raw for _, raw in rec.chunks] == chunks
+    assert [(c["blocks"], c.get("form"), c.get("crlf")) for c in chunk_lines(rec)] == \
+        [(1, "eid", True), (2, None, True), (3, None, True)]
+    assert [r.get("id") for r in rec.events] == ["7"] * 6
+
+
 def test_keep_alive_comments_leave_a_token_stream_in_the_default_form(implementation, tmp_path):
     chunks = [b": connected\n\n", *OPENAI, b": ping\n\n", *OPENAI]
     rec = record(tmp_path, chunks)
