@@ -106,6 +106,18 @@ def test_a_write_cut_short_by_a_kill_is_left_out_and_said(recs, tmp_path):
     last = json.loads(run("show", torn, "--json").out.splitlines()[-1])
     assert (last["ending"], last["torn_line"], last["torn_bytes"]) == ("proxy_died", lines + 1, 36)
     assert run("ls", torn).code == 0 and run("stats", torn).code == 0
+    # while a proxy still holds the file, a half-written last line is a write in progress, not a cut one
+    import fcntl
+    import os
+    fd = os.open(torn, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        live = run("show", torn, "--json")
+        last = json.loads(live.out.splitlines()[-1])
+        assert live.code == 0 and last["ending"] == "in_progress" and "torn_line" not in last
+        assert "did not finish" not in run("show", torn).out
+    finally:
+        os.close(fd)
     # only the last line: a cut-off line before a whole one is a bad file
     middle = tmp_path / "middle.jsonl"
     middle.write_bytes(killed + b'{"t":0.031,"kind":"chu\n' + killed.splitlines(keepends=True)[-1])

@@ -116,6 +116,8 @@ def json_lines(stream: RecordingStream) -> Iterator[dict]:
             index += 1
             previous_t = record["t"]
         yield out
-    torn = {"torn_line": stream.torn[0], "torn_bytes": stream.torn[1]} if stream.torn else {}
+    torn = {}
+    if stream.torn and stream.ending != IN_PROGRESS:  # (while a proxy writes, a last line may be half there)
+        torn = {"torn_line": stream.torn[0], "torn_bytes": stream.torn[1]}
     yield {**(stream.end or {"kind": "end"}), "ending": stream.ending, "ending_label": ending_label(stream.ending),
            **torn}
