@@ -14,9 +14,10 @@
 
    simple_blocks(buf, last_event_id, batch, line_endings, key) -> list | None
 
-   SSEParser's fast path for a chunk of whole blocks as token streams send them, each "data:" line + blank
-   line or "event:" line + "data:" line + blank line (LF endings, UTF-8): their Events, or with batch, when
-   every block is one "data: " line, one MessageBatch of the chunk itself; the lines read are added to
+   SSEParser's fast path for a chunk of whole blocks as token streams send them: an "event:" line and/or an
+   "id:" line (either order, each at most once; an id without NUL), then one "data:" line and a blank line (LF
+   endings, UTF-8): their Events, each with the last event ID its block leaves, or with batch, when every
+   block is one "data: " line, one MessageBatch of the chunk itself; the lines read are added to
    line_endings[key]. None for anything else (nothing counted), which the Python parser then handles: it
    gives the same result for what this accepts. */
 
@@ -367,25 +368,45 @@ static int valid_utf8(const unsigned char *p, const unsigned char *end)
 typedef struct {
     const char *type; /* NULL for a block without "event:" */
     Py_ssize_t type_len;
+    const char *id; /* NULL for a block without "id:" */
+    Py_ssize_t id_len;
+    Py_ssize_t lines;
     const char *data;
     Py_ssize_t data_len;
     const char *next;
 } Block;
 
+/* The value of the field line at p, after its name (n bytes, with the colon) and one optional space; p moves to
+   the next line. Whole blocks end with a blank line, so the line has an LF. */
+static const char *field_value(const char **p, const char *end, Py_ssize_t n, Py_ssize_t *len)
+{
+    const char *value = *p + n, *eol;
+    if (*value == ' ')
+        value++;
+    eol = memchr(value, '\n', end - value);
+    *len = eol - value;
+    *p = eol + 1;
+    return value;
+}
+
 /* The block at p (whole blocks end at end, which is after a blank line): 1 when it has the shape. */
 static int block_at(const char *p, const char *end, Block *b)
 {
     const char *eol;
-    b->type = NULL;
-    b->type_len = 0;
-    if (end - p >= 6 && memcmp(p, "event:", 6) == 0) {
-        p += 6;
-        if (*p == ' ')
-            p++;
-        eol = memchr(p, '\n', end - p);
-        b->type = p;
-        b->type_len = eol - p;
-        p = eol + 1;
+    int k;
+    b->type = b->id = NULL;
+    b->type_len = b->id_len = 0;
+    b->lines = 2;
+    for (k = 0; k < 2; k++, b->lines++) {
+        if (b->type == NULL && end - p >= 6 && memcmp(p, "event:", 6) == 0)
+            b->type = field_value(&p, end, 6, &b->type_len);
+        else if (b->id == NULL && end - p >= 3 && memcmp(p, "id:", 3) == 0) {
+            b->id = field_value(&p, end, 3, &b->id_len);
+            if (memchr(b->id, '\0', b->id_len) != NULL)
+                return 0; /* the parser ignores such an id, and says so */
+        }
+        else
+            break;
     }
     if (end - p < 5 || memcmp(p, "data:", 5) != 0)
         return 0;
@@ -470,8 +491,8 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
     for (p = start; p < end; p = b.next, n++) {
         if (!block_at(p, end, &b))
             Py_RETURN_NONE;
-        one_data_line &= b.type == NULL && p[5] == ' ';
-        lines += b.type == NULL ? 2 : 3;
+        one_data_line &= b.type == NULL && b.id == NULL && p[5] == ' ';
+        lines += b.lines;
     }
     if (one_data_line && PyObject_IsTrue(args[2])) {
         PyObject *batch, *count;
@@ -496,19 +517,22 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
     list = PyList_New(n);
     if (list == NULL)
         return NULL;
+    last_event_id = Py_NewRef(last_event_id); /* the current one: each "id:" line replaces it */
     for (p = start, i = 0; i < n; p = b.next, i++) {
-        PyObject *event, *type, *data;
+        PyObject *event, *type, *data = NULL;
         block_at(p, end, &b);
+        if (b.id != NULL) {
+            PyObject *id = PyUnicode_DecodeUTF8(b.id, b.id_len, "strict");
+            if (id == NULL)
+                goto failed;
+            Py_SETREF(last_event_id, id);
+        }
         type = type_str(&b);
         data = type == NULL ? NULL : PyUnicode_DecodeUTF8(b.data, b.data_len, "strict");
         if (data == NULL || (event = new_tuple(event_type, 4)) == NULL) {
             Py_XDECREF(type);
             Py_XDECREF(data);
-            Py_DECREF(list);
-            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
-                return NULL;
-            PyErr_Clear(); /* not UTF-8: the Python parser replaces what is invalid */
-            Py_RETURN_NONE;
+            goto failed;
         }
         PyTuple_SET_ITEM(event, 0, type);
         PyTuple_SET_ITEM(event, 1, data);
@@ -516,7 +540,15 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         PyTuple_SET_ITEM(event, 3, Py_NewRef(Py_None));
         PyList_SET_ITEM(list, i, event);
     }
+    Py_DECREF(last_event_id);
     return counted(list, args[3], args[4], lines);
+failed:
+    Py_DECREF(last_event_id);
+    Py_DECREF(list);
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        return NULL;
+    PyErr_Clear(); /* not UTF-8: the Python parser replaces what is invalid */
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {

@@ -169,14 +169,13 @@ class SSEParser:
             data = held + data
             self._held = b""
         if self._c_ready and len(data) <= self.max_event_size:
-            items = _c_simple_blocks(data, self.last_event_id, self.message_batches, self.line_endings, "lf")
+            items = self._c_blocks(data, "lf")
             if items is not None:
                 return items
             if data.endswith(b"\r\n\r\n") and data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
                 # the same blocks with CRLF endings (sse-starlette's, Gemini's): _feed_text's pure-CRLF path,
                 # without decoding and re-encoding the chunk
-                items = _c_simple_blocks(data.replace(b"\r\n", b"\n"), self.last_event_id, self.message_batches,
-                                         self.line_endings, "crlf")
+                items = self._c_blocks(data.replace(b"\r\n", b"\n"), "crlf")
                 if items is not None:
                     return items
             if not held:
@@ -187,8 +186,7 @@ class SSEParser:
                 end = data.rfind(b"\n\n") + 2
                 rest = data[end:]
                 if len(rest) <= _HOLD_MAX and b"\n" not in rest and b"\r" not in rest:
-                    items = _c_simple_blocks(data[:end], self.last_event_id, self.message_batches,
-                                             self.line_endings, "lf") if end else []
+                    items = self._c_blocks(data[:end], "lf") if end else []
                     if items is not None:
                         self._held = rest
                         return items
@@ -273,7 +271,7 @@ class SSEParser:
             return None
         lid = self.last_event_id
         if _c_simple_blocks is not None:
-            return _c_simple_blocks(text.encode(), lid, self.message_batches, self.line_endings, ending)
+            return self._c_blocks(text.encode(), ending)
         if text.startswith("data: "):
             n = text.count("\n\ndata: ") + 1
             if text.count("\n") == 2 * n:
@@ -308,6 +306,14 @@ class SSEParser:
             events.append(_event(type_, value, lid, None))
         self.line_endings[ending] += lf
         return events
+
+    def _c_blocks(self, data: bytes, ending: str) -> list[Item] | None:
+        """The C fast path (see _speedups.c), which also reads the blocks' "id:" lines: the last event ID is what
+        the last block left."""
+        items = _c_simple_blocks(data, self.last_event_id, self.message_batches, self.line_endings, ending)
+        if items:
+            self.last_event_id = self._id_buffer = items[-1][2]
+        return items
 
     def _decode(self, data: bytes, final: bool = False) -> str:
         text = self._decoder.decode(data, final)

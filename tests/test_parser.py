@@ -419,7 +419,8 @@ def test_many_data_lines_exceeding_limit_keep_data_bounded():
     "block",
     [b"data: x\n\n", b"data:x\n\n", b"data:  x\n\n", b"event: e\ndata: x\n\n", b"event:e\ndata:x\n\n",
      b"event:\ndata: x\n\n", b"data\n\n", b"event: e\ndata\n\n", b"data: a\ndata: b\n\n", b"event: e\n\n",
-     b"data: x\n\n\n", b"\n\ndata: x\n\n", b"id: 1\ndata: x\n\n", b"data: \x00\n\n"],
+     b"data: x\n\n\n", b"\n\ndata: x\n\n", b"id: 1\ndata: x\n\n", b"data: \x00\n\n", b"id: 1\nevent: e\ndata: x\n\n",
+     b"event: e\nid: 2\ndata: x\n\n", b"id:\ndata: x\n\n", b"id: 3\x00\ndata: x\n\n", b"id: \xff\ndata: x\n\n"],
 )
 def test_whole_block_chunks_match_byte_by_byte(block):
     crlf_block = block.replace(b"\n", b"\r\n")
@@ -535,6 +536,8 @@ def test_matches_reference_implementation(data, cuts):
 @given(
     blocks=st.lists(
         st.sampled_from([b"data: a\n\n", b"data:b\n\n", b"event: e\ndata: c\n\n", b"data: x\ndata: y\n\n", b"id: 4\n\n",
+                         b"id: 5\nevent: e\ndata: i\n\n", b"event: e\nid: 6\ndata: j\n\n", b"id:\ndata: k\n\n",
+                         b"id: 7\nid: 8\ndata: l\n\n", b"id: 9\x00\ndata: m\n\n",
                          b"data: \xc3\xa9\n\n", b"event:\ndata:\n\n", b": c\n\n", b"retry: 1\ndata: r\n\n", b"\n"]),
         max_size=12,
     ),
@@ -555,7 +558,8 @@ def test_block_aligned_chunks_match_reference(blocks, crlf, group):
 
 
 SHAPE_LINES = [b"data: a", b"data:b", b"data:  c", b"data:", b"data", b"event: e", b"event:", b"event:x", b"Xdata: z",
-               b"id: 1", b": c", b"retry: 3", b"data: a\rb", b"data: \xc3\xa9", b"data: \xff", b"data: \xed\xa0\x80",
+               b"id: 1", b"id:", b"id:2", b"id:  3", b"id: 4\x00", b"id: \xff", b"id: \xc3\xa9",
+               b": c", b"retry: 3", b"data: a\rb", b"data: \xc3\xa9", b"data: \xff", b"data: \xed\xa0\x80",
                b"event: \xe2\x82\xac", b"event: \xff", b"data: {\"k\":1}", b"\n", b"\n", b"\n", b"\r\n", b"\r"]
 
 

@@ -137,3 +137,23 @@ def test_token_streams_take_the_fast_path():
     blocks = b"".join(b"data: %b\n\n" % d for d in (openai, anthropic))
     lines = message_lines(b"0.500000", MessageBatch(blocks, 2, ""))
     assert [orjson.loads(line)["data"] for line in lines.splitlines()] == [orjson.loads(openai), orjson.loads(anthropic)]
+
+
+def test_blocks_with_ids_take_the_fast_path(monkeypatch):
+    """sse-starlette's blocks (id, event, data; CRLF) and resumable token streams (an id on every event) are read
+    in C, which keeps the last event ID as the parser would."""
+    from sse_capture_addon.sse import SSEParser
+
+    p = SSEParser()
+    p.feed(b"data: start\n\n")
+
+    def general_path(*args):
+        raise AssertionError("took the general path")
+
+    monkeypatch.setattr(SSEParser, "_text", general_path)
+    items = p.feed(b'id: 1\nevent: delta\ndata: {"i":0}\n\nevent: delta\nid: 2\ndata: x\n\ndata: y\n\n')
+    assert [tuple(e) for e in items] == [("delta", '{"i":0}', "1", None), ("delta", "x", "2", None),
+                                         ("message", "y", "2", None)]
+    items = p.feed(b"id: 3\r\nevent: delta\r\ndata: z\r\n\r\nid:\r\ndata: w\r\n\r\n")
+    assert [tuple(e) for e in items] == [("delta", "z", "3", None), ("message", "w", "", None)]
+    assert (p.last_event_id, p.line_endings) == ("", {"lf": 2 + 10, "crlf": 7, "cr": 0})
