@@ -12,14 +12,15 @@
    escapes other than the ones orjson writes, duplicate keys, objects of more than MAX_KEYS keys, nesting
    deeper than MAX_DEPTH, invalid UTF-8. A scan is one pass over the bytes, with no allocation.
 
-   simple_blocks(buf, last_event_id, batch, line_endings, key) -> list | None
+   simple_blocks(buf, parser, batch, line_endings, key) -> list | None
 
    SSEParser's fast path for a chunk of whole blocks as token streams send them: an "event:" line and/or an
    "id:" line (either order, each at most once; an id without NUL), then one "data:" line and a blank line (LF
-   endings, UTF-8): their Events, each with the last event ID its block leaves, or with batch, when every
-   block is one "data: " line, one MessageBatch of the chunk itself; the lines read are added to
-   line_endings[key]. None for anything else (nothing counted), which the Python parser then handles: it
-   gives the same result for what this accepts. */
+   endings, UTF-8): their Events, each with the last event ID its block leaves (starting from
+   parser.last_event_id; when "id:" lines change it, parser.last_event_id and parser._id_buffer are set, as
+   the Python parser would), or with batch, when every block is one "data: " line, one MessageBatch of the
+   chunk itself; the lines read are added to line_endings[key]. None for anything else (nothing counted,
+   nothing set), which the Python parser then handles: it gives the same result for what this accepts. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -331,7 +332,7 @@ static PyObject *exact_json(PyObject *module, PyObject *const *args, Py_ssize_t 
 
 /* --- simple_blocks ---------------------------------------------------------------------------------- */
 
-static PyObject *event_type, *batch_type, *message_str;
+static PyObject *event_type, *batch_type, *message_str, *last_event_id_name, *id_buffer_name;
 static PyObject *cached_type; /* the last "event:" value decoded, reused while a stream repeats it */
 
 static PyObject *set_types(PyObject *module, PyObject *args)
@@ -469,12 +470,12 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
 {
     const char *start, *end, *p;
     Py_ssize_t size, n = 0, i, lines = 0;
-    int one_data_line = 1;
-    PyObject *buf, *last_event_id, *list;
+    int one_data_line = 1, ids = 0;
+    PyObject *buf, *parser, *last_event_id, *list;
     Block b;
-    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "simple_blocks(buf: bytes, last_event_id: str, batch: bool, "
-                                         "line_endings: dict, key: str)");
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "simple_blocks(buf: bytes, parser, batch: bool, line_endings: dict, "
+                                         "key: str)");
         return NULL;
     }
     if (event_type == NULL) {
@@ -482,7 +483,7 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         return NULL;
     }
     buf = args[0];
-    last_event_id = args[1];
+    parser = args[1];
     start = PyBytes_AS_STRING(buf);
     size = PyBytes_GET_SIZE(buf);
     end = start + size;
@@ -492,20 +493,30 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         if (!block_at(p, end, &b))
             Py_RETURN_NONE;
         one_data_line &= b.type == NULL && b.id == NULL && p[5] == ' ';
+        ids |= b.id != NULL;
         lines += b.lines;
     }
+    if (one_data_line && PyObject_IsTrue(args[2]) && !valid_utf8((const unsigned char *)start,
+                                                                 (const unsigned char *)end))
+        Py_RETURN_NONE;
+    last_event_id = PyObject_GetAttr(parser, last_event_id_name);
+    if (last_event_id == NULL)
+        return NULL;
+    if (!PyUnicode_Check(last_event_id)) {
+        Py_DECREF(last_event_id);
+        PyErr_SetString(PyExc_TypeError, "simple_blocks: parser.last_event_id must be a str");
+        return NULL;
+    }
     if (one_data_line && PyObject_IsTrue(args[2])) {
-        PyObject *batch, *count;
-        if (!valid_utf8((const unsigned char *)start, (const unsigned char *)end))
-            Py_RETURN_NONE;
-        count = PyLong_FromSsize_t(n);
+        PyObject *batch, *count = PyLong_FromSsize_t(n);
         if (count == NULL || (batch = new_tuple(batch_type, 3)) == NULL) {
             Py_XDECREF(count);
+            Py_DECREF(last_event_id);
             return NULL;
         }
         PyTuple_SET_ITEM(batch, 0, Py_NewRef(buf));
         PyTuple_SET_ITEM(batch, 1, count);
-        PyTuple_SET_ITEM(batch, 2, Py_NewRef(last_event_id));
+        PyTuple_SET_ITEM(batch, 2, last_event_id); /* its reference */
         list = PyList_New(1);
         if (list == NULL) {
             Py_DECREF(batch);
@@ -515,9 +526,10 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         return counted(list, args[3], args[4], lines);
     }
     list = PyList_New(n);
-    if (list == NULL)
+    if (list == NULL) {
+        Py_DECREF(last_event_id);
         return NULL;
-    last_event_id = Py_NewRef(last_event_id); /* the current one: each "id:" line replaces it */
+    }
     for (p = start, i = 0; i < n; p = b.next, i++) {
         PyObject *event, *type, *data = NULL;
         block_at(p, end, &b);
@@ -540,6 +552,12 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         PyTuple_SET_ITEM(event, 3, Py_NewRef(Py_None));
         PyList_SET_ITEM(list, i, event);
     }
+    if (ids && (PyObject_SetAttr(parser, last_event_id_name, last_event_id) < 0
+                || PyObject_SetAttr(parser, id_buffer_name, last_event_id) < 0)) {
+        Py_DECREF(last_event_id);
+        Py_DECREF(list);
+        return NULL;
+    }
     Py_DECREF(last_event_id);
     return counted(list, args[3], args[4], lines);
 failed:
@@ -556,7 +574,7 @@ static PyMethodDef methods[] = {
      "exact_json(buf, sep=b'') -> bool: buf is one JSON object or array (or several joined by sep) that "
      "orjson re-serialises to exactly the same bytes; False when that is not certain."},
     {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
-     "simple_blocks(buf, last_event_id, batch, line_endings, key) -> list | None: the Events (or one "
+     "simple_blocks(buf, parser, batch, line_endings, key) -> list | None: the Events (or one "
      "MessageBatch) of a chunk of whole one-data-line blocks, counting its lines in line_endings[key]; None when "
      "the chunk is anything else."},
     {"set_types", set_types, METH_VARARGS, "set_types(Event, MessageBatch): the classes simple_blocks makes."},
@@ -566,6 +584,10 @@ static PyMethodDef methods[] = {
 static int exec_module(PyObject *module)
 {
     if (message_str == NULL && (message_str = PyUnicode_InternFromString("message")) == NULL)
+        return -1;
+    if (last_event_id_name == NULL && (last_event_id_name = PyUnicode_InternFromString("last_event_id")) == NULL)
+        return -1;
+    if (id_buffer_name == NULL && (id_buffer_name = PyUnicode_InternFromString("_id_buffer")) == NULL)
         return -1;
     return 0;
 }

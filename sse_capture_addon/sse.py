@@ -169,7 +169,7 @@ class SSEParser:
             data = held + data
             self._held = b""
         if self._c_ready and len(data) <= self.max_event_size:
-            items = self._c_blocks(data, "lf")
+            items = _c_simple_blocks(data, self, self.message_batches, self.line_endings, "lf")
             if items is not None:
                 return items
             if data.endswith(b"\r\n\r\n") and data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
@@ -308,12 +308,8 @@ class SSEParser:
         return events
 
     def _c_blocks(self, data: bytes, ending: str) -> list[Item] | None:
-        """The C fast path (see _speedups.c), which also reads the blocks' "id:" lines: the last event ID is what
-        the last block left."""
-        items = _c_simple_blocks(data, self.last_event_id, self.message_batches, self.line_endings, ending)
-        if items:
-            self.last_event_id = self._id_buffer = items[-1][2]
-        return items
+        """The C fast path (see _speedups.c); it reads the blocks' "id:" lines too, and sets last_event_id."""
+        return _c_simple_blocks(data, self, self.message_batches, self.line_endings, ending)
 
     def _decode(self, data: bytes, final: bool = False) -> str:
         text = self._decoder.decode(data, final)
