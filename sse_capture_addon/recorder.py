@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
-from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, data_json, encode_data, event_line_json,
-                        form_block, header_line, line, line_at, message_lines, sse_block, time_json)
+from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, comment_block, data_json, encode_data,
+                        event_line_json, form_block, header_line, line, line_at, line_ending, message_lines, sse_block,
+                        time_json)
 from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
@@ -54,7 +55,7 @@ def _blocks_in_form(items: list, form: str, eol: bytes) -> tuple[bytes, int] | N
             blocks.append(block)
             count += 1
         elif kind is Comment and "c" in form:
-            blocks.append(b":%b%b%b" % (item.text.encode("utf-8", "surrogatepass"), eol, eol))
+            blocks.append(comment_block(item.text, eol))
             count += 1
         elif kind is MessageBatch:
             if "E" not in form and not (item.last_event_id and "i" in form):
@@ -81,7 +82,7 @@ def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
     crlf = b"\r\n" in text
     comments = any(type(item) is Comment for item in items)
     letters = block = ""
-    for line_ in text.split(b"\r\n" if crlf else b"\n", 64)[:64]:
+    for line_ in text.split(line_ending(crlf), 64)[:64]:
         if line_:
             letter = _FIELD_LETTERS.get(line_.partition(b":")[0])
             if letter is not None and letter not in block:
@@ -132,7 +133,6 @@ class StreamRecorder:
         self.chunks = 0
         self._rest = b""  # what the last chunk line kept after its blocks: the start of a block (see _chunk_line)
         self._form: tuple[str, bool] | None = None  # the form (and crlf) the last blocks line had, None: the default
-        self._form_args: tuple[str, bytes] = (DEFAULT_FORM, b"\n")
         self._chunk_line_failed = False
         self.last_chunk_t = 0.0
         self.bytes = 0
@@ -207,30 +207,24 @@ class StreamRecorder:
                 if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found)):
                     return line_
             else:
+                form, crlf = self._form
                 if len(items) == 1 and type(first) is Event:  # one event a chunk: the commonest case
-                    block = form_block(*self._form_args, *first)
+                    block = form_block(form, line_ending(crlf), *first)
                     found = None if block is None else (block, 1)
                 else:
-                    found = _blocks_in_form(items, *self._form_args)
-                if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, *self._form)):
+                    found = _blocks_in_form(items, form, line_ending(crlf))
+                if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, form, crlf)):
                     return line_
             current = self._form or (DEFAULT_FORM, False)
             for form, crlf in _forms_of(kept[:4096] + chunk[:4096], items, current[0]):
                 if (form, crlf) == current:
                     continue
-                found = _blocks_in_form(items, form, b"\r\n" if crlf else b"\n")
+                found = _blocks_in_form(items, form, line_ending(crlf))
                 if found is not None and (line_ := self._blocks_line(t_json, chunk, kept, *found, form, crlf)):
-                    if any(type(item) is not Comment for item in items):  # not a keep-alive alone
-                        self._use_form(form, crlf)
+                    if any(type(item) is not Comment for item in items):  # not a keep-alive alone: try it first
+                        self._form = None if (form, crlf) == (DEFAULT_FORM, False) else (form, crlf)
                     return line_
         return chunk_line(t_json, self.chunks, chunk)
-
-    def _use_form(self, form: str, crlf: bool) -> None:
-        """The form that chunks of this stream are tried in first."""
-        if form == DEFAULT_FORM and not crlf:
-            self._form = None
-        else:
-            self._form, self._form_args = (form, crlf), (form, b"\r\n" if crlf else b"\n")
 
     def _blocks_line(self, t_json: bytes, chunk: bytes, kept: bytes, blocks: bytes, count: int,
                      form: str = DEFAULT_FORM, crlf: bool = False) -> bytes | None:

@@ -127,6 +127,9 @@ def decode_data(value: Any) -> str:
 
 # --- recorded URLs -------------------------------------------------------------------------------------
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def url_host_port(parts: SplitResult) -> tuple[str | None, int | None]:
     """``(parts.hostname, parts.port)`` of a URL as mitmproxy writes it. For an IPv6 host it leaves out the
     brackets ("http://::1:8080/x"), so no port can be read: the whole netloc is the host then."""
@@ -253,28 +256,36 @@ def form_error(form: Any) -> str | None:
     return None
 
 
+def line_ending(crlf: bool) -> bytes:
+    """A form's line ending."""
+    return b"\r\n" if crlf else b"\n"
+
+
 def event_block(record: dict, form: str = DEFAULT_FORM, crlf: bool = False) -> bytes | None:
     """The block a line stands for in a ``blocks`` chunk of ``form``; None for a line that has none."""
     kind = record.get("kind")
-    eol = b"\r\n" if crlf else b"\n"
     if kind == "comment":
         text = record["text"]
         if "c" not in form or "\n" in text or "\r" in text:
             return None
-        return b":%b%b%b" % (text.encode("utf-8", "surrogatepass"), eol, eol)
+        return comment_block(text, line_ending(crlf))
     if kind != "event" or record.get("redacted"):
         return None
     data, type_, id_ = decode_data(record["data"]), record["event"], record.get("id", "")
     if not type_ or "\r" in data or any(c in text for text in (type_, id_) for c in "\r\n"):
         return None
-    if form == DEFAULT_FORM and not crlf:
-        return None if "retry" in record else sse_block(type_, data)
-    return form_block(form, eol, type_, data, id_, record.get("retry"))
+    return form_block(form, line_ending(crlf), type_, data, id_, record.get("retry"))
+
+
+def comment_block(text: str, eol: bytes) -> bytes:
+    """A comment line's block in a form with ``c``: ``:TEXT`` and a blank line."""
+    return b":%b%b%b" % (text.encode("utf-8", "surrogatepass"), eol, eol)
 
 
 def sse_block(event_type: str, data: str) -> bytes:
-    """``event: TYPE`` (not for "message"), ``data: DATA`` and a blank line, in UTF-8 with LF endings: the default
-    form's block."""
+    """``event: TYPE`` (not for "message"), ``data: DATA`` and a blank line, in UTF-8 with LF endings: what
+    ``form_block`` gives for an event without a retry in the default form, in a third of its time (the writer's
+    token-stream path)."""
     block = b"data: %b\n\n" % data.encode("utf-8", "surrogatepass").replace(b"\n", b"\ndata: ")
     return block if event_type == "message" else b"event: %b\n%b" % (event_type.encode("utf-8", "surrogatepass"),
                                                                        block)

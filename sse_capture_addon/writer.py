@@ -19,7 +19,7 @@ import re
 import time
 from urllib.parse import urlsplit
 
-from .recording import url_host_port
+from .recording import DEFAULT_PORTS, url_host_port
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 
@@ -59,16 +59,13 @@ def _utc_second(second: int) -> tuple[str, str, str]:
 def _endpoint(method: str, url: str, host: str | None = None, port: int | None = None) -> str:
     parts = urlsplit(url)
     if host and ":" in host:
-        hostname, port = "ipv6_" + host.replace(":", "-"), None if port == _DEFAULT_PORTS.get(parts.scheme) else port
+        hostname, port = "ipv6_" + host.replace(":", "-"), None if port == DEFAULT_PORTS.get(parts.scheme) else port
     else:
         hostname, port = url_host_port(parts)
     host = _safe(hostname or "unknown", 60)
     if port:
         host += f"-{port}"
     return f"{_safe(method, 12)}_{host}_{_safe(parts.path, 80)}"
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def new_stream_id() -> str:

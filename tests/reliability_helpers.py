@@ -51,10 +51,8 @@ def log_lines(mitm, pattern: str) -> list[str]:
 
 def whole_lines(path: Path) -> list[dict]:
     """Every line of a recording parses as a JSON object and the file ends with a newline."""
-    raw = Path(path).read_bytes()
-    assert raw.endswith(b"\n"), f"{path}: last line is not whole: {raw[-200:]!r}"
-    rows = [orjson.loads(row) for row in raw.split(b"\n")[:-1]]
-    assert all(isinstance(r, dict) for r in rows)
+    rows, torn = whole_lines_but_a_torn_tail(path)
+    assert not torn, f"{path}: last line is not whole: {Path(path).read_bytes()[-200:]!r}"
     return rows
 
 

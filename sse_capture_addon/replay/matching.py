@@ -20,10 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from ..recording import Recording, read_recording, url_host_port
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
+from ..recording import DEFAULT_PORTS, Recording, read_recording, url_host_port
 
 @dataclass(frozen=True)
 class MatchOptions:
@@ -133,7 +130,7 @@ class Matcher:
             method.upper(),
             None if o.ignore_scheme else scheme,
             None if o.ignore_host else (hostname or "").lower(),
-            None if o.ignore_port else (port or _DEFAULT_PORTS.get(scheme)),
+            None if o.ignore_port else (port or DEFAULT_PORTS.get(scheme)),
             parts.path or "/",
             query,
         )
