@@ -1,16 +1,20 @@
 /* Optional accelerators (sse.py and recording.py do the same work without them; tests run both ways).
 
-   exact_json(buf, sep=b"") -> bool
+   exact_json(buf) -> bool
 
-   True when buf is one JSON object or array (or, with a non-empty sep, several joined by sep) that
-   orjson.dumps(orjson.loads(value)) gives back byte for byte, so that the recorder may store the data as it
-   came instead of parsing it into Python objects and serialising it again: that round trip is most of
-   what recording a token stream costs.
+   True when buf is one JSON object or array that orjson.dumps(orjson.loads(value)) gives back byte for byte,
+   so that the recorder may store the data as it came instead of parsing it into Python objects and serialising
+   it again: that round trip is most of what recording a token stream costs.
 
    False means "not proven": the caller then decides with orjson itself. So everything this scanner is not
    sure orjson reproduces exactly is refused: any whitespace, exponents, integers beyond 64 bits, "-0",
    escapes other than the ones orjson writes, duplicate keys, objects of more than MAX_KEYS keys, nesting
    deeper than MAX_DEPTH, invalid UTF-8. A scan is one pass over the bytes, with no allocation.
+
+   exact_lines(blocks, count, head) -> bytes | None
+
+   The event lines of a MessageBatch (blocks = its count "data: DATA\n\n" blocks) when every DATA is exact
+   (as exact_json): head + DATA + "}\n" for each, scanned and copied in one pass; None when one is not.
 
    simple_blocks(buf, parser, batch, line_endings, key) -> list | None
 
@@ -78,13 +82,30 @@ static int hex_lower(unsigned char c)
     return -1;
 }
 
+/* Bytes a string scan must stop at: '"', '\\', control characters and non-ASCII. */
+static unsigned char string_stop[256];
+
+static void init_string_stop(void)
+{
+    int c;
+    for (c = 0; c < 256; c++)
+        string_stop[c] = c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+}
+
 /* A string at s->p (an opening quote) written the way orjson writes strings: raw UTF-8, and escapes only
    for '"', '\', and control characters (short forms \b \t \n \f \r, else \u00xx in lowercase hex). */
 static int string(Scan *s)
 {
     const unsigned char *p = s->p + 1, *end = s->end;
     while (p < end) {
-        unsigned char c = *p;
+        unsigned char c;
+        while (end - p >= 4 && !(string_stop[p[0]] | string_stop[p[1]] | string_stop[p[2]] | string_stop[p[3]]))
+            p += 4;
+        while (p < end && !string_stop[*p])
+            p++;
+        if (p == end)
+            break;
+        c = *p;
         if (c == '"') {
             s->p = p + 1;
             return 1;
@@ -121,9 +142,7 @@ static int string(Scan *s)
             if (!utf8_sequence(s))
                 return 0;
             p = s->p;
-            continue;
         }
-        p++;
     }
     return 0; /* unterminated */
 }
@@ -296,38 +315,73 @@ static int value(Scan *s)
     }
 }
 
-static int exact_values(const unsigned char *buf, Py_ssize_t size, const unsigned char *sep, Py_ssize_t seplen)
+/* A JSON object or array at s->p that runs to s->end. */
+static int one_container(Scan *s)
 {
-    Scan s = {buf, buf + size, 0};
-    for (;;) {
-        if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
-            return 0;
-        if (!container(&s))
-            return 0;
-        if (s.p == s.end)
-            return 1;
-        if (seplen == 0 || s.end - s.p < seplen || memcmp(s.p, sep, seplen) != 0)
-            return 0;
-        s.p += seplen;
-    }
+    return s->p < s->end && (*s->p == '{' || *s->p == '[') && container(s) && s->p == s->end;
 }
 
-static PyObject *exact_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *exact_json(PyObject *module, PyObject *arg)
 {
-    const char *sep = "";
-    Py_ssize_t seplen = 0;
-    int ok;
-    if (nargs < 1 || nargs > 2 || !PyBytes_Check(args[0]) || (nargs == 2 && !PyBytes_Check(args[1]))) {
-        PyErr_SetString(PyExc_TypeError, "exact_json(buf: bytes, sep: bytes = b'')");
+    Scan s;
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "exact_json(buf: bytes)");
         return NULL;
     }
-    if (nargs == 2) {
-        sep = PyBytes_AS_STRING(args[1]);
-        seplen = PyBytes_GET_SIZE(args[1]);
+    s.p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    s.end = s.p + PyBytes_GET_SIZE(arg);
+    s.depth = 0;
+    return PyBool_FromLong(one_container(&s));
+}
+
+static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *p, *end;
+    const char *head;
+    Py_ssize_t count, head_len, size, out_size, i;
+    PyObject *out;
+    char *w;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "exact_lines(blocks: bytes, count: int, head: bytes)");
+        return NULL;
     }
-    ok = exact_values((const unsigned char *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]),
-                      (const unsigned char *)sep, seplen);
-    return PyBool_FromLong(ok);
+    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    size = PyBytes_GET_SIZE(args[0]);
+    end = p + size;
+    count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    head = PyBytes_AS_STRING(args[2]);
+    head_len = PyBytes_GET_SIZE(args[2]);
+    if (count < 1 || count > size / 8)
+        Py_RETURN_NONE;
+    out_size = size - 8 * count + count * (head_len + 2);
+    if ((out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL)
+        return NULL;
+    w = PyBytes_AS_STRING(out);
+    for (i = 0; i < count; i++) {
+        Scan s;
+        if (end - p < 8 || memcmp(p, "data: ", 6) != 0)
+            goto not_exact;
+        s.p = p + 6;
+        s.end = end;
+        s.depth = 0;
+        if ((*s.p != '{' && *s.p != '[') || !container(&s) || end - s.p < 2 || s.p[0] != '\n' || s.p[1] != '\n')
+            goto not_exact;
+        memcpy(w, head, head_len);
+        w += head_len;
+        memcpy(w, p + 6, s.p - (p + 6));
+        w += s.p - (p + 6);
+        *w++ = '}';
+        *w++ = '\n';
+        p = s.p + 2;
+    }
+    if (p != end || w != PyBytes_AS_STRING(out) + out_size)
+        goto not_exact;
+    return out;
+not_exact:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
 }
 
 /* --- simple_blocks ---------------------------------------------------------------------------------- */
@@ -570,9 +624,13 @@ failed:
 }
 
 static PyMethodDef methods[] = {
-    {"exact_json", (PyCFunction)(void (*)(void))exact_json, METH_FASTCALL,
-     "exact_json(buf, sep=b'') -> bool: buf is one JSON object or array (or several joined by sep) that "
+    {"exact_json", exact_json, METH_O,
+     "exact_json(buf) -> bool: buf is one JSON object or array that "
      "orjson re-serialises to exactly the same bytes; False when that is not certain."},
+    {"exact_lines", (PyCFunction)(void (*)(void))exact_lines, METH_FASTCALL,
+     "exact_lines(blocks, count, head) -> bytes | None: head + DATA + b'}\\n' for each of the count "
+     "'data: DATA' blocks of a MessageBatch's blocks, when every DATA is JSON that exact_json accepts; None "
+     "otherwise."},
     {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
      "simple_blocks(buf, parser, batch, line_endings, key) -> list | None: the Events (or one "
      "MessageBatch) of a chunk of whole one-data-line blocks, counting its lines in line_endings[key]; None when "
@@ -583,6 +641,7 @@ static PyMethodDef methods[] = {
 
 static int exec_module(PyObject *module)
 {
+    init_string_stop();
     if (message_str == NULL && (message_str = PyUnicode_InternFromString("message")) == NULL)
         return -1;
     if (last_event_id_name == NULL && (last_event_id_name = PyUnicode_InternFromString("last_event_id")) == NULL)

@@ -102,6 +102,9 @@ def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
     return [(letters, crlf), (letters.replace("e", "E"), crlf)]
 
 
+_KEPT_MAX = 64 * 1024  # the most of a block's start kept across chunks that complete nothing (see _chunk_line)
+
+
 class StreamRecorder:
     def __init__(
         self,
@@ -224,6 +227,10 @@ class StreamRecorder:
                     if any(type(item) is not Comment for item in items):  # not a keep-alive alone: try it first
                         self._form = None if (form, crlf) == (DEFAULT_FORM, False) else (form, crlf)
                     return line_
+        elif items == [] and self.decoder is None and len(kept) + len(chunk) <= _KEPT_MAX:
+            # A piece of a block that completes nothing (a read cut inside an event): its line is base64, and
+            # the block's start goes on growing, so that the chunk that ends the block is a blocks line again.
+            self._rest = kept + chunk
         return chunk_line(t_json, self.chunks, chunk)
 
     def _blocks_line(self, t_json: bytes, chunk: bytes, kept: bytes, blocks: bytes, count: int,

@@ -25,7 +25,7 @@ from urllib.parse import SplitResult
 
 import orjson
 
-from .sse import MESSAGE_SEPARATOR, MessageBatch
+from .sse import MessageBatch
 
 FORMAT = "sse-capture"
 FORMAT_VERSION = 3  # the version written; 2 added chunk lines kept by their events ("blocks"), 3 their "form"
@@ -81,6 +81,9 @@ def _load_speedups() -> Callable[..., bool] | None:
 
 
 _exact_c = _load_speedups()
+_exact_lines_c = None
+if _exact_c is not None:
+    from ._speedups import exact_lines as _exact_lines_c
 
 
 def _exact_container(raw: bytes) -> bool:
@@ -95,7 +98,7 @@ _OPENERS, _CLOSERS = (b"{", b"["), (b"}", b"]")
 def data_json_many(datas: list[bytes]) -> list[bytes]:
     """``data_json`` of each of many data given as UTF-8 bytes. Without the C scanner, when they are all JSON
     objects or arrays (a token stream's chunk), one parse checks them all; with it, each is scanned alone (its
-    scan of the whole run, in message_lines, has already failed) and only what it cannot prove goes to orjson."""
+    C scan of the whole run, in message_lines, has already failed) and only what it cannot prove goes to orjson."""
     if _exact_c is None and len(datas) > 1 and datas[0][:1] in _OPENERS and datas[-1][:1] in _OPENERS:
         # The same count is not enough (["[{}", "{}],[]"] parses as two values), so each value is compared
         # with its own text. Not into a list: holding many orjson.dumps results costs ~2.5 us each, because
@@ -210,11 +213,9 @@ def message_lines(t_json: bytes, batch: MessageBatch) -> bytes:
     if batch.last_event_id:
         head += b'"id":%b,' % orjson.dumps(batch.last_event_id)
     head += b'"data":'
-    joined = batch.joined
-    if _exact_c is not None and _exact_c(joined, MESSAGE_SEPARATOR):
-        # every data is exact JSON: the lines are the text with each separator replaced
-        return head + joined.replace(MESSAGE_SEPARATOR, b"}\n" + head) + b"}\n"
-    return head + (b"}\n" + head).join(data_json_many(joined.split(MESSAGE_SEPARATOR))) + b"}\n"
+    if _exact_lines_c is not None and (lines := _exact_lines_c(batch.blocks, batch.count, head)) is not None:
+        return lines  # every data exact JSON: scanned and copied in C
+    return head + (b"}\n" + head).join(data_json_many(batch.datas)) + b"}\n"
 
 
 #: How the lines of a ``blocks`` chunk are written back, one letter per field, in the order of the fields in each

@@ -138,6 +138,25 @@ def test_chunks_cut_mid_block_keep_only_the_cut_bytes(implementation, tmp_path):
     assert [raw for _, raw in rec.chunks] == [stream[:cut], stream[cut:]]
 
 
+def test_a_chunk_inside_one_event_leaves_the_next_chunk_a_blocks_line(implementation, tmp_path):
+    """Reads cut inside an event (a proxy's or the kernel's: mitmproxy hands on pieces of a few bytes): the piece
+    that completes nothing is kept in base64, and the chunk that ends the event skips all of its start."""
+    stream = b"".join(OPENAI)
+    chunks = [stream[:20], stream[20:24], stream[24:30], stream[30:]]
+    rec = record(tmp_path, chunks)
+    lines = chunk_lines(rec)
+    assert ["b64" in c for c in lines] == [True, True, True, False]
+    assert (lines[3]["blocks"], lines[3]["skip"]) == (3, 30)
+    assert [raw for _, raw in rec.chunks] == chunks
+    # an event longer than what is kept of a block's start (64 KiB) ends in a base64 line; the rest are kept as blocks
+    big = b'data: {"x":"%b"}\n\n' % (b"y" * 100_000)
+    chunks = [OPENAI[0], big[:40_000], big[40_000:80_000], big[80_000:] + OPENAI[1], OPENAI[2]]
+    rec = record(tmp_path, chunks, name="big.jsonl")
+    assert ["blocks" in c for c in chunk_lines(rec)] == [True, False, False, False, True]
+    assert [raw for _, raw in rec.chunks] == chunks
+    assert [e["data"] for e in rec.events][1] == {"x": "y" * 100_000}
+
+
 @pytest.mark.parametrize("size", [7, 50, 64, 100, 1000])
 def test_a_token_stream_in_fixed_size_chunks_is_kept_by_its_events(implementation, tmp_path, size):
     stream = b"".join(OPENAI * 20 + ANTHROPIC * 20)
@@ -145,7 +164,9 @@ def test_a_token_stream_in_fixed_size_chunks_is_kept_by_its_events(implementatio
     rec = record(tmp_path, chunks)
     assert [raw for _, raw in rec.chunks] == chunks
     lines = chunk_lines(rec)
-    assert all("b64" in c for c, raw in zip(lines, chunks) if b"\n\n" not in raw)  # it ends no block
+    # only a chunk that ends no block is kept in base64; what ends one skips every byte of it that came before
+    ends_a_block = [stream[:i + size].count(b"\n\n") > stream[:i].count(b"\n\n") for i in range(0, len(stream), size)]
+    assert ["blocks" in c for c in lines] == ends_a_block
     if size >= 100:  # every chunk ends a block: only the cut bytes are written again
         assert all("blocks" in c for c in lines)
         in_base64 = sum(len(chunk_line(b"0.001000", 1, raw)) for raw in chunks)

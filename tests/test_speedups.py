@@ -11,12 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sse_capture_addon import recording
-from sse_capture_addon._speedups import exact_json  # built when gcc is there, which scripts/test sees to
+from sse_capture_addon._speedups import exact_json, exact_lines  # built when gcc is there, which scripts/test sees to
 from sse_capture_addon.recording import data_json, message_lines
-from sse_capture_addon.sse import MESSAGE_SEPARATOR, MessageBatch
-
-
-SEP = MESSAGE_SEPARATOR
+from sse_capture_addon.sse import MessageBatch
 
 
 def orjson_exact(raw: bytes) -> bool:
@@ -94,18 +91,21 @@ def test_the_scanner_never_calls_exact_what_orjson_does_not_give_back(raw):
     assert (data_json(text) == raw) == orjson_exact(raw)
 
 
+HEAD = b'{"t":0.5,"kind":"event","event":"message","data":'
+
+
 @settings(max_examples=400)
 @given(st.lists(st.one_of(junk, containers.map(canonical).filter(bool)), min_size=1, max_size=6))
-def test_a_run_is_exact_when_each_data_is(datas):
-    datas = [d for d in datas if SEP not in d and b"\n" not in d]
+def test_a_run_has_exact_lines_when_each_data_is_exact(datas):
+    datas = [d for d in datas if b"\n" not in d]
     if not datas:
         return
-    joined = SEP.join(datas)
-    if exact_json(joined, SEP):
-        assert all(orjson_exact(d) for d in datas)
-    if all(exact_json(d) for d in datas):
-        assert exact_json(joined, SEP)
-    assert not exact_json(joined) or len(datas) == 1  # without the separator, one value only
+    blocks = b"".join(b"data: %b\n\n" % d for d in datas)
+    lines = exact_lines(blocks, len(datas), HEAD)
+    assert (lines is not None) == all(exact_json(d) for d in datas)
+    if lines is not None:
+        assert lines == b"".join(HEAD + d + b"}\n" for d in datas)
+        assert [orjson.loads(line)["data"] for line in lines.splitlines()] == [orjson.loads(d) for d in datas]
 
 
 def test_the_cases_orjson_writes_differently_are_refused():
@@ -114,14 +114,19 @@ def test_the_cases_orjson_writes_differently_are_refused():
                 b"[1234567890123456789012]", b"[18446744073709551616]", b"[-9223372036854775809]", b"[-0]", b"[1,]", b'{"a":1,}', b"{}x", b"[]]", b"[" * 300 + b"]" * 300, b"1", b'"s"',
                 b"", b"{}\n\ndata: {}"]:
         assert not exact_json(raw), raw
-        assert not exact_json(raw, SEP) or raw == b"{}\n\ndata: {}", raw
-    assert exact_json(b"{}\n\ndata: []", SEP)
-    assert not exact_json(b"[{}\n\ndata: {}],[]", SEP)  # parses as two values together, but neither part alone
-    assert not exact_json(b"{}\n\ndata: ", SEP) and not exact_json(SEP + b"{}", SEP)
+        assert exact_lines(b"data: %b\n\n" % raw, 1, HEAD) is None or raw == b"{}\n\ndata: {}", raw
+    assert exact_lines(b"data: {}\n\ndata: []\n\n", 2, HEAD) == HEAD + b"{}}\n" + HEAD + b"[]}\n"
+    assert exact_lines(b"data: [{}\n\ndata: {}],[]\n\n", 2, HEAD) is None  # two values together, neither alone
+    for blocks, count in [(b"data: {}\n\n", 2), (b"data: {}\n\ndata: {}\n\n", 1), (b"data: {}\n\n", 0),
+                          (b"data: {}\n\n", 2 ** 62), (b"data: {}\n", 1), (b"data:{}\n\n", 1), (b"data: {} \n\n", 1),
+                          (b"data: {}\r\n\r\n", 1), (b"data: {}\n\ndata: \n\n", 2), (b"", 1)]:
+        assert exact_lines(blocks, count, HEAD) is None, (blocks, count)  # not count such blocks
     for raw in [b"[18446744073709551615]", b"[-9223372036854775808]", b"[1764028800123456789]", b"[99999999999999999999]"]:
         assert exact_json(raw) == orjson_exact(raw), raw
     with pytest.raises(TypeError):
         exact_json("{}")
+    with pytest.raises(TypeError):
+        exact_lines("data: {}\n\n", 1, HEAD)
 
 
 def test_token_streams_take_the_fast_path():
@@ -132,7 +137,7 @@ def test_token_streams_take_the_fast_path():
                  b'"partial_json":"{\\"city\\": \\"Par"}}')
     for raw in (openai, anthropic):
         assert orjson_exact(raw) and exact_json(raw)
-        assert exact_json(SEP.join([raw] * 5), SEP)
+        assert exact_lines(b"data: %b\n\n" % raw * 5, 5, HEAD) == (HEAD + raw + b"}\n") * 5
     assert recording._exact_c is exact_json  # the recorder uses it (its self-check passed)
     blocks = b"".join(b"data: %b\n\n" % d for d in (openai, anthropic))
     lines = message_lines(b"0.500000", MessageBatch(blocks, 2, ""))
