@@ -17,7 +17,7 @@ import asyncio
 import time
 
 from common import WITH_FLOOR, Stack, base_args, emit, fetch, interleaved, median, pct, query, ratio, table, target, \
-    targets_table
+    creation_note, targets_table
 
 
 async def run_batch(server_port: int, proxy_port: int | None, streams: int, rate: float, seconds: float,
@@ -101,10 +101,12 @@ def main() -> None:
                                 "steady_p99_diff_ms": steady_diff, "write_only_cpu_ratio": floor_ratio, "write_only_p99_diff_ms": floor_p99}
         files = st.captured_files()
         size_ratio = st.captured_bytes() / carried
-    text.append(f"capture files written: {files}, their size {size_ratio:.2f}x the bytes streamed\n\n"
+        creation = st.creation_us
+    text.append(f"capture files written: {files}, their size {size_ratio:.2f}x the bytes streamed; every stream "
+                f"starts by creating one (write-only's too), all within one event interval: {creation_note(creation)}\n\n"
                 + targets_table(tg))
     emit(args, "realistic", "\n\n".join(text), {"results": results, "recording_size_over_stream": size_ratio,
-                                                  "targets": tg}, files=files)
+                                                  "file_creation_us": creation, "targets": tg}, files=files)
 
 
 if __name__ == "__main__":

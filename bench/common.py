@@ -34,6 +34,8 @@ PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python
 MITMDUMP = str(Path(PY).parent / "mitmdump")
 #: The addon script; SSE_BENCH_ADDON=/path/to/addon.py benchmarks another checkout of it.
 ADDON = Path(os.environ.get("SSE_BENCH_ADDON") or ROOT / "sse_capture_addon" / "addon.py").resolve()
+#: Set by run.py: each Stack's files go under it and stay until the whole run is over (see run.py).
+WORKROOT = os.environ.get("SSE_BENCH_WORKROOT") or None
 PLAIN = BENCH / "plain_stream.py"
 WRITE_ONLY = BENCH / "write_only.py"
 HOST = "127.0.0.1"
@@ -161,17 +163,49 @@ def start_proxy(config: str, workdir: Path, extra: list[str] | None = None, addo
     return proc
 
 
+#: Above this, creating a file costs more than the addon's whole per-stream work on a healthy file system
+SLOW_CREATE_US = 200
+
+
+def file_creation_us(directory: Path, n: int = 50) -> float:
+    """CPU time one file creation (``os.open`` with O_CREAT|O_EXCL, as the addon and write-only do) costs in
+    ``directory``: the median of ``n``. The files stay (the caller's directory is removed with them)."""
+    probe = directory / "creation-probe"
+    probe.mkdir(exist_ok=True)
+    times = []
+    for i in range(n):
+        t0 = time.thread_time_ns()
+        fd = os.open(probe / f"{i}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        times.append((time.thread_time_ns() - t0) / 1000)
+        os.close(fd)
+    return statistics.median(times)
+
+
+def creation_note(us: float) -> str:
+    """What ``file_creation_us`` found, for a scenario's text: each recording and write-only file pays it."""
+    text = f"creating a file in the recordings' directory ({WORKROOT or tempfile.gettempdir()}) cost {us:.0f} us of CPU (median of 50)"
+    if us > SLOW_CREATE_US:
+        text += (f", over {SLOW_CREATE_US} us: **slow**. On ext4 without a journal (this machine's root file system) "
+                 "the inode allocator checks every inode deleted in the last seconds to minutes one by one, and the "
+                 "tests' and benchmarks' own deleted files make that thousands. Per-stream figures (flows, the start "
+                 "of realistic, ttfe) then measure the file system's state as much as the addon; a fresh directory "
+                 "creates a file in ~20-90 us, tmpfs in ~8 (TMPDIR=/dev/shm)")
+    return text + "."
+
+
 class Stack:
-    """The server plus one mitmdump per proxied config; ``port_for(cfg)`` is the proxy (None = direct)."""
+    """The server plus one mitmdump per proxied config; ``port_for(cfg)`` is the proxy (None = direct).
+    ``creation_us``: what creating a file costs in its directory (``file_creation_us``)."""
 
     def __init__(self, configs=CONFIGS, proxy_extra: list[str] | None = None):
         self.configs = list(configs)
         self.proxy_extra = proxy_extra
-        self.workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="sse-bench-", dir=WORKROOT))
         self.server: Proc | None = None
         self.proxies: dict[str, Proc] = {}
 
     def __enter__(self) -> Stack:
+        self.creation_us = file_creation_us(self.workdir)
         self.server = start_server()
         for cfg in self.configs:  # sequential: the shared confdir's CA is created by the first one
             if cfg != "direct":
@@ -182,7 +216,8 @@ class Stack:
         for p in list(self.proxies.values()) + [self.server]:
             if p is not None:
                 p.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if WORKROOT is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def port_for(self, cfg: str) -> int | None:
         return self.proxies[cfg].port if cfg in self.proxies else None

@@ -6,6 +6,11 @@
 
 Each scenario's results are kept as JSON in bench/results/ (bench/results-quick/ with --quick), and
 RESULTS.md is assembled from all of them, each section with its own date and command.
+
+The scenarios' files (recordings, write-only's files) stay in one temporary directory until the end of the run:
+deleting thousands of files makes creating the next ones slow for minutes on ext4 without a journal (its inode
+allocator checks recently deleted inodes one by one), which would charge one scenario's clean-up to the next
+one's per-stream figures. Each scenario reports what creating a file cost when it started.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +42,27 @@ def sh(cmd: str) -> str:
     return subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
+def run_scenarios(names: list[str], store: Path, quick: bool, workroot: str, failed: list[str]) -> None:
+    """Each scenario as its own process, its JSON in ``store``, its files under ``workroot``; the names of those
+    that fail are added to ``failed``."""
+    for name in names:
+        js = store / f"{name}.json"
+        js.unlink(missing_ok=True)
+        argv = [PY, str(BENCH / SCENARIOS[name])] + (["--quick"] if quick else [])
+        print(f"\n=== {name}: {' '.join(argv)}", flush=True)
+        t, load0 = time.time(), os.getloadavg()[0]
+        rc = subprocess.run(argv + ["--json", str(js)], cwd=ROOT,
+                            env={**os.environ, "SSE_BENCH_WORKROOT": workroot}).returncode
+        if rc or not js.exists():
+            failed.append(name)
+            js.write_text(json.dumps({"scenario": name, "markdown": f"### {name}\n\n**FAILED** (exit {rc})",
+                                      "targets": [], "machine": machine_info()}))
+        res = json.loads(js.read_text())
+        res.update(seconds=time.time() - t, load=(load0, os.getloadavg()[0]),
+                   command=" ".join(["python", f"bench/{SCENARIOS[name]}"] + (["--quick"] if quick else [])))
+        js.write_text(json.dumps(res, indent=1, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -50,21 +78,11 @@ def main() -> None:
     store = BENCH / ("results-quick" if args.quick else "results")
     store.mkdir(exist_ok=True)
     failed = []
-    for name in names:
-        js = store / f"{name}.json"
-        js.unlink(missing_ok=True)
-        argv = [PY, str(BENCH / SCENARIOS[name])] + (["--quick"] if args.quick else [])
-        print(f"\n=== {name}: {' '.join(argv)}", flush=True)
-        t, load0 = time.time(), os.getloadavg()[0]
-        rc = subprocess.run(argv + ["--json", str(js)], cwd=ROOT).returncode
-        if rc or not js.exists():
-            failed.append(name)
-            js.write_text(json.dumps({"scenario": name, "markdown": f"### {name}\n\n**FAILED** (exit {rc})",
-                                      "targets": [], "machine": machine_info()}))
-        res = json.loads(js.read_text())
-        res.update(seconds=time.time() - t, load=(load0, os.getloadavg()[0]),
-                   command=" ".join(["python", f"bench/{SCENARIOS[name]}"] + (["--quick"] if args.quick else [])))
-        js.write_text(json.dumps(res, indent=1, default=str))
+    workroot = tempfile.mkdtemp(prefix="sse-bench-run-")
+    try:
+        run_scenarios(names, store, args.quick, workroot, failed)
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
     results = [json.loads((store / f"{n}.json").read_text()) for n in SCENARIOS if (store / f"{n}.json").exists()]
 
     all_targets = [t for r in results for t in r.get("targets", [])]
