@@ -34,7 +34,7 @@ PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python
 MITMDUMP = str(Path(PY).parent / "mitmdump")
 #: The addon script; SSE_BENCH_ADDON=/path/to/addon.py benchmarks another checkout of it.
 ADDON = Path(os.environ.get("SSE_BENCH_ADDON") or ROOT / "sse_capture_addon" / "addon.py").resolve()
-#: Set by run.py: each Stack's files go under it and stay until the whole run is over (see run.py).
+#: Set by run.py: each Stack's files go under it and stay (emptied) until the whole run is over (see run.py).
 WORKROOT = os.environ.get("SSE_BENCH_WORKROOT") or None
 PLAIN = BENCH / "plain_stream.py"
 WRITE_ONLY = BENCH / "write_only.py"
@@ -218,6 +218,10 @@ class Stack:
                 p.stop()
         if WORKROOT is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        else:  # emptied, not deleted (run.py deletes them at the end): no writeback of them during later scenarios
+            for f in self.workdir.rglob("*"):
+                if f.is_file():
+                    os.truncate(f, 0)
 
     def port_for(self, cfg: str) -> int | None:
         return self.proxies[cfg].port if cfg in self.proxies else None
