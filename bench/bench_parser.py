@@ -126,7 +126,7 @@ def main() -> None:
     ap = base_args(__doc__.splitlines()[0])
     args = ap.parse_args()
     q = args.quick
-    reps = args.reps or (1 if q else 3)
+    reps = args.reps or (1 if q else 5)  # a best of 3 still caught a noisy moment on the shared machine (3.66x)
     mb = 1_000_000
     # name, generator, base size, max_event_size for our parser, is a token stream (5x target)
     cases = [

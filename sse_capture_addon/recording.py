@@ -566,6 +566,44 @@ def writer_alive(path: str | os.PathLike) -> bool:
     return False
 
 
+class LineCheck:
+    """What every reader checks of a recording's lines in order, whatever its I/O (``iter_lines`` reads a file,
+    the follow reader one still being written): the header, then records and their ``blocks`` (``BlocksCheck``),
+    nothing after the end line. ``line(raw)`` takes the next line with its newline, or the file's last bytes
+    without one, and gives its object, or None when those last bytes are a write cut short (see ``iter_lines``);
+    raises ``RecordingError`` for anything else that is wrong."""
+
+    def __init__(self, path, max_line: int = DEFAULT_MAX_LINE):
+        self.path = path
+        self.max_line = max_line
+        self.lineno = 0
+        self.ended = False
+        self._blocks = BlocksCheck(path)
+
+    def line(self, raw: bytes) -> dict | None:
+        self.lineno += 1
+        path, lineno = self.path, self.lineno
+        if len(raw) > self.max_line and not raw.endswith(b"\n"):
+            raise RecordingError(path, lineno, f"line longer than {self.max_line} bytes")
+        if not raw.strip():
+            raise RecordingError(path, lineno, "empty line")
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            if not raw.endswith(b"\n") and lineno > 1 and not self.ended:
+                return None
+            what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
+            raise RecordingError(path, lineno, f"{what}: {e}") from None
+        if lineno == 1:
+            return validate_header(path, lineno, obj)
+        if self.ended:
+            raise RecordingError(path, lineno, "line after the end line")
+        obj = validate_record(path, lineno, obj)
+        self._blocks(lineno, obj)
+        self.ended = obj["kind"] == "end"
+        return obj
+
+
 def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
                on_torn: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Yield ``(lineno, object)`` for every line, validated; raises ``RecordingError`` at the first bad one.
@@ -580,37 +618,15 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
     except OSError as e:
         raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
     with f:
-        lineno = 0
-        seen_end = False
-        check_blocks = BlocksCheck(path)
-        while True:
-            raw = f.readline(max_line + 1)
-            if not raw:
-                break
-            lineno += 1
-            if len(raw) > max_line and not raw.endswith(b"\n"):
-                raise RecordingError(path, lineno, f"line longer than {max_line} bytes")
-            if not raw.strip():
-                raise RecordingError(path, lineno, "empty line")
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                if not raw.endswith(b"\n") and lineno > 1 and not seen_end:
-                    if on_torn is not None:
-                        on_torn(lineno, len(raw))
-                    return
-                what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
-                raise RecordingError(path, lineno, f"{what}: {e}") from None
-            if lineno == 1:
-                yield lineno, validate_header(path, lineno, obj)
-                continue
-            if seen_end:
-                raise RecordingError(path, lineno, "line after the end line")
-            obj = validate_record(path, lineno, obj)
-            check_blocks(lineno, obj)
-            seen_end = obj["kind"] == "end"
-            yield lineno, obj
-        if lineno == 0:
+        check = LineCheck(path, max_line)
+        while raw := f.readline(max_line + 1):
+            obj = check.line(raw)
+            if obj is None:
+                if on_torn is not None:
+                    on_torn(check.lineno, len(raw))
+                return
+            yield check.lineno, obj
+        if check.lineno == 0:
             raise RecordingError(path, 1, "empty file: missing header line")
 
 

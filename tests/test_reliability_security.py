@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
 from reliability_helpers import raw_proxy_request, recording_for, whole_lines
 from replay_helpers import replay_proxy
+from sse_capture_addon.inspect.reader import RecordingStream, follow_lines
 from sse_capture_addon.recording import RecordingError, decode_data, read_recording
 from sse_capture_addon.redact import Redactor
 from sse_capture_addon.writer import recording_name
@@ -367,6 +368,10 @@ def test_hostile_recording_is_refused_with_file_and_line(tmp_path, case):
     assert message.startswith(f"{path}:{lineno}: "), message
     assert what.lower() in message.lower(), message
     assert "\n" not in message and "Traceback" not in message and len(message) < 500 + len(str(path))
+    if case != "line_after_end":  # the follow reader (show --follow) stops at the end line
+        with pytest.raises(RecordingError) as followed:
+            list(RecordingStream(path, follow=True, poll=0.01))
+        assert str(followed.value) == message
 
 
 def test_huge_line_is_refused_without_reading_it_whole(tmp_path):
@@ -375,8 +380,12 @@ def test_huge_line_is_refused_without_reading_it_whole(tmp_path):
     with pytest.raises(RecordingError) as e:
         read_recording(path, max_line=1 << 20)
     assert str(e.value).startswith(f"{path}:2: line longer than")
-    # and the default limit takes a legitimately large line
+    with pytest.raises(RecordingError) as e:
+        list(follow_lines(str(path), poll=0.01, max_line=1 << 20))
+    assert str(e.value).startswith(f"{path}:2: line longer than")
+    # and the default limit takes a legitimately large line, which the follow reader gets in many reads
     assert len(read_recording(path).events[0]["data"]) == 5_000_000
+    assert [len(r.get("data", "")) for r in RecordingStream(path, follow=True, poll=0.01)] == [5_000_000]
 
 
 @pytest.mark.parametrize("depth", [200, 300, 1000])

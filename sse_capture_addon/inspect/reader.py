@@ -11,10 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-import orjson
-
-from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, BlocksCheck, RecordingError, find_recordings,
-                         iter_lines, validate_header, validate_record, writer_alive)
+from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, find_recordings,
+                         iter_lines, writer_alive)
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
 EVENT_KINDS = ("event", "oversized")
@@ -69,16 +67,6 @@ class RecordingStream:
         return IN_PROGRESS if self.writer_alive else PROXY_DIED
 
 
-def _parse(path: str, lineno: int, raw: bytes) -> dict:
-    if not raw.strip():
-        raise RecordingError(path, lineno, "empty line")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise RecordingError(path, lineno, f"invalid JSON: {e}") from None
-    return validate_header(path, lineno, obj) if lineno == 1 else validate_record(path, lineno, obj)
-
-
 def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
                  on_torn: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Like ``iter_lines`` but waits for more lines while the writer holds its lock."""
@@ -87,45 +75,45 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
     except OSError as e:
         raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
     with f:
-        buf = b""
-        lineno = 0
+        pending: list[bytes] = []  # the start of the next line, as read (joined once its end is there)
+        pending_size = 0
+        check = LineCheck(path, max_line)
         writer_gone = False
-        check_blocks = BlocksCheck(path)
         opened = time.monotonic()
         while True:
             chunk = f.read(1 << 16)
             if chunk:
-                buf += chunk
-                while (cut := buf.find(b"\n")) >= 0:
-                    raw, buf = buf[:cut + 1], buf[cut + 1:]
-                    lineno += 1
-                    record = _parse(path, lineno, raw)
-                    if lineno > 1:
-                        check_blocks(lineno, record)
-                    yield lineno, record
-                    if record.get("kind") == "end":
+                start = 0
+                while (cut := chunk.find(b"\n", start)) >= 0:
+                    raw = chunk[start:cut + 1]
+                    if pending:
+                        raw = b"".join(pending) + raw
+                        pending, pending_size = [], 0
+                    record = check.line(raw)
+                    start = cut + 1
+                    yield check.lineno, record
+                    if check.ended:
                         return
-                if len(buf) > max_line:
-                    raise RecordingError(path, lineno + 1, f"line longer than {max_line} bytes")
+                if start < len(chunk):
+                    pending.append(chunk[start:])
+                    pending_size += len(chunk) - start
+                    if pending_size > max_line:
+                        raise RecordingError(path, check.lineno + 1, f"line longer than {max_line} bytes")
                 continue
             if writer_gone:
                 break
             # Read once more after seeing the lock gone: the last lines may land just before it is released.
             # A file without a header yet may have been created a moment before its writer locked it.
-            if not writer_alive(path) and (lineno > 0 or time.monotonic() - opened > 1.0):
+            if not writer_alive(path) and (check.lineno > 0 or time.monotonic() - opened > 1.0):
                 writer_gone = True
                 continue
             time.sleep(poll)
-        if buf:
-            if lineno == 0:
-                raise RecordingError(path, 1, "truncated line (no newline at end of file)")
-            try:
-                record = _parse(path, lineno + 1, buf)  # whole JSON without its newline: as iter_lines
-            except RecordingError:
+        if pending:
+            record = check.line(b"".join(pending))  # whole JSON without its newline is taken, as iter_lines does
+            if record is None:
                 if on_torn is not None:
-                    on_torn(lineno + 1, len(buf))  # a write the dead proxy did not finish
+                    on_torn(check.lineno, pending_size)  # a write the dead proxy did not finish
                 return
-            check_blocks(lineno + 1, record)
-            yield lineno + 1, record
-        if lineno == 0:
+            yield check.lineno, record
+        if check.lineno == 0:
             raise RecordingError(path, 1, "empty file: missing header line")
