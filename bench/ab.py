@@ -3,12 +3,14 @@
     .venv/bin/python bench/ab.py bulk old=/tmp/old new=.
     .venv/bin/python bench/ab.py realistic --streams 50 old=/tmp/old new=. noraw=.,sse_capture_raw_chunks=off
     .venv/bin/python bench/ab.py flows --reps 8 old=/tmp/old new=.
+    .venv/bin/python bench/ab.py bulk now=. nowrite=bench/addon_without_writes.py
 
 Each ``NAME=DIR[,OPTION=VALUE...]`` is one mitmdump running ``DIR/sse_capture_addon/addon.py`` with DIR first on
 its PYTHONPATH (so it imports that checkout's package, and that checkout's C accelerator: copy this checkout's
 ``sse_capture_addon/_speedups*.so`` there when the C source is the same, else build it there with setuptools'
 ``setup.py build_ext --inplace``), and each OPTION as ``--set``. A checkout of an older commit:
-``git worktree add /tmp/old COMMIT``.
+``git worktree add /tmp/old COMMIT``. ``NAME=SCRIPT.py`` runs that mitmdump script instead of addon.py, with this
+checkout's package (``bench/addon_without_writes.py``: the addon without its writes).
 
 On a shared machine, differences between separate runs are mostly the machine; within one run, configurations
 take turns (the order rotates each repetition), so drift hits all of them alike. The report gives medians over
@@ -35,15 +37,22 @@ def parse_config(spec: str) -> tuple[str, Path, list[str]]:
     if not sep or not name or name in ("plain", "write-only"):
         raise SystemExit(f"bad configuration {spec!r}: expected NAME=DIR[,OPTION=VALUE...], NAME not plain/write-only")
     directory, *options = rest.split(",")
-    root = Path(directory).resolve()
-    if not (root / "sse_capture_addon" / "addon.py").exists():
-        raise SystemExit(f"{spec}: no sse_capture_addon/addon.py in {root}")
+    if directory.endswith(".py"):  # a script run instead of addon.py, with this checkout's package
+        script = Path(directory).resolve()
+        if not script.exists():
+            raise SystemExit(f"{spec}: no {script}")
+        root = Path(__file__).resolve().parent.parent
+    else:
+        root = Path(directory).resolve()
+        script = root / "sse_capture_addon" / "addon.py"
+        if not script.exists():
+            raise SystemExit(f"{spec}: no sse_capture_addon/addon.py in {root}")
     if any("=" not in o for o in options):
         raise SystemExit(f"{spec}: options must be OPTION=VALUE")
     if not list((root / "sse_capture_addon").glob("_speedups*.so")):
         print(f"warning: {name}: no C accelerator in {root / 'sse_capture_addon'}: it runs the pure-Python code",
               file=sys.stderr)
-    return name, root, options
+    return name, script, options
 
 
 def main() -> None:
@@ -66,9 +75,8 @@ def main() -> None:
     try:
         for cfg in ("plain", "write-only"):  # one after the other: the first creates the shared CA
             procs[cfg] = start_proxy(cfg, workdir)
-        for name, root, options in addons:
-            procs[name] = start_proxy("addon", workdir, [a for o in options for a in ("--set", o)],
-                                      addon=root / "sse_capture_addon" / "addon.py",
+        for name, script, options in addons:
+            procs[name] = start_proxy("addon", workdir, [a for o in options for a in ("--set", o)], addon=script,
                                       captures=workdir / f"captures-{name}")
 
         if args.scenario == "bulk":

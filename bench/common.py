@@ -38,6 +38,7 @@ ADDON = Path(os.environ.get("SSE_BENCH_ADDON") or ROOT / "sse_capture_addon" / "
 WORKROOT = os.environ.get("SSE_BENCH_WORKROOT") or None
 PLAIN = BENCH / "plain_stream.py"
 WRITE_ONLY = BENCH / "write_only.py"
+NO_WRITES = BENCH / "addon_without_writes.py"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIGS = ("direct", "plain", "addon")
@@ -146,6 +147,10 @@ def start_proxy(config: str, workdir: Path, extra: list[str] | None = None, addo
         capdir = captures or workdir / "captures"
         capdir.mkdir(exist_ok=True)
         argv += ["-s", str(addon), "--set", f"sse_capture_dir={capdir}"]
+    elif config == "addon-no-writes":
+        capdir = workdir / "captures-no-writes"
+        capdir.mkdir(exist_ok=True)
+        argv += ["-s", str(NO_WRITES), "--set", f"sse_capture_dir={capdir}"]
     elif config == "write-only":
         rawdir = workdir / "write-only"
         rawdir.mkdir(exist_ok=True)
