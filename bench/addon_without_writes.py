@@ -6,7 +6,9 @@ recordings hold only their header lines.
 """
 
 from sse_capture_addon import writer
-from sse_capture_addon.addon import addons  # noqa: F401 - what mitmdump loads from this script
+from sse_capture_addon.addon import addons
+
+__all__ = ["addons"]  # what mitmdump loads from this script
 
 _append = writer.RecordingFile.append
 
