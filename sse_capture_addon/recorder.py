@@ -227,7 +227,7 @@ class StreamRecorder:
                     if any(type(item) is not Comment for item in items):  # not a keep-alive alone: try it first
                         self._form = None if (form, crlf) == (DEFAULT_FORM, False) else (form, crlf)
                     return line_
-        elif items == [] and self.decoder is None and len(kept) + len(chunk) <= _KEPT_MAX:
+        elif items == [] and self.decoder is None and self.plain_events and len(kept) + len(chunk) <= _KEPT_MAX:
             # A piece of a block that completes nothing (a read cut inside an event): its line is base64, and
             # the block's start goes on growing, so that the chunk that ends the block is a blocks line again.
             self._rest = kept + chunk
