@@ -14,4 +14,6 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from sse_capture_addon.replay_addon import SSEReplay
 
-addons = [SSEReplay()]
+from sse_capture_addon.listening import ListenLocally  # noqa: E402
+
+addons = [SSEReplay(), ListenLocally("sse-replay")]

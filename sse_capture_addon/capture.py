@@ -224,9 +224,6 @@ class SSECapture:
 
     # -- hooks ------------------------------------------------------------------------------------------
 
-    def running(self) -> None:
-        warn_if_listening_everywhere("sse-capture")
-
     def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if not is_sse(flow.response):
             return None
@@ -406,15 +403,6 @@ class SSECapture:
             log.info(text)
         else:
             log.warning(text)
-
-
-def warn_if_listening_everywhere(who: str) -> None:
-    # mitmproxy's default is every interface; a script cannot change that reliably once mitmproxy has
-    # parsed its options, so the commands this project ships pass --listen-host 127.0.0.1 and this warns.
-    if ctx.options.listen_host in ("", "0.0.0.0", "::"):
-        log.warning(f"{who}: the proxy listens on every network interface and recordings may hold "
-                    "production data; pass --listen-host 127.0.0.1 to keep it local "
-                    "(the sse-capture commands and scripts/record do)")
 
 
 def _names(values: Sequence[str], option: str) -> list[str]:

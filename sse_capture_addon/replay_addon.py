@@ -21,7 +21,7 @@ from typing import Optional
 
 from mitmproxy import ctx, exceptions, http
 
-from .capture import is_sse, warn_if_listening_everywhere
+from .capture import is_sse
 from .recording import Recording, RecordingError, find_recordings, read_recording
 from .replay.faults import Faults, check_byte_exact, parse_swap
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
@@ -116,7 +116,6 @@ class SSEReplay:
         return self.matcher.recordings + [m.recording for m in self.matcher.mappings]
 
     async def running(self):
-        warn_if_listening_everywhere("sse-replay")
         if self.server is None:
             self.server = ReplayServer(self._resolve, on_start=self._started, on_end=self._ended)
             await self.server.start()

@@ -88,13 +88,14 @@ async def _run_proxy(host: str, port: int, options: dict, settings: tuple[str, .
     from mitmproxy import options as mitm_options
     from mitmproxy.tools.dump import DumpMaster
 
+    from .listening import ListenLocally
     from .replay_addon import SSEReplay
 
     logging.getLogger().setLevel(logging.INFO)  # as mitmdump does; the termlog shows progress per stream
     logging.getLogger("hpack").setLevel(logging.WARNING)
     master = DumpMaster(mitm_options.Options(listen_host=host, listen_port=port), with_termlog=True,
                         with_dumper=False)
-    master.addons.add(SSEReplay())
+    master.addons.add(SSEReplay(), ListenLocally("sse-replay"))  # the latter warns on --listen-host 0.0.0.0
     try:
         master.options.update(**options)
         master.options.set(*settings)

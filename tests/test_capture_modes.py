@@ -8,7 +8,7 @@ import brotli
 import pytest
 import zstandard
 
-from harness import (LOOPBACK_HEX, Mitmdump, Scenario, free_port, httpx_client, listening_addresses,
+from harness import (ADDON, LOOPBACK_HEX, Mitmdump, Scenario, free_port, httpx_client, listening_addresses,
                      run_mitmdump_expect_failure, wait_until)
 from sse_capture_addon.recording import decode_data, read_recording
 
@@ -132,11 +132,77 @@ def test_json_keys_redacted_in_body_and_events_and_raw_chunks_off(certs, tmp_pat
     assert '"password":"[REDACTED]"' in rec.header["request"]["body"]
 
 
-def test_warns_loudly_when_listening_on_every_interface(certs, tmp_path):
+def _only_loopback(port: int) -> bool:
+    found = listening_addresses(port)
+    return bool(found) and found <= LOOPBACK_HEX
+
+
+@pytest.mark.parametrize("mode", ["regular", "reverse"])
+def test_a_bare_mitmdump_with_the_addon_listens_on_loopback_only(certs, tmp_path, servers, upstream_app,
+                                                                  scenario_name, mode):
+    """mitmproxy's own default is every interface (no --listen-host): loading the addon moves the proxy to
+    127.0.0.1, where it still proxies and records."""
+    import httpx
+
+    upstream_app.add(scenario_name, Scenario([b"data: local\n\n"]))
+    backend = servers["h1"]
     port = free_port()
-    with Mitmdump(certs, tmp_path, port=port, listen_host=None) as mitm:  # mitmproxy's default
-        assert "00000000" in listening_addresses(port)
+    args = ["--mode", f"reverse:{backend.base}"] if mode == "reverse" else []
+    with Mitmdump(certs, tmp_path, port=port, listen_host=None, args=args) as mitm:
+        wait_until(lambda: _only_loopback(port), what="the proxy on loopback only")
+        if mode == "reverse":
+            with httpx.Client(timeout=20) as client:
+                assert client.get(f"{mitm.url}/sse/{scenario_name}").text == "data: local\n\n"
+        else:
+            with httpx_client(mitm, certs) as client:
+                assert client.get(f"{backend.base}/sse/{scenario_name}").text == "data: local\n\n"
+        [path] = mitm.wait_for_recordings(1)
+        assert _data(path) == ["local"]
+        assert _only_loopback(port)
+        assert "listening on 127.0.0.1 only" in mitm.log() and "every network interface" not in mitm.log()
+
+
+def test_listens_on_every_interface_only_when_asked_and_warns(certs, tmp_path):
+    port = free_port()
+    with Mitmdump(certs, tmp_path, port=port, listen_host="0.0.0.0") as mitm:
         wait_until(lambda: "listens on every network interface" in mitm.log(), what="the warning")
+        assert "00000000" in listening_addresses(port)
+
+
+def test_the_replay_script_alone_and_beside_the_capture_addon_listens_on_loopback_only(certs, tmp_path):
+    replay_script = Path(__file__).parent.parent / "scripts" / "replay.py"
+    for scripts in ([replay_script], [ADDON, replay_script]):
+        port = free_port()
+        with Mitmdump(certs, tmp_path, port=port, listen_host=None, scripts=scripts) as mitm:
+            wait_until(lambda: _only_loopback(port), what="the proxy on loopback only")
+            assert "Traceback" not in mitm.log()
+
+
+@pytest.mark.parametrize("specs, listen_port, expected", [
+    (["regular"], None, ["regular@127.0.0.1:8080"]),
+    (["regular"], 9000, ["regular@127.0.0.1:9000"]),
+    (["reverse:https://example.com@8081"], None, ["reverse:https://example.com@127.0.0.1:8081"]),
+    (["socks5", "dns"], None, ["socks5@127.0.0.1:1080", "dns@127.0.0.1:53"]),
+    (["upstream:http://10.0.0.1:3128"], 8080, ["upstream:http://10.0.0.1:3128@127.0.0.1:8080"]),
+    (["regular@0.0.0.0:8080", "reverse:http://x@192.0.2.1:80"], None, ["regular@0.0.0.0:8080", "reverse:http://x@192.0.2.1:80"]),
+    (["transparent", "wireguard", "local"], None, ["transparent", "wireguard", "local"]),
+])
+def test_which_modes_are_moved_to_loopback(specs, listen_port, expected):
+    from sse_capture_addon.listening import local_modes
+
+    assert local_modes(specs, listen_port) == expected
+
+
+@pytest.mark.parametrize("specs, listen_host, everywhere", [
+    (["regular"], "", True), (["regular"], "0.0.0.0", True), (["regular"], "::", True),
+    (["regular"], "127.0.0.1", False), (["regular@127.0.0.1:8080"], "", False),
+    (["regular@127.0.0.1:8080", "regular@0.0.0.0:8081"], "127.0.0.1", True),
+    (["transparent"], "", True), (["local"], "", False),
+])
+def test_what_is_warned_about_as_every_interface(specs, listen_host, everywhere):
+    from sse_capture_addon.listening import listens_everywhere
+
+    assert listens_everywhere(specs, listen_host) is everywhere
 
 
 def test_sse_capture_record_listens_on_loopback_only_unless_asked(certs, tmp_path):
