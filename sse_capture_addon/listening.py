@@ -71,8 +71,8 @@ class ListenLocally:
 
     def running(self) -> None:
         if listens_everywhere(ctx.options.mode, ctx.options.listen_host):
-            log.warning(f"{self.who}: the proxy listens on every network interface and recordings may hold "
-                        "production data; leave out --listen-host 0.0.0.0 (or the mode's @0.0.0.0) to keep it local")
+            log.warning(f"{self.who}: the proxy listens on every network interface, as its options ask, and "
+                        "recordings may hold production data")
         proxyserver = ctx.master.addons.get("proxyserver")
         if self._moved and proxyserver is not None:
             # its servers may have started before the modes changed: update() restarts only those that differ
