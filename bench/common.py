@@ -135,26 +135,23 @@ def start_server() -> Proc:
 
 def start_proxy(config: str, workdir: Path, extra: list[str] | None = None, addon: Path = ADDON,
                 captures: Path | None = None) -> Proc:
-    """mitmdump for ``plain``, ``write-only`` or ``addon``; confdir shared under workdir, captures under
-    ``captures`` (default workdir/captures; the addon) or workdir/write-only. ``addon``: another checkout's
-    addon.py (bench/ab.py)."""
+    """mitmdump for ``plain``, ``write-only``, ``addon`` or ``addon-no-writes``; confdir shared under workdir,
+    captures under ``captures`` (default workdir/captures; the addon), workdir/captures-no-writes or
+    workdir/write-only. ``addon``: another checkout's addon.py (bench/ab.py)."""
     port = free_port()
     confdir = workdir / "confdir"
     confdir.mkdir(exist_ok=True)
     argv = [MITMDUMP, "--listen-host", HOST, "--listen-port", str(port), "-q",
             "--set", f"confdir={confdir}"]
-    if config == "addon" and (addon != ADDON or addon_available()):
-        capdir = captures or workdir / "captures"
-        capdir.mkdir(exist_ok=True)
-        argv += ["-s", str(addon), "--set", f"sse_capture_dir={capdir}"]
-    elif config == "addon-no-writes":
-        capdir = workdir / "captures-no-writes"
-        capdir.mkdir(exist_ok=True)
-        argv += ["-s", str(NO_WRITES), "--set", f"sse_capture_dir={capdir}"]
-    elif config == "write-only":
-        rawdir = workdir / "write-only"
-        rawdir.mkdir(exist_ok=True)
-        argv += ["-s", str(WRITE_ONLY), "--set", f"write_only_dir={rawdir}"]
+    writers = {  # config -> its script, the option naming its files' directory, that directory
+        "addon": (addon, "sse_capture_dir", captures or workdir / "captures"),
+        "addon-no-writes": (NO_WRITES, "sse_capture_dir", workdir / "captures-no-writes"),
+        "write-only": (WRITE_ONLY, "write_only_dir", workdir / "write-only"),
+    }
+    if config in writers and (config != "addon" or addon != ADDON or addon_available()):
+        script, option, directory = writers[config]
+        directory.mkdir(exist_ok=True)
+        argv += ["-s", str(script), "--set", f"{option}={directory}"]
     else:
         argv += ["-s", str(PLAIN)]
     argv += extra or []

@@ -238,8 +238,9 @@ class StreamRecorder:
         """The ``blocks`` chunk line, if ``chunk`` is ``blocks`` less ``kept`` and then the start of a block."""
         skip = len(kept)
         body = len(blocks) - skip
+        blank = line_ending(crlf) * 2  # where the first block ends
         if len(chunk) >= body and chunk.startswith(blocks[skip:] if skip else blocks) \
-                and skip < blocks.find(b"\r\n\r\n" if crlf else b"\n\n") + (4 if crlf else 2):
+                and skip < blocks.find(blank) + len(blank):
             # (skip is always less than the first block: the check is so that the reader's holds whatever happens)
             self._rest = chunk[body:]
             return blocks_chunk_line(t_json, self.chunks, count, skip, self._rest, form, crlf)

@@ -67,14 +67,10 @@ class MessageBatch(NamedTuple):
     last_event_id: str
 
     @property
-    def joined(self) -> bytes:
-        """The events' data joined by ``MESSAGE_SEPARATOR`` (which no data can hold: it has no LF)."""
-        return self.blocks[6:-2]
-
-    @property
     def datas(self) -> list[bytes]:
-        """The events' data in UTF-8."""
-        return self.joined.split(MESSAGE_SEPARATOR)
+        """The events' data in UTF-8: between "data: " and the last blank line, split at each
+        ``MESSAGE_SEPARATOR`` (it holds an LF, which no data does)."""
+        return self.blocks[6:-2].split(MESSAGE_SEPARATOR)
 
 
 MESSAGE_SEPARATOR = b"\n\ndata: "  # between two data in MessageBatch.blocks

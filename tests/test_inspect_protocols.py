@@ -96,32 +96,33 @@ def test_a_good_stream_is_recognised_and_passes(protocol_recs, name, protocol):
     assert _lint(protocol_recs[name]) == (0, protocol, [])
 
 
-def test_an_ai_sdk_stream_with_a_tool_result_before_its_call(protocol_recs):
-    code, protocol, findings = _lint(protocol_recs["aisdk-bad"])
-    assert (code, protocol) == (1, "ai-sdk")
-    found = [(f["code"], f["index"], f["message"]) for f in findings]
-    assert found == [
+BAD_STREAM_FINDINGS = {  # a bad stream of each new preset: the findings lint must give, in order
+    "aisdk-bad": ("ai-sdk", [  # a tool's result before its call, and text deltas outside their block
         ("rule-block", 1, "message text-delta data.id = 't1' outside an open message&data.type=text-start"),
         ("rule-follows", 2, "message tool-output-available without an earlier message&data.type=tool-input-available"
                             " with data.toolCallId = 'call_2'"),
         ("rule-block", None, "message&data.type=text-start #4 (data.id = 't2') never closed by "
                              "message&data.type=text-end"),
         ("no-terminal", None, "the stream never sent a terminal event (data=[DONE]); it ended: complete"),
-    ], found
-
-
-def test_a_responses_stream_with_a_lost_and_a_reordered_event(protocol_recs):
-    code, protocol, findings = _lint(protocol_recs["responses-bad"])
-    assert (code, protocol) == (1, "openai-responses")
-    found = [(f["code"], f["index"], f["message"]) for f in findings]
-    assert found == [
+    ]),
+    "responses-bad": ("openai-responses", [  # a lost and a reordered event
         ("rule-increasing", 3, "data.sequence_number 4 after 2 (#2): 1 missing"),
         ("rule-increasing", 4, "data.sequence_number 3 after 4 (#3): out of order"),
         ("rule-block", None, "response.output_item.added #1 (data.output_index = '0') never closed by "
                              "response.output_item.done"),
         ("no-terminal", None, "the stream never sent a terminal event (response.completed or response.failed or "
                               "response.incomplete or error); it ended: complete"),
-    ], found
+    ]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_STREAM_FINDINGS))
+def test_a_bad_stream_gives_exactly_its_findings(protocol_recs, name):
+    protocol, expected = BAD_STREAM_FINDINGS[name]
+    code, found_protocol, findings = _lint(protocol_recs[name])
+    assert (code, found_protocol) == (1, protocol)
+    found = [(f["code"], f["index"], f["message"]) for f in findings]
+    assert found == expected, found
 
 
 def test_the_text_report_shows_the_preset(protocol_recs):

@@ -93,13 +93,19 @@ class ShowRenderer:
             cut = " (cut)" if end.get("tail_truncated") else ""
             out.append(bad(f"── unterminated last event, not delivered{cut}: ")
                        + shorten(end["tail"], self.options.width))
-        if stream.torn and ending != IN_PROGRESS:
-            lineno, size = stream.torn
+        if torn := _torn_write(stream):
+            lineno, size = torn
             out.append(dim(f"   (line {lineno} is the first {size} bytes of a write the proxy did not finish: "
                            "it was killed mid-write; nothing of it had been forwarded)"))
         if ending == IN_PROGRESS:
             out.append(dim("   (the proxy is still writing this recording; use --follow to watch it)"))
         return out
+
+
+def _torn_write(stream: RecordingStream) -> tuple[int, int] | None:
+    """The cut-short last write to report, as (line, bytes): none while a proxy writes, whose last line may be
+    half there."""
+    return stream.torn if stream.ending != IN_PROGRESS else None
 
 
 def json_lines(stream: RecordingStream) -> Iterator[dict]:
@@ -117,7 +123,7 @@ def json_lines(stream: RecordingStream) -> Iterator[dict]:
             previous_t = record["t"]
         yield out
     torn = {}
-    if stream.torn and stream.ending != IN_PROGRESS:  # (while a proxy writes, a last line may be half there)
-        torn = {"torn_line": stream.torn[0], "torn_bytes": stream.torn[1]}
+    if cut := _torn_write(stream):
+        torn = {"torn_line": cut[0], "torn_bytes": cut[1]}
     yield {**(stream.end or {"kind": "end"}), "ending": stream.ending, "ending_label": ending_label(stream.ending),
            **torn}

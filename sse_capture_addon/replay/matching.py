@@ -22,6 +22,7 @@ import orjson
 
 from ..recording import DEFAULT_PORTS, Recording, read_recording, url_host_port
 
+
 @dataclass(frozen=True)
 class MatchOptions:
     ignore_host: bool = False
