@@ -4,6 +4,7 @@
     .venv/bin/python bench/ab.py realistic --streams 50 old=/tmp/old new=. noraw=.,sse_capture_raw_chunks=off
     .venv/bin/python bench/ab.py flows --reps 8 old=/tmp/old new=.
     .venv/bin/python bench/ab.py bulk now=. nowrite=bench/addon_without_writes.py
+    .venv/bin/python bench/ab.py realistic --streams 25 disk=. tmpfs=.,sse_capture_dir=/dev/shm/ab-captures
 
 Each ``NAME=DIR[,OPTION=VALUE...]`` is one mitmdump running ``DIR/sse_capture_addon/addon.py`` with DIR first on
 its PYTHONPATH (so it imports that checkout's package, and that checkout's C accelerator: copy this checkout's
@@ -76,8 +77,11 @@ def main() -> None:
         for cfg in ("plain", "write-only"):  # one after the other: the first creates the shared CA
             procs[cfg] = start_proxy(cfg, workdir)
         for name, script, options in addons:
-            procs[name] = start_proxy("addon", workdir, [a for o in options for a in ("--set", o)], addon=script,
-                                      captures=workdir / f"captures-{name}")
+            # the recordings' directory is an option start_proxy sets: given twice, mitmproxy refuses both
+            captures = next((Path(o.partition("=")[2]) for o in options if o.startswith("sse_capture_dir=")),
+                            workdir / f"captures-{name}")
+            procs[name] = start_proxy("addon", workdir, [a for o in options if not o.startswith("sse_capture_dir=")
+                                                         for a in ("--set", o)], addon=script, captures=captures)
 
         if args.scenario == "bulk":
             units, unit = args.events, "event"
@@ -119,10 +123,18 @@ def main() -> None:
     for cfg in procs:
         c, m = median(cpu[cfg]), median(measure[cfg])
         last = m if args.scenario == "realistic" else plain_m / m  # p99 ms, or throughput against plain
-        rows.append([cfg, c, c / plain_cpu, last])
+        rows.append([cfg, c, c / plain_cpu, paired(cpu[cfg], cpu["plain"]), last])
     last_header = "p99 latency ms" if args.scenario == "realistic" else "throughput / plain"
     print(f"### A/B, {args.scenario}: median of {args.reps}, configurations interleaved\n")
-    print(table(["config", f"proxy CPU us/{unit}", "CPU / plain", last_header], rows))
+    print(table(["config", f"proxy CPU us/{unit}", "CPU / plain", "paired: median [quartiles]", last_header], rows))
+    print("\n'paired': each repetition's CPU over plain's in the same repetition (they ran minutes apart at most), "
+          "then the median and quartiles of those ratios: a difference between two configurations smaller than "
+          "the spread of their quartiles is not one this run can tell from the machine's noise.")
+
+
+def paired(values: list[float], plain: list[float]) -> str:
+    ratios = [v / p for v, p in zip(values, plain) if p]
+    return f"{median(ratios):.3f} [{pct(ratios, 25):.3f}-{pct(ratios, 75):.3f}]" if ratios else "n/a"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from mitmproxy import ctx, exceptions, flowfilter, http
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import url as mitmproxy_url
 
+from .deferred_options import apply_deferred
 from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
 from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
@@ -60,6 +61,10 @@ def _pretty_url(req: http.Request) -> str:
 def _pretty_origin(scheme: str, host_header: str) -> str:
     host, port = mitmproxy_url.parse_authority(host_header, check=False)
     return mitmproxy_url.unparse(scheme, host, port or mitmproxy_url.default_port(scheme) or 443, "")
+
+
+def _query(url: str) -> str:
+    return url[url.find("?"):] if "?" in url else ""
 
 
 def _str(value: bytes | None) -> str | None:
@@ -183,6 +188,7 @@ class SSECapture:
                           "More query parameter names whose values are redacted in recorded URLs.")
         loader.add_option("sse_capture_redact_keys", Sequence[str], [],
                           "JSON object keys whose values are redacted in request bodies and event data.")
+        apply_deferred(loader, "sse-capture")
 
     def configure(self, updated):
         opts = ctx.options
@@ -236,7 +242,9 @@ class SSECapture:
         label = escape_bytes(req.method)
         try:
             url, params = self.redactor.url(req.url)
-            pretty_url = self.redactor.url(_pretty_url(req))[0]
+            pretty_url = _pretty_url(req)
+            if params or _query(pretty_url) != _query(url):  # the same query, and nothing in it to redact: as is
+                pretty_url = self.redactor.url(pretty_url)[0]
             label = escape_bytes(f"{req.method} {pretty_url}")  # for the log
             header, name = self._header(flow, url, pretty_url, params)
             if self.reserve is not None:

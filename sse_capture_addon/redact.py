@@ -63,7 +63,10 @@ class Redactor:
         parts, hit = query.split("&"), []
         for i, part in enumerate(parts):
             name, eq, value = part.partition("=")
-            if value and (lower := unquote_plus(name).lower()) in self.params:
+            if not value:
+                continue
+            lower = (unquote_plus(name) if "%" in name or "+" in name else name).lower()
+            if lower in self.params:
                 parts[i] = f"{name}={REDACTED}"
                 hit.append(lower)
         if not hit:

@@ -22,6 +22,7 @@ from typing import Optional
 from mitmproxy import ctx, exceptions, http
 
 from .capture import is_sse
+from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError, find_recordings, read_recording
 from .replay.faults import Faults, check_byte_exact, parse_swap
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
@@ -83,6 +84,7 @@ class SSEReplay:
                           "Fault: re-chunk the bytes into chunks of N bytes (1: a byte at a time).")
         loader.add_option("sse_replay_swap", Optional[str], None,
                           "Fault: events A and B trade places, e.g. 3,4.")
+        apply_deferred(loader, "sse-replay")
 
     def configure(self, updated):
         opts = ctx.options

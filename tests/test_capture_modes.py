@@ -85,6 +85,11 @@ def test_compressed_streams_are_parsed_and_forwarded_unchanged(mitm, certs, serv
     (["--set", "sse_capture_dir=/proc/self/nope"], "sse_capture_dir: cannot write recordings"),
     (["--set", "sse_capture_raw_chunks=maybe"], "sse_capture_raw_chunks"),
     (["--set", "sse_capture_raw_chunks=on", "--set", "sse_capture_redact_keys=password"], "unredacted"),
+    # values mitmproxy parses itself when the script registers its options, where it used to drop the error and
+    # run on without the addon (and so without streaming SSE)
+    (["--set", "sse_capture_max_event_size=abc"], "sse-capture: Failed to parse option sse_capture_max_event_size"),
+    (["--set", "sse_capture_fsync=maybe"], "sse-capture: Failed to parse option sse_capture_fsync"),
+    (["--set", "sse_capture_dir=a", "--set", "sse_capture_dir=b"], "Received multiple values for sse_capture_dir"),
 ])
 def test_bad_options_stop_start_up_with_a_clear_message(certs, tmp_path, args, message):
     code, output = run_mitmdump_expect_failure(certs, tmp_path, args)

@@ -177,6 +177,13 @@ def test_a_bad_recording_stops_mitmdump_with_file_and_line(certs, tmp_path):
     assert f"{bad}:3: invalid JSON" in out
 
 
+def test_an_option_value_mitmproxy_cannot_parse_stops_mitmdump(certs, tmp_path):
+    code, out = run_mitmdump_expect_failure(certs, tmp_path, ["-s", str(REPLAY_SCRIPT),
+                                                              "--set", "sse_replay_cut_after=three"])
+    assert code != 0
+    assert "sse-replay: Failed to parse option sse_replay_cut_after: not an integer: three" in out
+
+
 def test_a_bad_option_stops_the_replay_command_with_a_clear_message(tmp_path):
     rec = chat_recording(tmp_path / "chat.jsonl", n=1)
     proc = subprocess.run([sys.executable, "-m", "sse_capture_addon.cli", "replay", str(rec), "--speed", "0",
