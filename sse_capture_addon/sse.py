@@ -164,6 +164,12 @@ class SSEParser:
         if held:
             data = held + data
             self._held = b""
+        elif not self._started and not self._undecoded and data and data[0] != 0xEF:
+            # The stream's first bytes, and no BOM (EF BB BF) in front: nothing to strip, and the stream starts at
+            # a block boundary with nothing pending, which is what _settle finds after a first chunk. So the fast
+            # paths take every chunk of a short stream, the first too.
+            self._started = True
+            self._settle()
         if self._c_ready and len(data) <= self.max_event_size:
             items = _c_simple_blocks(data, self, self.message_batches, self.line_endings, "lf")
             if items is not None:
