@@ -3,12 +3,17 @@
   python bench/profile_addon.py            # in-process: StreamRecorder.feed on token streams, cProfile top-N
   python bench/profile_addon.py --live realistic|bulk|flows   # py-spy on a real addon mitmdump under that load
   TMPDIR=/dev/shm python bench/profile_addon.py --hooks       # in-process: the hooks of one short stream, us/flow
+  python bench/profile_addon.py --cold        # in-process: one event's chunk with warm and with evicted caches
 
 
 In-process mode times ``StreamRecorder.feed`` per chunk (one event per chunk, as LLM APIs send them) with raw
 chunks on and off, then prints the top functions by own time and by cumulative time. Live mode samples
 the mitmdump process with py-spy and prints inclusive/self percentages per function, so the addon's share
 of a proxied event can be compared with mitmproxy's own.
+
+Cold mode times the recording of a one-event chunk with warm caches and with caches evicted before each call, and
+the parts of that path alone: a live proxy runs ~200 us of mitmproxy's own code between two chunks of a stream,
+so the addon's code and data are mostly out of the caches when a chunk arrives.
 
 Hooks mode drives ``SSECapture``'s hooks with mitmproxy's test flows for bench_flows' kind of stream (a GET, 5
 events in 5 chunks): time per flow in each hook, then cProfile's top functions. It is the steadiest figure for
@@ -80,6 +85,61 @@ def in_process(quick: bool, top: int) -> None:
                 print(f"\n### cProfile, {name}, raw chunks on, by {key} (total {total:.3f} s, "
                       "cProfile inflates per-call overhead)\n")
                 print(_pct_table(prof, key, top))
+
+
+def cold(quick: bool) -> None:
+    """One chunk of one event, as the realistic load sends it, into 50 recorders in turn: with warm caches (a
+    loop) and with the caches evicted before each call (8 MiB touched, a byte per 64-byte line), which is closer
+    to a live proxy, where ~200 us of mitmproxy's own code runs between two chunks of a stream. Also the parts
+    of the path alone, and a bare os.write, the floor of the crash-safety rule."""
+    import gc
+    import os
+    from sse_capture_addon import _speedups
+    from sse_capture_addon.sse import _c_simple_blocks
+    n = 600 if quick else 3000
+    pollute = bytearray(8 << 20)
+    ones = b"\x01" * (len(pollute) // 64)
+
+    def evict() -> None:
+        pollute[::64] = ones
+
+    chunk = b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":' \
+            b'{"content":" token"}}]}\n\n'
+    head = b'{"t":1.000000,"kind":"event","event":"message","data":'
+    with tempfile.TemporaryDirectory() as tmp:
+        recs = [make_recorder(tmp, True) for _ in range(50)]
+        for rec in recs:
+            rec.feed(chunk)
+        parts = {
+            "StreamRecorder.feed (raw chunks on), all of it": lambda r: r.feed(chunk),
+            "part: the C parse (simple_blocks)": lambda r: _c_simple_blocks(chunk, r.parser, True,
+                                                                             r.parser.line_endings, "lf"),
+            "part: the C event line (exact_lines)": lambda r: _speedups.exact_lines(chunk, 1, head),
+            "part: a chunk line by bytes % (...)": lambda r: b'{"t":%.6f,"kind":"chunk","n":%d,"blocks":%d}\n' % (
+                1.5, r.chunks, 1),
+            "part: time.monotonic()": lambda r: time.monotonic(),
+            "part: os.write of the chunk": lambda r: os.write(r.file.fd, chunk),
+        }
+        rows = []
+        gc.disable()
+        try:
+            for name, fn in parts.items():
+                medians = []
+                for evicting in (False, True):
+                    times = []
+                    for i in range(n):
+                        rec = recs[i % len(recs)]
+                        if evicting:
+                            evict()
+                        t0 = time.perf_counter_ns()
+                        fn(rec)
+                        times.append(time.perf_counter_ns() - t0)
+                    medians.append(median(times) / 1e3)
+                rows.append([name, medians[0], medians[1], medians[1] / medians[0]])
+        finally:
+            gc.enable()
+    print(f"### One chunk of one event into 50 recorders in turn, warm and cold caches (median of {n})\n")
+    print(table(["path", "warm us", "cold us", "cold/warm"], rows))
 
 
 def _pct_table(prof: cProfile.Profile, key: str, top: int) -> str:
@@ -224,12 +284,16 @@ def main() -> None:
                     help="py-spy a live addon mitmdump under this load instead of in-process cProfile")
     ap.add_argument("--hooks", action="store_true",
                     help="time the capture addon's hooks per short stream, in-process (mitmproxy's test flows)")
+    ap.add_argument("--cold", action="store_true",
+                    help="time a one-event chunk's recording with warm and with evicted caches, and its parts")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
     if args.hooks:
         hooks(args.quick, args.top)
+    elif args.cold:
+        cold(args.quick)
     elif args.live:
         live(args.live, args.quick, args.top, 20 if args.quick else args.streams, 3 if args.quick else args.seconds)
     else:

@@ -16,6 +16,14 @@
    The event lines of a MessageBatch (blocks = its count "data: DATA\n\n" blocks) when every DATA is exact
    (as exact_json): head + DATA + "}\n" for each, scanned and copied in one pass; None when one is not.
 
+   token_chunk(blocks, count, t, n) -> bytes | None
+
+   What the recorder writes for a chunk that is a MessageBatch's blocks (a token stream's chunk, no last event
+   ID): the chunk line, {"t":T,"kind":"chunk","n":N,"blocks":COUNT}, then exact_lines with the head of a message
+   event at T (T as "%.6f" formats t); None when exact_lines would give None. One buffer, no Python formatting:
+   on a live proxy the caches are cold when a chunk arrives, and each call and format costs 3-4x what a loop
+   measures.
+
    simple_blocks(buf, parser, batch, line_endings, key) -> list | None
 
    SSEParser's fast path for a chunk of whole blocks as token streams send them: an "event:" line and/or an
@@ -29,6 +37,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define MAX_DEPTH 128 /* orjson.dumps refuses more than 254 levels; well within that */
@@ -334,40 +343,23 @@ static PyObject *exact_json(PyObject *module, PyObject *arg)
     return PyBool_FromLong(one_container(&s));
 }
 
-static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Copies head + DATA + "}\n" for each of the count "data: DATA\n\n" blocks in [p, end) to w, which has room for
+   exactly that (size - 8 * count + count * (head_len + 2) bytes); 0 when a DATA is not exact or the blocks are
+   not count such blocks. Each block writes what it consumed less 8 bytes, plus head_len + 2, so a wrong count
+   cannot write past w's room: the caller checks count <= size / 8 and that w ended where it should. */
+static int copy_exact_lines(const unsigned char *p, const unsigned char *end, Py_ssize_t count, const char *head,
+                            Py_ssize_t head_len, char *w, const char *w_end)
 {
-    const unsigned char *p, *end;
-    const char *head;
-    Py_ssize_t count, head_len, size, out_size, i;
-    PyObject *out;
-    char *w;
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "exact_lines(blocks: bytes, count: int, head: bytes)");
-        return NULL;
-    }
-    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    size = PyBytes_GET_SIZE(args[0]);
-    end = p + size;
-    count = PyLong_AsSsize_t(args[1]);
-    if (count == -1 && PyErr_Occurred())
-        return NULL;
-    head = PyBytes_AS_STRING(args[2]);
-    head_len = PyBytes_GET_SIZE(args[2]);
-    if (count < 1 || count > size / 8)
-        Py_RETURN_NONE;
-    out_size = size - 8 * count + count * (head_len + 2);
-    if ((out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL)
-        return NULL;
-    w = PyBytes_AS_STRING(out);
+    Py_ssize_t i;
     for (i = 0; i < count; i++) {
         Scan s;
         if (end - p < 8 || memcmp(p, "data: ", 6) != 0)
-            goto not_exact;
+            return 0;
         s.p = p + 6;
         s.end = end;
         s.depth = 0;
         if ((*s.p != '{' && *s.p != '[') || !container(&s) || end - s.p < 2 || s.p[0] != '\n' || s.p[1] != '\n')
-            goto not_exact;
+            return 0;
         memcpy(w, head, head_len);
         w += head_len;
         memcpy(w, p + 6, s.p - (p + 6));
@@ -376,12 +368,81 @@ static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t
         *w++ = '\n';
         p = s.p + 2;
     }
-    if (p != end || w != PyBytes_AS_STRING(out) + out_size)
-        goto not_exact;
+    return p == end && w == w_end;
+}
+
+static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *p;
+    Py_ssize_t count, size, out_size;
+    PyObject *out;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "exact_lines(blocks: bytes, count: int, head: bytes)");
+        return NULL;
+    }
+    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    size = PyBytes_GET_SIZE(args[0]);
+    count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1 || count > size / 8)
+        Py_RETURN_NONE;
+    out_size = size - 8 * count + count * (PyBytes_GET_SIZE(args[2]) + 2);
+    if ((out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL)
+        return NULL;
+    if (!copy_exact_lines(p, p + size, count, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]),
+                          PyBytes_AS_STRING(out), PyBytes_AS_STRING(out) + out_size)) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
     return out;
-not_exact:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
+}
+
+/* token_chunk: the chunk line of a chunk that is a MessageBatch's blocks with no last event ID, and then the
+   batch's event lines, as blocks_chunk_line and message_lines write them, built in one buffer. */
+static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *p;
+    Py_ssize_t count, n, size, chunk_len, head_len, out_size;
+    double t;
+    char *t_text, chunk_head[160], head[96];
+    PyObject *out;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyFloat_Check(args[2])
+            || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "token_chunk(blocks: bytes, count: int, t: float, n: int)");
+        return NULL;
+    }
+    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    size = PyBytes_GET_SIZE(args[0]);
+    count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    n = PyLong_AsSsize_t(args[3]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    t = PyFloat_AS_DOUBLE(args[2]);
+    if (count < 1 || count > size / 8 || !isfinite(t) || fabs(t) >= 1e15)
+        Py_RETURN_NONE; /* what the Python path writes for such times is its business */
+    /* what b"%.6f" % t gives: bytes formatting calls this with the same arguments */
+    if ((t_text = PyOS_double_to_string(t, 'f', 6, 0, NULL)) == NULL)
+        return NULL;
+    chunk_len = snprintf(chunk_head, sizeof chunk_head, "{\"t\":%s,\"kind\":\"chunk\",\"n\":%zd,\"blocks\":%zd}\n",
+                         t_text, n, count);
+    head_len = snprintf(head, sizeof head, "{\"t\":%s,\"kind\":\"event\",\"event\":\"message\",\"data\":", t_text);
+    PyMem_Free(t_text);
+    if (chunk_len < 0 || chunk_len >= (Py_ssize_t)sizeof chunk_head || head_len < 0
+            || head_len >= (Py_ssize_t)sizeof head)
+        Py_RETURN_NONE;
+    out_size = chunk_len + size - 8 * count + count * (head_len + 2);
+    if ((out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(out), chunk_head, chunk_len);
+    if (!copy_exact_lines(p, p + size, count, head, head_len, PyBytes_AS_STRING(out) + chunk_len,
+                          PyBytes_AS_STRING(out) + out_size)) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
 }
 
 /* --- simple_blocks ---------------------------------------------------------------------------------- */
@@ -631,6 +692,10 @@ static PyMethodDef methods[] = {
      "exact_lines(blocks, count, head) -> bytes | None: head + DATA + b'}\\n' for each of the count "
      "'data: DATA' blocks of a MessageBatch's blocks, when every DATA is JSON that exact_json accepts; None "
      "otherwise."},
+    {"token_chunk", (PyCFunction)(void (*)(void))token_chunk, METH_FASTCALL,
+     "token_chunk(blocks, count, t, n) -> bytes | None: blocks_chunk_line(t, n, count) and then the event lines "
+     "message_lines writes for a MessageBatch of blocks with no last event ID, at time t; None when exact_lines "
+     "would give None."},
     {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
      "simple_blocks(buf, parser, batch, line_endings, key) -> list | None: the Events (or one "
      "MessageBatch) of a chunk of whole one-data-line blocks, counting its lines in line_endings[key]; None when "

@@ -26,6 +26,11 @@ from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
 
+try:  # a token stream's chunk line and event lines in one C call (_speedups.c); the same lines without it
+    from ._speedups import token_chunk as _token_chunk
+except ImportError:
+    _token_chunk = None
+
 
 def _blocks_of(items: list) -> tuple[bytes, int] | None:
     """What ``recording.event_block`` makes of the lines of ``items`` in the default form, and how many lines there
@@ -161,16 +166,24 @@ class StreamRecorder:
         if self.finished or not chunk:
             return chunk
         t = self.last_chunk_t = self.clock() - self.t0
-        t_json = time_json(t)  # every line a chunk completes shares its arrival time
         self.chunks += 1
         self.bytes += len(chunk)
         out: list[bytes] = []
-        items = None
+        items = t_json = None
         if self.parser is not None:
             try:
                 data = chunk if self.decoder is None else self.decoder.decode(chunk)
                 self.decoded_bytes += len(data)
                 parsed = self.parser.feed(data)
+                if len(parsed) == 1 and type(batch := parsed[0]) is MessageBatch and batch.blocks is chunk \
+                        and self.raw_chunks and not self._rest and not batch.last_event_id and _token_chunk \
+                        and (lines := _token_chunk(chunk, batch.count, t, self.chunks)) is not None:
+                    # A token stream's chunk: the lines _chunk_line and _add_lines give it, in one C call. On a
+                    # live proxy, where the caches are cold when a chunk comes, that is a third less time.
+                    self.events += batch.count
+                    self._append(lines)
+                    return chunk
+                t_json = time_json(t)  # every line a chunk completes shares its arrival time
                 self._add_lines(t_json, parsed, out)
                 items = parsed
             except DecodeError as e:
@@ -178,6 +191,8 @@ class StreamRecorder:
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
                 out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
         if self.raw_chunks:
+            if t_json is None:
+                t_json = time_json(t)
             try:
                 line_ = self._chunk_line(t_json, chunk, items)
             except Exception as e:  # noqa: BLE001 - never break traffic: base64 keeps any chunk exactly

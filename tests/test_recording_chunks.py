@@ -44,6 +44,20 @@ def chunk_lines(recording) -> list[dict]:
     return [r for r in recording.records if r["kind"] == "chunk"]
 
 
+def test_a_token_stream_s_chunks_take_the_one_call_path_and_write_what_the_general_path_writes(tmp_path, monkeypatch):
+    from sse_capture_addon import recorder
+    calls = []
+    one_call = recorder._token_chunk
+    monkeypatch.setattr(recorder, "_token_chunk", lambda *args: calls.append(args[1]) or one_call(*args))
+    chunks = [b'data: {"i":%d}\n\n' % i * (1 + i % 3) for i in range(20)] + [b"data: [DONE]\n\n", b'data: {"a":1}\n\n']
+    fast = record(tmp_path, chunks, "fast.jsonl")
+    assert calls == [c.count(b"\n\n") for c in chunks]  # each chunk; [DONE] is not JSON: refused, written the other way
+    monkeypatch.setattr(recorder, "_token_chunk", None)
+    general = record(tmp_path, chunks, "general.jsonl")
+    assert fast.records[1:-1] == general.records[1:-1]  # the lines between the header and the end line
+    assert [raw for _, raw in fast.chunks] == chunks
+
+
 @pytest.mark.parametrize("chunks", [OPENAI, ANTHROPIC, [b"".join(OPENAI)], [b"".join(ANTHROPIC)],
                                     [OPENAI[0] + ANTHROPIC[1], ANTHROPIC[0] + OPENAI[1] + OPENAI[2]]],
                          ids=["openai", "anthropic", "openai-one-chunk", "anthropic-one-chunk", "mixed"])

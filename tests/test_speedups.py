@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sse_capture_addon import recording
-from sse_capture_addon._speedups import exact_json, exact_lines  # built when gcc is there, which scripts/test sees to
-from sse_capture_addon.recording import data_json, message_lines
+from sse_capture_addon._speedups import exact_json, exact_lines, token_chunk  # built when gcc is there, which scripts/test sees to
+from sse_capture_addon.recording import blocks_chunk_line, data_json, message_lines, time_json
 from sse_capture_addon.sse import MessageBatch
 
 
@@ -162,3 +162,35 @@ def test_blocks_with_ids_take_the_fast_path(monkeypatch):
     items = p.feed(b"id: 3\r\nevent: delta\r\ndata: z\r\n\r\nid:\r\ndata: w\r\n\r\n")
     assert [tuple(e) for e in items] == [("delta", "z", "3", None), ("message", "w", "", None)]
     assert (p.last_event_id, p.line_endings) == ("", {"lf": 2 + 10, "crlf": 7, "cr": 0})
+
+
+@settings(max_examples=400)
+@given(st.lists(st.one_of(junk, containers.map(canonical).filter(bool)), min_size=1, max_size=4),
+       st.floats(0, 1e9) | st.sampled_from([0.0, 5e-7, 1.0000005, 2.0000005, 0.1 + 0.2, 86399.9999995]),
+       st.integers(1, 2 ** 40))
+def test_a_token_chunk_is_its_chunk_line_and_its_event_lines(datas, t, n):
+    """What the recorder writes for a token stream's chunk in one C call: the lines blocks_chunk_line and
+    message_lines give, time formatting included, or None exactly when exact_lines is."""
+    datas = [d for d in datas if b"\n" not in d]
+    if not datas:
+        return
+    blocks = b"".join(b"data: %b\n\n" % d for d in datas)
+    got = token_chunk(blocks, len(datas), t, n)
+    t_json = time_json(t)
+    if exact_lines(blocks, len(datas), HEAD) is None:
+        assert got is None
+    else:
+        assert got == blocks_chunk_line(t_json, n, len(datas)) + message_lines(t_json, MessageBatch(blocks, len(datas), ""))
+
+
+def test_token_chunk_refuses_what_it_does_not_write():
+    blocks = b"data: {}\n\n"
+    assert token_chunk(blocks, 2, 1.0, 1) is None  # not that many blocks
+    assert token_chunk(b"data: x\n\n", 1, 1.0, 1) is None  # not exact JSON
+    for t in (float("nan"), float("inf"), 1e300):  # the Python path writes those
+        assert token_chunk(blocks, 1, t, 1) is None
+    assert token_chunk(blocks, 1, 1e14, 1) == b'{"t":100000000000000.000000,"kind":"chunk","n":1,"blocks":1}\n' \
+        b'{"t":100000000000000.000000,"kind":"event","event":"message","data":{}}\n'
+    for args in [("data: {}\n\n", 1, 1.0, 1), (blocks, 1, 1, 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0)]:
+        with pytest.raises(TypeError):
+            token_chunk(*args)
