@@ -371,49 +371,53 @@ static int copy_exact_lines(const unsigned char *p, const unsigned char *end, Py
     return p == end && w == w_end;
 }
 
-static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* prefix, then the lines copy_exact_lines writes for the count blocks of blocks with head; None when it fails. */
+static PyObject *lines_after(const char *prefix, Py_ssize_t prefix_len, PyObject *blocks, Py_ssize_t count,
+                             const char *head, Py_ssize_t head_len)
 {
-    const unsigned char *p;
-    Py_ssize_t count, size, out_size;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(blocks);
+    Py_ssize_t size = PyBytes_GET_SIZE(blocks), out_size;
     PyObject *out;
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "exact_lines(blocks: bytes, count: int, head: bytes)");
-        return NULL;
-    }
-    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    size = PyBytes_GET_SIZE(args[0]);
-    count = PyLong_AsSsize_t(args[1]);
-    if (count == -1 && PyErr_Occurred())
-        return NULL;
     if (count < 1 || count > size / 8)
         Py_RETURN_NONE;
-    out_size = size - 8 * count + count * (PyBytes_GET_SIZE(args[2]) + 2);
+    out_size = prefix_len + size - 8 * count + count * (head_len + 2);
     if ((out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL)
         return NULL;
-    if (!copy_exact_lines(p, p + size, count, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]),
-                          PyBytes_AS_STRING(out), PyBytes_AS_STRING(out) + out_size)) {
+    memcpy(PyBytes_AS_STRING(out), prefix, prefix_len);
+    if (!copy_exact_lines(p, p + size, count, head, head_len, PyBytes_AS_STRING(out) + prefix_len,
+                          PyBytes_AS_STRING(out) + out_size)) {
         Py_DECREF(out);
         Py_RETURN_NONE;
     }
     return out;
 }
 
+static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t count;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "exact_lines(blocks: bytes, count: int, head: bytes)");
+        return NULL;
+    }
+    count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    return lines_after("", 0, args[0], count, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]));
+}
+
 /* token_chunk: the chunk line of a chunk that is a MessageBatch's blocks with no last event ID, and then the
    batch's event lines, as blocks_chunk_line and message_lines write them, built in one buffer. */
 static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    const unsigned char *p;
-    Py_ssize_t count, n, size, chunk_len, head_len, out_size;
+    Py_ssize_t count, n;
+    int chunk_len, head_len;
     double t;
     char *t_text, chunk_head[160], head[96];
-    PyObject *out;
     if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyFloat_Check(args[2])
             || !PyLong_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError, "token_chunk(blocks: bytes, count: int, t: float, n: int)");
         return NULL;
     }
-    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    size = PyBytes_GET_SIZE(args[0]);
     count = PyLong_AsSsize_t(args[1]);
     if (count == -1 && PyErr_Occurred())
         return NULL;
@@ -421,7 +425,7 @@ static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
     if (n == -1 && PyErr_Occurred())
         return NULL;
     t = PyFloat_AS_DOUBLE(args[2]);
-    if (count < 1 || count > size / 8 || !isfinite(t) || fabs(t) >= 1e15)
+    if (!isfinite(t) || fabs(t) >= 1e15)
         Py_RETURN_NONE; /* what the Python path writes for such times is its business */
     /* what b"%.6f" % t gives: bytes formatting calls this with the same arguments */
     if ((t_text = PyOS_double_to_string(t, 'f', 6, 0, NULL)) == NULL)
@@ -430,19 +434,9 @@ static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
                          t_text, n, count);
     head_len = snprintf(head, sizeof head, "{\"t\":%s,\"kind\":\"event\",\"event\":\"message\",\"data\":", t_text);
     PyMem_Free(t_text);
-    if (chunk_len < 0 || chunk_len >= (Py_ssize_t)sizeof chunk_head || head_len < 0
-            || head_len >= (Py_ssize_t)sizeof head)
+    if (chunk_len < 0 || chunk_len >= (int)sizeof chunk_head || head_len < 0 || head_len >= (int)sizeof head)
         Py_RETURN_NONE;
-    out_size = chunk_len + size - 8 * count + count * (head_len + 2);
-    if ((out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL)
-        return NULL;
-    memcpy(PyBytes_AS_STRING(out), chunk_head, chunk_len);
-    if (!copy_exact_lines(p, p + size, count, head, head_len, PyBytes_AS_STRING(out) + chunk_len,
-                          PyBytes_AS_STRING(out) + out_size)) {
-        Py_DECREF(out);
-        Py_RETURN_NONE;
-    }
-    return out;
+    return lines_after(chunk_head, chunk_len, args[0], count, head, head_len);
 }
 
 /* --- simple_blocks ---------------------------------------------------------------------------------- */
