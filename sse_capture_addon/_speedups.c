@@ -413,8 +413,7 @@ static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
     int chunk_len, head_len;
     double t;
     char *t_text, chunk_head[160], head[96];
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyFloat_Check(args[2])
-            || !PyLong_Check(args[3])) {
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError, "token_chunk(blocks: bytes, count: int, t: float, n: int)");
         return NULL;
     }
@@ -424,7 +423,9 @@ static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
     n = PyLong_AsSsize_t(args[3]);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    t = PyFloat_AS_DOUBLE(args[2]);
+    t = PyFloat_AsDouble(args[2]); /* a float, or what converts to one (a clock may give ints) */
+    if (t == -1.0 && PyErr_Occurred())
+        return NULL;
     if (!isfinite(t) || fabs(t) >= 1e15)
         Py_RETURN_NONE; /* what the Python path writes for such times is its business */
     /* what b"%.6f" % t gives: bytes formatting calls this with the same arguments */

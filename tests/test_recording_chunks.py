@@ -58,6 +58,16 @@ def test_a_token_stream_s_chunks_take_the_one_call_path_and_write_what_the_gener
     assert [raw for _, raw in fast.chunks] == chunks
 
 
+def test_a_clock_that_gives_whole_seconds_records_token_chunks_too(tmp_path):
+    ticks = itertools.count()
+    rec = StreamRecorder(RecordingFile(str(tmp_path), "r.jsonl"), HEADER, max_event_size=1 << 20, clock=lambda: next(ticks))
+    for chunk in OPENAI[:2]:
+        rec.feed(chunk)
+    rec.finish("complete")
+    recording = read_recording(rec.file.path)
+    assert [e["t"] for e in recording.events] == [1, 2] and recording.end["errors"] == []
+
+
 @pytest.mark.parametrize("chunks", [OPENAI, ANTHROPIC, [b"".join(OPENAI)], [b"".join(ANTHROPIC)],
                                     [OPENAI[0] + ANTHROPIC[1], ANTHROPIC[0] + OPENAI[1] + OPENAI[2]]],
                          ids=["openai", "anthropic", "openai-one-chunk", "anthropic-one-chunk", "mixed"])

@@ -191,6 +191,7 @@ def test_token_chunk_refuses_what_it_does_not_write():
         assert token_chunk(blocks, 1, t, 1) is None
     assert token_chunk(blocks, 1, 1e14, 1) == b'{"t":100000000000000.000000,"kind":"chunk","n":1,"blocks":1}\n' \
         b'{"t":100000000000000.000000,"kind":"event","event":"message","data":{}}\n'
-    for args in [("data: {}\n\n", 1, 1.0, 1), (blocks, 1, 1, 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0)]:
+    assert token_chunk(blocks, 1, 3, 1) == token_chunk(blocks, 1, 3.0, 1)  # an int time, as b"%.6f" % 3 formats it
+    for args in [("data: {}\n\n", 1, 1.0, 1), (blocks, 1, "1", 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0)]:
         with pytest.raises(TypeError):
             token_chunk(*args)
