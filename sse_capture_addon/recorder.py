@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from . import recording as _recording
 from .decoding import DecodeError, UnsupportedEncoding, make_decoder
 from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, comment_block, data_json, encode_data,
                         event_line_json, form_block, header_line, line, line_at, line_ending, message_lines, sse_block,
@@ -26,10 +27,11 @@ from .redact import Redactor
 from .sse import Comment, Event, Ignored, MessageBatch, NoDispatch, Oversized, SSEParser
 from .writer import NO_SPACE, RecordingFile, SpaceReserve
 
-try:  # a token stream's chunk line and event lines in one C call (_speedups.c); the same lines without it
+# A token stream's chunk line and event lines in one C call (_speedups.c), the same lines as without it. It scans
+# with exact_json's scanner, so only when that passed recording's check against the orjson installed here.
+_token_chunk = None
+if _recording._exact_c is not None:
     from ._speedups import token_chunk as _token_chunk
-except ImportError:
-    _token_chunk = None
 
 
 def _blocks_of(items: list) -> tuple[bytes, int] | None:

@@ -82,7 +82,7 @@ def _load_speedups() -> Callable[..., bool] | None:
 
 _exact_c = _load_speedups()
 _exact_lines_c = None
-if _exact_c is not None:
+if _exact_c is not None:  # it scans with exact_json's scanner: only when that passed the check above
     from ._speedups import exact_lines as _exact_lines_c
 
 
