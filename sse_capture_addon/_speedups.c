@@ -324,10 +324,10 @@ static int value(Scan *s)
     }
 }
 
-/* A JSON object or array at s->p that runs to s->end. */
-static int one_container(Scan *s)
+/* A JSON object or array at s->p (s->p is left after it). */
+static int container_here(Scan *s)
 {
-    return s->p < s->end && (*s->p == '{' || *s->p == '[') && container(s) && s->p == s->end;
+    return s->p < s->end && (*s->p == '{' || *s->p == '[') && container(s);
 }
 
 static PyObject *exact_json(PyObject *module, PyObject *arg)
@@ -340,7 +340,7 @@ static PyObject *exact_json(PyObject *module, PyObject *arg)
     s.p = (const unsigned char *)PyBytes_AS_STRING(arg);
     s.end = s.p + PyBytes_GET_SIZE(arg);
     s.depth = 0;
-    return PyBool_FromLong(one_container(&s));
+    return PyBool_FromLong(container_here(&s) && s.p == s.end);
 }
 
 /* Copies head + DATA + "}\n" for each of the count "data: DATA\n\n" blocks in [p, end) to w, which has room for
@@ -358,7 +358,7 @@ static int copy_exact_lines(const unsigned char *p, const unsigned char *end, Py
         s.p = p + 6;
         s.end = end;
         s.depth = 0;
-        if ((*s.p != '{' && *s.p != '[') || !container(&s) || end - s.p < 2 || s.p[0] != '\n' || s.p[1] != '\n')
+        if (!container_here(&s) || end - s.p < 2 || s.p[0] != '\n' || s.p[1] != '\n')
             return 0;
         memcpy(w, head, head_len);
         w += head_len;
