@@ -19,24 +19,22 @@ from sse_capture_addon import recorder
 from sse_capture_addon.addon import addons as capture_addons
 
 
-class ChunkWorkOption:
+class ChunkWork:
+    write = False
+
     def load(self, loader):
         loader.add_option("floor_chunk_work", str, "none", "What the addon does per chunk: none, or write.",
                           choices=("none", "write"))
 
+    def configure(self, updated):
+        ChunkWork.write = ctx.options.floor_chunk_work == "write"
+
 
 def _feed(self: recorder.StreamRecorder, chunk: bytes) -> bytes:
-    if WRITE:
+    if ChunkWork.write:
         os.write(self.file.fd, chunk)
     return chunk
 
 
-class ApplyChoice:
-    def configure(self, updated):
-        global WRITE
-        WRITE = ctx.options.floor_chunk_work == "write"
-
-
-WRITE = False
 recorder.StreamRecorder.feed = _feed
-addons = [ChunkWorkOption(), ApplyChoice(), *capture_addons]
+addons = [ChunkWork(), *capture_addons]
