@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from bench_realistic import run_batch
-from common import Proc, fetch, interleaved, median, pct, query, short_flows, start_proxy, start_server, table
+from common import (Proc, fetch, interleaved, median, median_ci, pct, query, short_flows, start_proxy, start_server,
+                    table)
 
 
 def parse_config(spec: str) -> tuple[str, Path, list[str]]:
@@ -123,13 +124,22 @@ def main() -> None:
     for cfg in procs:
         c, m = median(cpu[cfg]), median(measure[cfg])
         last = m if args.scenario == "realistic" else plain_m / m  # p99 ms, or throughput against plain
-        rows.append([cfg, c, c / plain_cpu, paired(cpu[cfg], cpu["plain"]), last])
+        rows.append([cfg, c, c / plain_cpu, paired(cpu[cfg], cpu["plain"]), paired_ci(cpu[cfg], cpu["plain"]),
+                     last])
     last_header = "p99 latency ms" if args.scenario == "realistic" else "throughput / plain"
     print(f"### A/B, {args.scenario}: median of {args.reps}, configurations interleaved\n")
-    print(table(["config", f"proxy CPU us/{unit}", "CPU / plain", "paired: median [quartiles]", last_header], rows))
+    print(table(["config", f"proxy CPU us/{unit}", "CPU / plain", "paired: median [quartiles]", "95% CI of that median",
+                 last_header], rows))
     print("\n'paired': each repetition's CPU over plain's in the same repetition (they ran minutes apart at most), "
           "then the median and quartiles of those ratios: a difference between two configurations smaller than "
-          "the spread of their quartiles is not one this run can tell from the machine's noise.")
+          "the spread of their quartiles is not one this run can tell from the machine's noise. The confidence "
+          "interval of the paired median (distribution-free, from the ranks) says where it would land on a run of "
+          "many more repetitions: a target is met, or missed, when the whole interval is on one side of it.")
+
+
+def paired_ci(values: list[float], plain: list[float]) -> str:
+    lo, hi = median_ci([v / p for v, p in zip(values, plain) if p])
+    return "n/a" if lo != lo else f"{lo:.3f}-{hi:.3f}"
 
 
 def paired(values: list[float], plain: list[float]) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 import os
 import platform
 import shutil
@@ -373,6 +374,21 @@ def pct(xs, q: float):
     return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
 
 
+def median_ci(xs, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of ``xs``: the order statistics whose ranks the
+    binomial(n, 1/2) distribution puts around the middle (no assumption about the noise's shape, which on a
+    shared machine is skewed: stalls only ever add time). NaNs when ``xs`` is too short for ``level``."""
+    s, n = sorted(xs), len(xs)
+    tail, k = (1 - level) / 2, 0
+    cumulative = math.comb(n, 0) / 2 ** n if n else 1.0
+    while n and cumulative + math.comb(n, k + 1) / 2 ** n <= tail:  # the largest k with P(X <= k) <= tail
+        k += 1
+        cumulative += math.comb(n, k) / 2 ** n
+    if not n or cumulative > tail:
+        return float("nan"), float("nan")
+    return s[k], s[n - 1 - k]
+
+
 def ratio(a, b):
     return a / b if b else float("nan")
 
@@ -394,17 +410,40 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (x + 2) for x in w) + "|"] + [line(r) for r in cells[1:]])
 
 
-def target(name: str, value: float, limit: float, higher_is_better: bool, unit: str = "") -> dict:
-    met = value >= limit if higher_is_better else value <= limit
-    if value != value:
-        met = False
+#: Fewest repetitions whose median has a 95 % interval (``median_ci``): with 6 it runs from the least to the most.
+MIN_PAIRS = 6
+
+
+def target(name: str, value: float, limit: float, higher_is_better: bool, unit: str = "",
+           pairs: list[float] | None = None) -> dict:
+    """A target's verdict. ``pairs``: the measurement of each repetition on its own (the addon's ratio or difference
+    to plain in that repetition, which ran beside it). With at least ``MIN_PAIRS`` of them the value is their
+    median and the verdict comes from its 95 % confidence interval: met when the whole interval is within the
+    limit, missed when the whole interval is beyond it, else undecided (the run cannot tell the difference from
+    the machine's noise). Without, the verdict is the value's alone."""
+    good = (lambda v: v >= limit) if higher_is_better else (lambda v: v <= limit)
+    ci = None
+    if pairs is not None and len(pairs) >= MIN_PAIRS:
+        value, ci = median(pairs), median_ci(pairs)
+        verdict = "yes" if good(ci[0]) and good(ci[1]) else "NO" if not good(ci[0]) and not good(ci[1]) else \
+            "undecided"
+    else:
+        verdict = "yes" if value == value and good(value) else "NO"
     return {"target": name, "value": value, "limit": f"{'>=' if higher_is_better else '<='} {limit:g}{unit}",
-            "met": met}
+            "met": verdict == "yes", "verdict": verdict, "ci": ci,
+            "repetitions": None if pairs is None else len(pairs)}
 
 
 def targets_table(targets: list[dict]) -> str:
-    return table(["target", "measured", "limit", "met"],
-                 [[t["target"], t["value"], t["limit"], "yes" if t["met"] else "**NO**"] for t in targets])
+    def interval(t: dict) -> str:
+        if t.get("ci"):
+            return f"{fmt(t['ci'][0])} to {fmt(t['ci'][1])} ({t['repetitions']} reps)"
+        return "n/a" if t.get("repetitions") is None else f"n/a ({t['repetitions']} reps: too few)"
+
+    return table(["target", "measured", "95% CI", "limit", "met"],
+                 [[t["target"], t["value"], interval(t), t["limit"],
+                   {"yes": "yes", "NO": "**NO**"}.get(t.get("verdict", "yes" if t["met"] else "NO"), "undecided")]
+                  for t in targets])
 
 
 def base_args(description: str) -> argparse.ArgumentParser:

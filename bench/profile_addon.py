@@ -9,7 +9,8 @@
 In-process mode times ``StreamRecorder.feed`` per chunk (one event per chunk, as LLM APIs send them) with raw
 chunks on and off, then prints the top functions by own time and by cumulative time. Live mode samples
 the mitmdump process with py-spy and prints inclusive/self percentages per function, so the addon's share
-of a proxied event can be compared with mitmproxy's own.
+of a proxied event can be compared with mitmproxy's own, and the addon's lines that were running (a C call
+counts on its line: ``writer.py`` line of ``os.write`` is the write of each chunk).
 
 Cold mode times the recording of a one-event chunk with warm caches and with caches evicted before each call, and
 the parts of that path alone: a live proxy runs ~200 us of mitmproxy's own code between two chunks of a stream,
@@ -158,8 +159,11 @@ def live(load: str, quick: bool, top: int, streams: int, seconds: float) -> None
         proc = st.proxies["addon"]
         out = Path(tmp) / "stacks.txt"
         asyncio.run(run_batch(st.server.port, proc.port, 5, 50, 0.2, 200))  # warm-up
+        # py-spy's default, blocking sampling: it pauses the proxy for each sample (~1 % at 250 Hz). With
+        # --nonblocking it reads the stacks while they change, and gave impossible ones (recorder code calling into
+        # mitmproxy's header validation), which put the addon's time on the wrong lines.
         spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), "record", "-p", str(proc.pid), "-r", "250",
-                                "-f", "raw", "-o", str(out), "--nonblocking"],
+                                "-f", "raw", "-o", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1)
         if load == "realistic":
@@ -202,11 +206,22 @@ def live(load: str, quick: bool, top: int, streams: int, seconds: float) -> None
                     sub[_short(f)] += n
         print(table(["inside the addon (inclusive)", "% of all samples"],
                     [[f, 100 * c / total] for f, c in sub.most_common(top)]))
+        # the line of the addon's code that was running: its deepest frame on the stack (a C function it called,
+        # os.write or the C accelerator, counts on the line that called it)
+        lines = collections.Counter()
+        for stack, n in _stacks(out):
+            ours = [f for f in stack.split(";") if "sse_capture_addon" in f]
+            if ours:
+                lines[_short(ours[-1], line=True)] += n
+        print()
+        print(table(["the addon's line running", "% of all samples"],
+                    [[f, 100 * c / total] for f, c in lines.most_common(top)]))
 
 
-def _short(frame: str) -> str:
-    """``func (path/file.py:line)`` -> ``func (file.py)``."""
-    return frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+def _short(frame: str, line: bool = False) -> str:
+    """``func (path/file.py:line)`` -> ``func (file.py)``, or ``func (file.py:line)``."""
+    where = frame.split(" (")[-1].rstrip(")").rsplit("/", 1)[-1]
+    return frame.split(" (")[0] + " (" + (where if line else where.split(":")[0]) + ")"
 
 
 def _stacks(path: Path):
