@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--per-chunk", type=int, default=100, help="events per server write")
     args = ap.parse_args()
     n = args.events or (20_000 if args.quick else 500_000)
-    reps = args.reps or (1 if args.quick else 6)  # 6: the fewest whose median has a 95 % interval
+    reps = args.reps or (1 if args.quick else 15)  # a run is ~0.5 s; one run's ratio moves by ±20 %
     path = query(n, args.size, args.per_chunk)
 
     configs = WITH_FLOOR + ("addon-no-writes",)

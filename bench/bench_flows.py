@@ -22,7 +22,8 @@ from common import WITH_FLOOR, Stack, base_args, emit, fetch, interleaved, media
 def main() -> None:
     ap = base_args(__doc__.splitlines()[0])
     ap.add_argument("--flows", type=int, help="flows per configuration (default 2000; --quick 100)")
-    ap.add_argument("--block", type=int, default=200, help="flows per interleaved block")
+    ap.add_argument("--block", type=int, default=100,
+                    help="flows per interleaved block; each block's ratio to plain's is one of the target's pairs")
     args = ap.parse_args()
     total = args.flows or (100 if args.quick else 2000)
     n = min(args.block, total)

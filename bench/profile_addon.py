@@ -9,8 +9,8 @@
 In-process mode times ``StreamRecorder.feed`` per chunk (one event per chunk, as LLM APIs send them) with raw
 chunks on and off, then prints the top functions by own time and by cumulative time. Live mode samples
 the mitmdump process with py-spy and prints inclusive/self percentages per function, so the addon's share
-of a proxied event can be compared with mitmproxy's own, and the addon's lines that were running (a C call
-counts on its line: ``writer.py`` line of ``os.write`` is the write of each chunk).
+of a proxied event can be compared with mitmproxy's own, and the addon's lines that were running (a C
+function counts on the line that called it: writer.py's ``os.write`` line is the write of each chunk).
 
 Cold mode times the recording of a one-event chunk with warm caches and with caches evicted before each call, and
 the parts of that path alone: a live proxy runs ~200 us of mitmproxy's own code between two chunks of a stream,
