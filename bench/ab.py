@@ -124,17 +124,28 @@ def main() -> None:
     for cfg in procs:
         c, m = median(cpu[cfg]), median(measure[cfg])
         last = m if args.scenario == "realistic" else plain_m / m  # p99 ms, or throughput against plain
+        if args.scenario == "realistic":  # each repetition's p99 less plain's
+            own = [v - p for v, p in zip(measure[cfg], measure["plain"])]
+        else:  # each repetition's throughput over plain's (the measure is the seconds the work took)
+            own = [p / v for v, p in zip(measure[cfg], measure["plain"]) if v]
         rows.append([cfg, c, c / plain_cpu, paired(cpu[cfg], cpu["plain"]), paired_ci(cpu[cfg], cpu["plain"]),
-                     last])
+                     last, _median_and_ci(own)])
     last_header = "p99 latency ms" if args.scenario == "realistic" else "throughput / plain"
+    own_header = "paired p99 - plain ms [95% CI]" if args.scenario == "realistic" else \
+        "paired throughput / plain [95% CI]"
     print(f"### A/B, {args.scenario}: median of {args.reps}, configurations interleaved\n")
     print(table(["config", f"proxy CPU us/{unit}", "CPU / plain", "paired: median [quartiles]", "95% CI of that median",
-                 last_header], rows))
+                 last_header, own_header], rows))
     print("\n'paired': each repetition's CPU over plain's in the same repetition (they ran minutes apart at most), "
           "then the median and quartiles of those ratios: a difference between two configurations smaller than "
           "the spread of their quartiles is not one this run can tell from the machine's noise. The confidence "
           "interval of the paired median (distribution-free, from the ranks) says where it would land on a run of "
           "many more repetitions: a target is met, or missed, when the whole interval is on one side of it.")
+
+
+def _median_and_ci(values: list[float]) -> str:
+    lo, hi = median_ci(values)
+    return "n/a" if not values else f"{median(values):.3f}" + ("" if lo != lo else f" [{lo:.3f}-{hi:.3f}]")
 
 
 def paired_ci(values: list[float], plain: list[float]) -> str:
