@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from bench_realistic import run_batch
-from common import (Proc, fetch, interleaved, median, median_ci, pct, query, short_flows, start_proxy, start_server,
-                    table)
+from common import (Proc, fetch, interleaved, interval_text, median, pct, query, short_flows, start_proxy,
+                    start_server, table)
 
 
 def parse_config(spec: str) -> tuple[str, Path, list[str]]:
@@ -124,12 +124,13 @@ def main() -> None:
     for cfg in procs:
         c, m = median(cpu[cfg]), median(measure[cfg])
         last = m if args.scenario == "realistic" else plain_m / m  # p99 ms, or throughput against plain
+        ratios = [v / p for v, p in zip(cpu[cfg], cpu["plain"]) if p]  # each repetition's CPU over plain's
         if args.scenario == "realistic":  # each repetition's p99 less plain's
             own = [v - p for v, p in zip(measure[cfg], measure["plain"])]
         else:  # each repetition's throughput over plain's (the measure is the seconds the work took)
             own = [p / v for v, p in zip(measure[cfg], measure["plain"]) if v]
-        rows.append([cfg, c, c / plain_cpu, paired(cpu[cfg], cpu["plain"]), paired_ci(cpu[cfg], cpu["plain"]),
-                     last, _median_and_ci(own)])
+        rows.append([cfg, c, c / plain_cpu, _quartiles(ratios), interval_text(ratios) or "n/a", last,
+                     _median_and_interval(own)])
     last_header = "p99 latency ms" if args.scenario == "realistic" else "throughput / plain"
     own_header = "paired p99 - plain ms [95% CI]" if args.scenario == "realistic" else \
         "paired throughput / plain [95% CI]"
@@ -143,19 +144,13 @@ def main() -> None:
           "many more repetitions: a target is met, or missed, when the whole interval is on one side of it.")
 
 
-def _median_and_ci(values: list[float]) -> str:
-    lo, hi = median_ci(values)
-    return "n/a" if not values else f"{median(values):.3f}" + ("" if lo != lo else f" [{lo:.3f}-{hi:.3f}]")
+def _median_and_interval(values: list[float]) -> str:
+    interval = interval_text(values)
+    return "n/a" if not values else f"{median(values):.3f}" + (f" [{interval}]" if interval else "")
 
 
-def paired_ci(values: list[float], plain: list[float]) -> str:
-    lo, hi = median_ci([v / p for v, p in zip(values, plain) if p])
-    return "n/a" if lo != lo else f"{lo:.3f}-{hi:.3f}"
-
-
-def paired(values: list[float], plain: list[float]) -> str:
-    ratios = [v / p for v, p in zip(values, plain) if p]
-    return f"{median(ratios):.3f} [{pct(ratios, 25):.3f}-{pct(ratios, 75):.3f}]" if ratios else "n/a"
+def _quartiles(values: list[float]) -> str:
+    return f"{median(values):.3f} [{pct(values, 25):.3f}-{pct(values, 75):.3f}]" if values else "n/a"
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from common import MIN_PAIRS, WITH_FLOOR, Stack, base_args, creation_note, emit, fetch, interleaved, median, \
-    median_ci, pct, query, ratio, table, target, targets_table
+from common import WITH_FLOOR, Stack, base_args, creation_note, emit, fetch, interleaved, interval_text, median, \
+    pct, query, ratio, table, target, targets_table
 
 
 async def run_batch(server_port: int, proxy_port: int | None, streams: int, rate: float, seconds: float,
@@ -34,12 +34,17 @@ async def run_batch(server_port: int, proxy_port: int | None, streams: int, rate
     return await asyncio.gather(*(one(i) for i in range(streams)))
 
 
+def _cpu_over_plain(runs: dict[str, list[dict]], cfg: str) -> list[float]:
+    """Each repetition's CPU per event of ``cfg`` over plain's in the same repetition."""
+    return [r["proxy_cpu_us_per_event"] / p["proxy_cpu_us_per_event"]
+            for r, p in zip(runs[cfg], runs["plain"]) if p["proxy_cpu_us_per_event"]]
+
+
 def paired_text(pairs: list[float]) -> str:
     """``pairs``' median and its 95 % interval, when there are enough of them for one."""
-    if len(pairs) < MIN_PAIRS:
-        return ""
-    lo, hi = median_ci(pairs)
-    return f" (median of each repetition's own ratio {median(pairs):.3f}, 95 % interval {lo:.3f}-{hi:.3f})"
+    interval = interval_text(pairs)
+    return f" (median of each repetition's own ratio {median(pairs):.3f}, 95 % interval {interval})" if interval \
+        else ""
 
 
 def main() -> None:
@@ -92,11 +97,8 @@ def main() -> None:
                              m["lat_max_ms"], m["steady_p99_ms"], m["lat_p50_ms"] - med["direct"]["lat_p50_ms"],
                              m["lat_p99_ms"] - med["direct"]["lat_p99_ms"], m["server_cpu_s"], m["client_cpu_s"]])
             cpu_ratio = ratio(med["addon"]["proxy_cpu_us_per_event"], med["plain"]["proxy_cpu_us_per_event"])
-            pairs = [a["proxy_cpu_us_per_event"] / p["proxy_cpu_us_per_event"]
-                     for a, p in zip(runs["addon"], runs["plain"]) if p["proxy_cpu_us_per_event"]]
+            pairs, floor_pairs = _cpu_over_plain(runs, "addon"), _cpu_over_plain(runs, "write-only")
             p99_pairs = [a["lat_p99_ms"] - p["lat_p99_ms"] for a, p in zip(runs["addon"], runs["plain"])]
-            floor_pairs = [w["proxy_cpu_us_per_event"] / p["proxy_cpu_us_per_event"]
-                           for w, p in zip(runs["write-only"], runs["plain"]) if p["proxy_cpu_us_per_event"]]
             p99_diff = med["addon"]["lat_p99_ms"] - med["plain"]["lat_p99_ms"]
             steady_diff = med["addon"]["steady_p99_ms"] - med["plain"]["steady_p99_ms"]
             floor_ratio = ratio(med["write-only"]["proxy_cpu_us_per_event"], med["plain"]["proxy_cpu_us_per_event"])

@@ -389,6 +389,12 @@ def median_ci(xs, level: float = 0.95) -> tuple[float, float]:
     return s[k], s[n - 1 - k]
 
 
+def interval_text(xs) -> str | None:
+    """``median_ci(xs)`` as ``lo-hi``; None when ``xs`` is too short for an interval."""
+    lo, hi = median_ci(xs)
+    return None if lo != lo else f"{lo:.3f}-{hi:.3f}"
+
+
 def ratio(a, b):
     return a / b if b else float("nan")
 
