@@ -188,7 +188,7 @@ class SSECapture:
                           "More query parameter names whose values are redacted in recorded URLs.")
         loader.add_option("sse_capture_redact_keys", Sequence[str], [],
                           "JSON object keys whose values are redacted in request bodies and event data.")
-        apply_deferred(loader, "sse-capture")
+        apply_deferred(loader, "sse-capture", "sse_capture_")
 
     def configure(self, updated):
         opts = ctx.options

@@ -84,7 +84,7 @@ class SSEReplay:
                           "Fault: re-chunk the bytes into chunks of N bytes (1: a byte at a time).")
         loader.add_option("sse_replay_swap", Optional[str], None,
                           "Fault: events A and B trade places, e.g. 3,4.")
-        apply_deferred(loader, "sse-replay")
+        apply_deferred(loader, "sse-replay", "sse_replay")
 
     def configure(self, updated):
         opts = ctx.options
