@@ -34,6 +34,8 @@ from bench_realistic import run_batch
 from common import (Proc, fetch, interleaved, interval_text, median, pct, query, short_flows, start_proxy,
                     start_server, table)
 
+RATE = 50  # realistic: events a second on each stream
+
 
 def parse_config(spec: str) -> tuple[str, Path, list[str]]:
     name, sep, rest = spec.partition("=")
@@ -64,7 +66,7 @@ def main() -> None:
     ap.add_argument("configs", nargs="+", metavar="NAME=DIR[,OPTION=VALUE...]")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per configuration (default 5)")
     ap.add_argument("--events", type=int, default=500_000, help="bulk: events in the stream")
-    ap.add_argument("--streams", type=int, default=50, help="realistic: concurrent streams (50 events/s each)")
+    ap.add_argument("--streams", type=int, default=50, help=f"realistic: concurrent streams ({RATE} events/s each)")
     ap.add_argument("--seconds", type=float, default=5, help="realistic: seconds per stream")
     ap.add_argument("--flows", type=int, default=150, help="flows: sequential short streams per repetition")
     args = ap.parse_args()
@@ -93,15 +95,15 @@ def main() -> None:
                     raise SystemExit(f"got {r.events} events, expected {args.events}")
                 return r.duration, None
         elif args.scenario == "realistic":
-            units, unit = int(args.streams * 50 * args.seconds), "event"
+            units, unit = int(args.streams * RATE * args.seconds), "event"
             def once(port: int) -> tuple[float, float | None]:
-                rs = asyncio.run(run_batch(server.port, port, args.streams, 50, args.seconds, 200))
+                rs = asyncio.run(run_batch(server.port, port, args.streams, RATE, args.seconds, 200))
                 if sum(r.events for r in rs) != units:
                     raise SystemExit(f"got {sum(r.events for r in rs)} events, expected {units}")
                 # the p99, and the p99 from each stream's second second on: the streams start together, and
                 # their first second holds most of the slowest events
                 return (pct([x / 1e6 for r in rs for x in r.latencies_ns], 99),
-                        pct([x / 1e6 for r in rs for x in r.latencies_ns[50:]], 99))
+                        pct([x / 1e6 for r in rs for x in r.latencies_ns[RATE:]], 99))
         else:
             units, unit = args.flows, "flow"
             def once(port: int) -> tuple[float, float | None]:
