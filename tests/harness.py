@@ -159,10 +159,13 @@ class Mitmdump:
         self.stop()
 
 
-def run_mitmdump_expect_failure(certs: Certs, workdir: Path, args: Iterable[str], timeout: float = 30) -> tuple[int, str]:
-    """Start mitmdump with the addon and options expected to be refused; return (exit code, output)."""
+def run_mitmdump_expect_failure(certs: Certs, workdir: Path, args: Iterable[str], timeout: float = 30,
+                                scripts_before: Iterable[Path] = ()) -> tuple[int, str]:
+    """Start mitmdump with the addon (after ``scripts_before``) and options expected to be refused; return (exit
+    code, output)."""
     cmd = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(free_port()),
-           "--set", f"confdir={certs.mitm_confdir}", "-s", str(ADDON), *args]
+           "--set", f"confdir={certs.mitm_confdir}", *(a for s in scripts_before for a in ("-s", str(s))),
+           "-s", str(ADDON), *args]
     proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=workdir, stdin=subprocess.DEVNULL)
     return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
 

@@ -1,7 +1,6 @@
 """Proxy modes, compression, options and key redaction, each through a real mitmdump."""
 
 import gzip
-import subprocess
 import zlib
 from pathlib import Path
 
@@ -9,8 +8,8 @@ import brotli
 import pytest
 import zstandard
 
-from harness import (ADDON, LOOPBACK_HEX, MITMDUMP, Mitmdump, Scenario, free_port, httpx_client,
-                     listening_addresses, run_mitmdump_expect_failure, wait_until)
+from harness import (ADDON, LOOPBACK_HEX, Mitmdump, Scenario, free_port, httpx_client, listening_addresses,
+                     run_mitmdump_expect_failure, wait_until)
 from sse_capture_addon.recording import decode_data, read_recording
 
 EVENTS = b"".join(f"id: {i}\nevent: delta\ndata: {{\"i\":{i},\"text\":\"tok\u00e9n {i}\"}}\n\n".encode()
@@ -235,11 +234,9 @@ def test_another_scripts_bad_value_is_reported_as_its_own_not_the_addons(certs, 
     # must say whose option it is rather than blame sse-capture
     other = tmp_path / "other.py"
     other.write_text("def load(loader):\n    loader.add_option('other_count', int, 1, 'A count.')\n")
-    cmd = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(free_port()),
-           "--set", f"confdir={certs.mitm_confdir}", "-s", str(other), "-s", str(ADDON),
-           "--set", "other_count=abc", "--set", f"sse_capture_dir={tmp_path / 'rec'}"]
-    proc = subprocess.run(cmd, capture_output=True, timeout=30, cwd=tmp_path, stdin=subprocess.DEVNULL)
-    output = (proc.stdout + proc.stderr).decode(errors="replace")
-    assert proc.returncode != 0
+    code, output = run_mitmdump_expect_failure(
+        certs, tmp_path, ["--set", "other_count=abc", "--set", f"sse_capture_dir={tmp_path / 'rec'}"],
+        scripts_before=[other])
+    assert code != 0
     assert "Failed to parse option other_count" in output, output
     assert "another script's option" in output and "sse-capture: Failed" not in output, output
