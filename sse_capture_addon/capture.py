@@ -23,7 +23,7 @@ from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
 from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from .sse import DEFAULT_MAX_EVENT_SIZE
-from .writer import RecordingFile, SpaceReserve, SpareFiles, new_stream_id, recording_name, utc_timestamp
+from .writer import RecordingFile, SpaceReserve, new_stream_id, recording_name, utc_timestamp
 
 log = logging.getLogger("sse_capture")
 
@@ -151,7 +151,6 @@ class SSECapture:
         self.redactor = Redactor()
         self.raw_chunks = True
         self.reserve: SpaceReserve | None = None  # room kept for end lines when the disk fills up
-        self.spares: SpareFiles | None = None  # recording files made ahead, off the event loop
         self.routine = RoutineLines()
         self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow, str]] = {}  # flow id -> (.., "METHOD url")
         # option values used per flow, copied here: mitmproxy deep-copies an option on every read
@@ -209,9 +208,6 @@ class SSECapture:
         if "sse_capture_dir" in updated:
             _check_writable_dir(opts.sse_capture_dir)
             self.reserve = SpaceReserve(opts.sse_capture_dir)  # allocated with the first recording
-            if self.spares is not None:
-                self.spares.close()
-            self.spares = SpareFiles(opts.sse_capture_dir)  # made from the proxy's start (running) on
         if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys",
                       "sse_capture_redact_params"}:
             headers = set(DEFAULT_HEADERS) if opts.sse_capture_redact else set()
@@ -291,16 +287,10 @@ class SSECapture:
         if entry is not None:
             self._finish(flow, *_ending_of(flow, entry[0].idle_for))
 
-    def running(self) -> None:
-        if self.spares is not None:
-            self.spares.start()
-
     def done(self) -> None:
         for flow_id in list(self.active):
             self._finish(self.active[flow_id][1], "proxy_shutdown", "the proxy shut down mid-stream")
         self.routine.flush()
-        if self.spares is not None:
-            self.spares.close()
         if self._file_workers is not None:
             self._file_workers.shutdown(wait=False)
             self._file_workers = None
@@ -343,12 +333,12 @@ class SSECapture:
         return header, recording_name(started, req.method, url, stream_id, req.host, req.port)
 
     def _create_file(self, name: str) -> RecordingFile:
-        """Creates the file (names one of the spare files, when one is ready), and notes whether that was slow.
-        Creating a file by name usually takes tens of µs, less than handing the work to a thread and back; when the
-        file system is slow (a busy disk, network storage, no spare files) it blocks the event loop, and with it
-        every stream, so after a slow one files are made in worker threads until one is quick again."""
+        """Creates the file, and notes whether that was slow. Creating a file usually takes tens of µs, less than
+        handing the work to a thread and back; when the file system is slow (a busy disk, network storage) it
+        blocks the event loop, and with it every stream, so after a slow one files are made in worker threads
+        until one is quick again."""
         start = time.perf_counter()
-        file = RecordingFile(self.directory, name, fsync=self.fsync, spares=self.spares)
+        file = RecordingFile(self.directory, name, fsync=self.fsync)
         self._files_are_slow = time.perf_counter() - start > SLOW_FILE_CREATION
         return file
 

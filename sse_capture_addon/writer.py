@@ -10,14 +10,12 @@ full so that a recording's end line still fits.
 
 from __future__ import annotations
 
-import collections
 import errno
 import fcntl
 import functools
 import os
 import stat
 import re
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -80,18 +78,20 @@ def new_stream_id() -> str:
 
 class RecordingFile:
     """An open recording: created owner-only, exclusively locked while open (readers use the lock to
-    tell a stream still being written from one whose proxy died). With ``spares``, one of the files they made
-    ahead is given the name, when they have one."""
+    tell a stream still being written from one whose proxy died)."""
 
-    def __init__(self, directory: str, name: str, fsync: bool = False, spares: SpareFiles | None = None):
+    def __init__(self, directory: str, name: str, fsync: bool = False):
         parts = name.split("/")
         if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise ValueError(f"recording name escapes the directory: {name!r}")
         self.path = os.path.join(directory, name)
-        fd = None if spares is None else spares.take()
-        if fd is None or not spares.give_name(fd, self.path):
-            fd = _create_locked(self.path)
-        self.fd = fd
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        try:
+            self.fd = os.open(self.path, flags, 0o600)
+        except FileNotFoundError:  # the first stream of a new day: make its folder
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            self.fd = os.open(self.path, flags, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.fsync = fsync
         self.size = 0
 
@@ -119,147 +119,6 @@ class RecordingFile:
                 os.close(self.fd)  # also releases the lock
             finally:
                 self.fd = -1
-
-
-def _create_locked(path: str) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileNotFoundError:  # the first stream of a new day: make its folder
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(path, flags, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
-#: What ``linkat`` of an unnamed file says where that cannot work: another file system, no hard links, no /proc.
-_LINKS_NOT_SUPPORTED = (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF)
-
-
-class SpareFiles:
-    """Recording files made ahead by a worker thread: unnamed (``O_TMPFILE``), owner-only and locked, so that a
-    stream's start only gives one its name (a hard link, ~25 us) instead of making a file on the event loop,
-    which every stream waits for. Making a file allocates an inode: 10-20 us on a quiet ext4, but 0.1-0.8 ms on
-    this machine's journal-less ext4 after many deletions, and more on a busy disk; a burst of stream starts
-    pays it once per stream. An unnamed file vanishes when its process does, so a proxy that dies leaves none.
-
-    Where unnamed files or linking them through ``/proc/self/fd`` do not work (network file systems, no
-    ``/proc``, another file system mounted inside the directory), ``take`` gives None and files are made by name.
-    """
-
-    SIZE = 32  # a burst of this many stream starts finds its files ready
-    QUIET = 0.01  # seconds without a start before more are made, while a quarter of SIZE is still ready
-
-    def __init__(self, directory: str, size: int = SIZE):
-        self.directory = directory
-        self.size = size
-        self.working = hasattr(os, "O_TMPFILE")  # until unnamed files turn out not to work here
-        self._ready: collections.deque[int] = collections.deque()  # thread-safe appends and pops
-        self._wanted = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None and self.working and not self._closed:
-            self._thread = threading.Thread(target=self._make, name="sse-capture-spare-files", daemon=True)
-            self._thread.start()
-
-    @property
-    def ready(self) -> int:
-        """How many spare files are ready."""
-        return len(self._ready)
-
-    def take(self) -> int | None:
-        """A spare file's descriptor, or None when none is ready (it never waits). Asks for another."""
-        try:
-            fd = self._ready.popleft()
-        except IndexError:
-            fd = None
-        if self.working:
-            if self._thread is None:
-                self.start()
-            self._wanted.set()
-        return fd
-
-    def give_name(self, fd: int, path: str) -> bool:
-        """Link the spare file ``fd`` at ``path``; its descriptor is then the recording's. False (``fd`` closed)
-        when linking does not work here: make the file by name. A name that exists raises ``FileExistsError``."""
-        try:
-            try:
-                os.link(str(fd), path, src_dir_fd=_fds_dir(), follow_symlinks=True)
-            except FileNotFoundError:  # the first stream of a new day: make its folder
-                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-                os.link(str(fd), path, src_dir_fd=_fds_dir(), follow_symlinks=True)
-            return True
-        except BaseException as e:
-            os.close(fd)
-            if isinstance(e, FileExistsError):
-                raise
-            if isinstance(e, OSError) and e.errno in _LINKS_NOT_SUPPORTED:
-                self._stop_working()
-            return False  # else (a full disk, a directory made read-only, ...) a named file meets it too
-
-    def close(self) -> None:
-        self._closed = True
-        self._wanted.set()
-        self._close_ready()
-
-    def _make(self) -> None:
-        try:
-            _fds_dir()
-        except OSError:
-            self._stop_working()
-            return
-        flags = os.O_TMPFILE | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-        while not self._closed:
-            self._wanted.clear()
-            while len(self._ready) < self.size and not self._closed:
-                try:
-                    fd = os.open(self.directory, flags, 0o600)
-                except OSError as e:
-                    if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # no O_TMPFILE here
-                        self._stop_working()
-                        return
-                    break  # a full disk, a directory gone, ...: try again when the next file is wanted
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no one else has this file: it cannot wait
-                except OSError:
-                    os.close(fd)
-                    break
-                self._ready.append(fd)
-            self._wanted.wait()
-            # A burst of starts takes several files at once: let it pass before making more, rather than take
-            # turns at the interpreter's lock with the event loop that serves the burst
-            while not self._closed and len(self._ready) >= self.size // 4:
-                self._wanted.clear()
-                if not self._wanted.wait(self.QUIET):
-                    break
-        self._close_ready()
-
-    def _stop_working(self) -> None:
-        self.working = False
-        self._closed = True
-        self._wanted.set()
-        self._close_ready()
-
-    def _close_ready(self) -> None:
-        while True:
-            try:
-                os.close(self._ready.popleft())
-            except IndexError:
-                return
-
-
-_proc_fds: tuple[int, int] | None = None  # (pid, descriptor of that process's /proc/self/fd)
-
-
-def _fds_dir() -> int:
-    """``/proc/self/fd``, opened once per process and kept: ``linkat`` follows its entries to unnamed files."""
-    global _proc_fds
-    pid = os.getpid()
-    if _proc_fds is None or _proc_fds[0] != pid:
-        _proc_fds = (pid, os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-    return _proc_fds[1]
 
 
 #: Errors that giving space back can cure (a full disk, a full quota); EFBIG (RLIMIT_FSIZE) is not one.
