@@ -146,6 +146,7 @@ def main() -> None:
             measure[cfg].append(value)
             if steady_value is not None:
                 steady[cfg].append(steady_value)
+            if start_value is not None:
                 starts[cfg].append(start_value)
     finally:
         for proc in [*procs.values(), server]:
@@ -184,6 +185,7 @@ def main() -> None:
 
 
 def _median_and_interval(values: list[float]) -> str:
+    values = [v for v in values if v == v]  # NaN: nothing to measure (no stream lasted past its first second)
     interval = interval_text(values)
     return "n/a" if not values else f"{median(values):.3f}" + (f" [{interval}]" if interval else "")
 
