@@ -36,11 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_realistic import run_batch
+from bench_realistic import RATE, run_batch
 from common import (Proc, fetch, interleaved, interval_text, median, pct, query, short_flows, start_proxy,
                     start_server, table)
 
-RATE = 50  # realistic: events a second on each stream
 START = RATE // 10  # realistic: a stream's events in its first 0.1 s
 
 

@@ -21,6 +21,8 @@ import time
 from common import WITH_FLOOR, Stack, base_args, creation_note, emit, fetch, interleaved, interval_text, median, \
     pct, query, ratio, table, target, targets_table
 
+RATE = 50  # events a second on each stream: the realistic load (ab.py and write_cost.py use it too)
+
 
 async def run_batch(server_port: int, proxy_port: int | None, streams: int, rate: float, seconds: float,
                     size: int):
@@ -50,7 +52,7 @@ def paired_text(pairs: list[float]) -> str:
 def main() -> None:
     ap = base_args(__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, nargs="+", help="concurrent stream counts (default 25 100 200)")
-    ap.add_argument("--rate", type=float, default=50, help="events/s per stream")
+    ap.add_argument("--rate", type=float, default=RATE, help="events/s per stream")
     ap.add_argument("--seconds", type=float, help="stream duration (default 10; --quick 2)")
     ap.add_argument("--size", type=int, default=200, help="bytes per event")
     args = ap.parse_args()

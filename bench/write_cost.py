@@ -26,10 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_realistic import run_batch
+from bench_realistic import RATE, run_batch
 from common import fetch, query, short_flows, start_proxy, start_server, table
-
-RATE = 50  # events a second on each realistic stream, as bench_realistic.py
 
 
 def clock_cost_ns(n: int = 20_000) -> float:
