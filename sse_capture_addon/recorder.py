@@ -311,15 +311,9 @@ class StreamRecorder:
         raise TypeError(f"unexpected parser output {item!r}")
 
     def _redact_data(self, data: Any) -> tuple[Any, bool]:
-        value = data
         if isinstance(data, str):
-            if data[:1] not in ("{", "["):
-                return data, False
-            try:
-                value = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return data, False
-        redacted_value, changed = self.redactor.json_value(value)
+            return self.redactor.json_text(data)
+        redacted_value, changed = self.redactor.json_value(data)
         return (redacted_value, True) if changed else (data, False)
 
     # -- failures ---------------------------------------------------------------------------------------

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
+
 REDACTED = "[REDACTED]"
+
+#: Deeper than this, a JSON value is replaced whole rather than walked (hostile input only). Below orjson's
+#: limit for writing (254 levels), so that what was redacted can always be written.
+MAX_DEPTH = 200
 
 DEFAULT_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
@@ -74,16 +81,18 @@ class Redactor:
         return f"{base}?{'&'.join(parts)}{hash_}{fragment}", sorted(set(hit))
 
     def json_value(self, value: Any) -> tuple[Any, bool]:
-        """``value`` with the values of the configured keys replaced, at any depth; and whether any was."""
+        """``value`` with the values of the configured keys replaced, at any depth; and whether any was. A part
+        nested deeper than MAX_DEPTH is replaced whole: it is not looked into, so it cannot be kept."""
         if not self.json_keys:
             return value, False
         changed = False
 
         def walk(v: Any, depth: int) -> Any:
             nonlocal changed
-            if depth > 500:
-                return v
             if isinstance(v, dict):
+                if depth >= MAX_DEPTH:
+                    changed = True
+                    return REDACTED
                 out = {}
                 for k, item in v.items():
                     if isinstance(k, str) and k.lower() in self.json_keys:
@@ -93,8 +102,33 @@ class Redactor:
                         out[k] = walk(item, depth + 1)
                 return out
             if isinstance(v, list):
+                if depth >= MAX_DEPTH:
+                    changed = True
+                    return REDACTED
                 return [walk(item, depth + 1) for item in v]
             return v
 
         result = walk(value, 0)
         return result, changed
+
+    def json_text(self, text: str) -> tuple[Any, bool]:
+        """Event data (text) with the configured keys' values replaced, and whether any was: the parsed value,
+        redacted, when it is JSON with such a key; otherwise ``text`` unchanged. JSON here is what a browser's
+        ``JSON.parse`` takes, whitespace around it included. JSON that orjson cannot hold (a number beyond a
+        double, an escaped lone surrogate, nesting deeper than orjson's limit) cannot be written back as it was,
+        so it becomes ``[REDACTED]`` whole when a key is in it."""
+        if text.lstrip(" \t\n\r")[:1] not in ("{", "["):
+            return text, False  # a string, number or literal has no keys (and most data is not JSON at all)
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:
+                value = json.loads(text)  # what orjson refuses but JSON.parse takes (and NaN, which it does not)
+            except ValueError:
+                return text, False  # not JSON
+            except RecursionError:
+                return REDACTED, True
+            _, changed = self.json_value(value)
+            return (REDACTED, True) if changed else (text, False)
+        value, changed = self.json_value(value)
+        return (value, True) if changed else (text, False)

@@ -53,6 +53,13 @@ def test_redaction_in_headers_body_and_events(redacting, certs, servers, upstrea
         b'data: {"Password":"case-SECRET13"}\n\n',
         b'data: {"password":"' + b"big-SECRET11" * 400 + b'"}\n\n',                       # oversized event
         b'data: not json, no key: visible-3\n\n',
+        # JSON that JSON.parse takes but that is not compact: leading whitespace, or what orjson refuses
+        b'data:  {"password":"ws-SECRET17"}\n\n',
+        b'data: \t{"password":"tab-SECRET18"}\n\n',
+        b'data: {"password":"inf-SECRET19","big":1e400}\n\n',
+        b'data: {"password":"sur-SECRET20","s":"\\ud800"}\n\n',
+        b'data: ' + b"[" * 300 + b'{"password":"deep-SECRET21"}' + b"]" * 300 + b'\n\n',
+        b'data: {"big":1e400,"text":"visible-7"}\n\n',
     ]
     upstream_app.add(scenario_name, Scenario(events, headers=[
         ("content-type", "text/event-stream"), ("set-cookie", "sid=resp-SECRET7"),
@@ -65,10 +72,10 @@ def test_redaction_in_headers_body_and_events(redacting, certs, servers, upstrea
             "Api-Key": "key-SECRET6", "X-Secret-Token": "hdr-SECRET4", "X-Trace": "visible-6"})
         assert r.content == b"".join(events)   # the client gets the real bytes, secrets and all
     path = recording_for(redacting, f"/sse/{scenario_name}")
-    _assert_no_secret(path, SECRETS)
+    _assert_no_secret(path, SECRETS + [f"-SECRET{n}" for n in range(17, 22)])
     rec = read_recording(path)
     text = path.read_text()
-    for visible in ("visible-1", "visible-2", "visible-3", "visible-4", "visible-5", "visible-6"):
+    for visible in ("visible-1", "visible-2", "visible-3", "visible-4", "visible-5", "visible-6", "visible-7"):
         assert visible in text
     # no raw chunks when keys are redacted (raw bytes cannot be redacted)
     assert rec.header["raw_chunks"] is False and not rec.chunks
@@ -85,7 +92,11 @@ def test_redaction_in_headers_body_and_events(redacting, certs, servers, upstrea
     assert json.loads(data[2]) == [{"x": 1}, {"password": "[REDACTED]"}]
     assert json.loads(data[3]) == {"Password": "[REDACTED]"}
     assert data[4] == "not json, no key: visible-3"
-    assert [e.get("redacted", False) for e in rec.events] == [True, True, True, True, False]
+    assert json.loads(data[5]) == json.loads(data[6]) == {"password": "[REDACTED]"}
+    assert data[7] == data[8] == "[REDACTED]"  # cannot be written back as it was, so not at all
+    assert "[REDACTED]" in data[9] and len(data[9]) < 1000  # redacted, and cut where it is too deep to look into
+    assert data[10] == '{"big":1e400,"text":"visible-7"}'
+    assert [e.get("redacted", False) for e in rec.events] == [True] * 4 + [False] + [True] * 5 + [False]
     [over] = [r for r in rec.records if r["kind"] == "oversized"]
     assert over["data_prefix"] == ""
 
@@ -134,6 +145,29 @@ def test_a_token_in_the_url_is_redacted_in_the_file_and_the_log_and_replay_still
     with replay_proxy(certs, tmp_path / "replay", path) as mitm, httpx_client(mitm, certs) as client:
         assert client.get(url.replace("url-SECRET14", "fresh") + "&room_key=k").text == "data: x\n\n"
         assert client.get(url.replace("room=7", "room=8") + "&room_key=k").status_code != 200  # others still count
+
+
+@pytest.mark.parametrize("data, expected", [
+    ('{"Password":"s","a":[1,{"password":2}]}', {"Password": "[REDACTED]", "a": [1, {"password": "[REDACTED]"}]}),
+    (' \t\r\n{"password":"s"} ', {"password": "[REDACTED]"}),      # whitespace JSON.parse allows
+    ('[{"password":"s"}, 1e400]', "[REDACTED]"),                   # beyond a double: orjson refuses it
+    ('{"password":"s","x":"\\udc00"}', "[REDACTED]"),               # an escaped lone surrogate, too
+    ('[' * 2000 + ']' * 2000, "[REDACTED]"),                        # too deep for either parser: not looked into
+    ('{"passwords":"s"}', None), ('{"a":1e400}', None), ('{"password":"s",}', None), ("password=s", None),
+    ('"{\\"password\\":1}"', None),                                 # a JSON string holding JSON text: a string
+])
+def test_json_keys_in_event_data_are_redacted_when_json_parse_would_find_them(data, expected):
+    value, changed = Redactor(json_keys=["password"]).json_text(data)
+    assert (value, changed) == ((expected, True) if expected is not None else (data, False))
+
+
+def test_json_nested_deeper_than_the_walk_is_replaced_there_and_can_be_written():
+    deep = [[{"password": "s"}]]
+    for _ in range(400):
+        deep = [deep]
+    value, changed = Redactor(json_keys=["k"]).json_value(deep)
+    assert changed and "s" not in orjson.dumps(value).decode()   # orjson writes 254 levels at most
+    assert Redactor(json_keys=["k"]).json_value([[{"password": "s"}]]) == ([[{"password": "s"}]], False)
 
 
 def test_redaction_of_a_request_body_longer_than_max_body(certs, tmp_path, servers, upstream_app, scenario_name):
