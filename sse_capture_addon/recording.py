@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import functools
+import json
 import os
 from binascii import b2a_base64
 from collections.abc import Callable, Iterator
@@ -185,7 +186,11 @@ def _escape_bytes(value: Any) -> Any:
 
 def line_at(t_json: bytes, record: dict) -> bytes:
     """``record`` as a line with ``t`` first."""
-    return b'{"t":' + t_json + b"," + orjson.dumps(record)[1:] + b"\n"
+    try:
+        body = orjson.dumps(record)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: a retry field is any run of digits
+        body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    return b'{"t":' + t_json + b"," + body[1:] + b"\n"
 
 
 def event_line_json(t_json: bytes, event_type: str, data: bytes, last_event_id: str, retry: int | None,
@@ -594,6 +599,8 @@ class LineCheck:
                 return None
             what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
             raise RecordingError(path, lineno, f"{what}: {e}") from None
+        if type(obj) is dict and type(obj.get("retry")) is float:
+            obj = json.loads(raw)  # orjson reads an integer beyond 64 bits as a float; the retry's digits are exact
         if lineno == 1:
             return validate_header(path, lineno, obj)
         if self.ended:

@@ -66,6 +66,22 @@ def test_records_every_event_and_passes_bytes_through(mitm, certs, servers, upst
     assert '"data":{"type":"tool_use","id":"call_1"' in path.read_text()
 
 
+def test_a_retry_beyond_64_bits_is_recorded_exactly_and_the_recording_still_reads(mitm, certs, servers,
+                                                                                   upstream_app, scenario_name):
+    """The spec takes any run of ASCII digits as a retry; JSON can hold it, orjson neither writes nor reads it."""
+    big, bigger = 2**64, 10**30
+    stream = [b"retry: %d\ndata: a\n\n" % big, b"retry: %d\n\n" % bigger, b"data: after\n\n"]
+    upstream_app.add(scenario_name, Scenario(stream))
+    with httpx_client(mitm, certs) as client:
+        assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").content == b"".join(stream)
+    [path] = mitm.wait_for_recordings(1)
+    rec = read_recording(path)
+    assert _events(rec) == [("message", "a", None, big), ("message", "after", None, None)]
+    assert [r["retry"] for r in rec.records if r["kind"] == "no_dispatch"] == [bigger]
+    assert rec.ending == "complete" and rec.end["errors"] == []
+    assert b"".join(b for _, b in rec.chunks) == b"".join(stream)
+
+
 def test_file_name_sorts_by_time_and_shows_endpoint_and_is_owner_only(mitm, certs, servers, upstream_app,
                                                                        scenario_name):
     upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
