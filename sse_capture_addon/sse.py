@@ -462,17 +462,38 @@ class SSEParser:
         self._retry = self.reconnection_time = retry
 
     def _oversized_line(self, head: str, length: int, out: list[Item]) -> None:
-        # Only a data line contributes to the event; any other oversized field is dropped uninterpreted.
+        """A line longer than max_event_size, of which ``head`` (its first _HEAD_CHARS characters) was kept. Its
+        data, event type or id makes the block's event oversized (the type and the id kept as their first
+        PREFIX_CHARS characters); a retry is read when it was kept whole; a comment is recorded as ignored, and any
+        other field is ignored, as the spec says."""
         self._block_chars += length
+        if head[:1] == ":":
+            out.append(Ignored("comment", head[1:201], f"comment longer than max_event_size ({length - 1} characters)"))
+            return
         name, _, value = head.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
         if name == "data":
-            if value[:1] == " ":
-                value = value[1:]
             if not self._oversized:
                 self._start_oversized()
             self._add_prefix(value)
-        elif not self._oversized:
-            self._start_oversized()
+        elif name == "event":
+            self._type = value[:PREFIX_CHARS]
+            if not self._oversized:
+                self._start_oversized()
+        elif name == "id":
+            if "\0" in value:
+                out.append(Ignored("id", value[:200], "id contains U+0000 NULL"))
+                return
+            self._id_buffer = value[:PREFIX_CHARS]
+            self._id_changed = True
+            if not self._oversized:
+                self._start_oversized()
+        elif name == "retry":
+            if length > len(head) and value.isascii() and value.isdigit():
+                out.append(Ignored("retry", value[:200], "retry value is too large"))
+            else:
+                self._retry_field(value, out)
 
     def _start_oversized(self) -> None:
         self._oversized = True
@@ -487,7 +508,7 @@ class SSEParser:
 
     def _dispatch(self, out: list[Item]) -> None:
         self.last_event_id = self._id_buffer
-        if self._oversized:
+        if self._oversized and self._prefix is not None:  # (None: no data line, so no event)
             out.append(Oversized(self._type or "message", self._block_chars, self._prefix or "", self.last_event_id, self._retry))
         elif self._data:
             out.append(_event(self._type or "message", "\n".join(self._data), self.last_event_id, self._retry))

@@ -387,9 +387,42 @@ def test_oversized_single_line_in_one_chunk_and_in_many():
         assert items == [Oversized("message", 3006, "x" * 1024, "", None), ev("ok")], chunks
 
 
-def test_oversized_non_data_line_marks_block_oversized():
-    items = events(b"event: t\n: " + b"c" * 200 + b"\ndata: x\n\ndata: y\n\n", max_event_size=100)
-    assert items == [Oversized("t", 8 + 202 + 7, "x", "", None), ev("y")]
+def test_an_oversized_comment_is_ignored_and_leaves_its_block_s_event_whole():
+    for chunks in (None, [1] * 400, [64] * 10):
+        items, _, _ = parse(b"event: t\n: " + b"c" * 200 + b"\ndata: x\n\ndata: y\n\n", chunks, max_event_size=100)
+        reason = "comment longer than max_event_size (201 characters)"
+        assert items == [Ignored("comment", " " + "c" * 199, reason), ev("x", "t"), ev("y")], chunks
+
+
+def test_an_oversized_unknown_field_is_ignored():
+    assert events(b"foo: " + b"f" * 200 + b"\ndata: x\n\n", max_event_size=100) == [ev("x")]
+    assert events(b"f" * 5000 + b"\ndata: x\n\n", max_event_size=100) == [ev("x")]
+
+
+def test_an_oversized_event_type_or_id_makes_the_event_oversized_and_the_id_lasts():
+    data = b"event: " + b"T" * 3000 + b"\ndata: s\n\nid: " + b"I" * 3000 + b"\ndata: s\n\ndata: later\n\n"
+    for chunks in (None, [1] * len(data), [100] * 70):
+        items, _, p = parse(data, chunks, max_event_size=100)
+        assert items == [Oversized("T" * 1024, 3007 + 7, "s", "", None),
+                         Oversized("message", 3004 + 7, "s", "I" * 1024, None),
+                         ev("later", last_event_id="I" * 1024)], chunks
+        assert p.last_event_id == "I" * 1024
+
+
+def test_an_oversized_block_without_data_dispatches_no_event():
+    assert events(b"event: " + b"T" * 300 + b"\n\ndata: x\n\n", max_event_size=100) == [ev("x")]
+    assert events(b"id: " + b"I" * 300 + b"\n\n", max_event_size=100) == [NoDispatch("I" * 300, None, True)]
+    assert events(b"id: 1\x00" + b"I" * 300 + b"\n\n", max_event_size=100) == [
+        Ignored("id", "1\x00" + "I" * 198, NULL_REASON)]
+
+
+def test_an_oversized_retry_is_read_when_kept_whole_and_ignored_when_not():
+    items, _, p = parse(b"retry: " + b"1" * 50 + b"\ndata: x\n\n", max_event_size=20)
+    assert items == [ev("x", retry=int("1" * 50))] and p.reconnection_time == int("1" * 50)
+    items, _, p = parse(b"retry: " + b"1" * 3000 + b"\ndata: x\n\n", max_event_size=20)
+    assert items == [Ignored("retry", "1" * 200, "retry value is too large"), ev("x")] and p.reconnection_time is None
+    assert events(b"retry: 1x" + b"1" * 3000 + b"\ndata: x\n\n", max_event_size=20) == [
+        Ignored("retry", "1x" + "1" * 198, DIGITS_REASON), ev("x")]
 
 
 def test_huge_line_in_small_chunks_keeps_buffers_bounded():
@@ -457,14 +490,19 @@ def test_any_chunking_gives_the_same_result(data, cuts, small):
     assert snapshot(data, cuts, limit) == snapshot(data, [], limit) == snapshot(data, list(range(len(data))), limit)
 
 
-def reference(data: bytes):
-    """The spec, literally: decode everything, walk the characters, interpret each line."""
+def reference(data: bytes, max_event_size: int | None = None):
+    """The spec, literally: decode everything, walk the characters, interpret each line. With max_event_size,
+    what the parser does beyond it (for inputs whose lines are shorter than sse._HEAD_CHARS, so kept whole): an
+    event whose block has a longer data, event or id line, or more data, is Oversized; a longer comment is
+    Ignored; nothing else changes."""
     text = data.decode("utf-8", "replace")
     bom = text.startswith("\ufeff")
     if bom:
         text = text[1:]
     items, endings = [], {"lf": 0, "crlf": 0, "cr": 0}
-    st_ = {"data": "", "type": "", "id_buffer": "", "last_id": "", "retry": None, "block_retry": None, "block_id": False}
+    st_ = {"data": "", "type": "", "id_buffer": "", "last_id": "", "retry": None, "block_retry": None, "block_id": False,
+           "chars": 0, "over": False}
+    limit = max_event_size or len(text) + 1
 
     def dispatch():
         st_["last_id"] = st_["id_buffer"]
@@ -473,13 +511,21 @@ def reference(data: bytes):
                 items.append(NoDispatch(st_["last_id"], st_["block_retry"], st_["block_id"]))
         else:
             d = st_["data"][:-1] if st_["data"].endswith("\n") else st_["data"]
-            items.append(Event(st_["type"] or "message", d, st_["last_id"], st_["block_retry"]))
-        st_.update(data="", type="", block_retry=None, block_id=False)
+            if st_["over"] or len(st_["data"]) > limit:
+                items.append(Oversized(st_["type"] or "message", st_["chars"], d[:1024], st_["last_id"],
+                                       st_["block_retry"]))
+            else:
+                items.append(Event(st_["type"] or "message", d, st_["last_id"], st_["block_retry"]))
+        st_.update(data="", type="", block_retry=None, block_id=False, chars=0, over=False)
 
     def process(line):
         if line == "":
             return dispatch()
+        st_["chars"] += len(line)
         if line.startswith(":"):
+            if len(line) > limit:
+                return items.append(Ignored("comment", line[1:201],
+                                            f"comment longer than max_event_size ({len(line) - 1} characters)"))
             return items.append(Comment(line[1:]))
         if ":" in line:
             name, value = line[: line.index(":")], line[line.index(":") + 1 :]
@@ -489,13 +535,16 @@ def reference(data: bytes):
             name, value = line, ""
         if name == "event":
             st_["type"] = value
+            st_["over"] |= len(line) > limit
         elif name == "data":
             st_["data"] += value + "\n"
+            st_["over"] |= len(line) > limit
         elif name == "id":
             if "\x00" in value:
                 items.append(Ignored("id", value[:200], NULL_REASON))
             else:
                 st_["id_buffer"], st_["block_id"] = value, True
+                st_["over"] |= len(line) > limit
         elif name == "retry":
             if value and all(c in "0123456789" for c in value):
                 st_["retry"] = st_["block_retry"] = int(value)
@@ -522,7 +571,8 @@ def reference(data: bytes):
         if line == "":
             tail_start = i
         line = ""
-    return items, text[tail_start:] or None, endings, bom, st_["last_id"], st_["retry"], len(data)
+    tail = text[tail_start:][:limit] or None
+    return items, tail, endings, bom, st_["last_id"], st_["retry"], len(data)
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
@@ -530,6 +580,13 @@ def reference(data: bytes):
 def test_matches_reference_implementation(data, cuts):
     cuts = [c for c in cuts if c <= len(data)]
     assert snapshot(data, cuts) == reference(data)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(data=streams, cuts=st.lists(st.integers(0, 100), max_size=12), limit=st.integers(1, 16))
+def test_matches_reference_implementation_beyond_max_event_size(data, cuts, limit):
+    cuts = [c for c in cuts if c <= len(data)]
+    assert snapshot(data, cuts, limit) == reference(data, limit)
 
 
 @settings(max_examples=200)

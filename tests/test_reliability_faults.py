@@ -281,6 +281,36 @@ def test_upstream_sending_one_byte_at_a_time(proxy):
     assert rec.end["chunks"] >= len(stream) - 2
 
 
+def test_lines_longer_than_max_event_size_are_recorded_as_a_browser_takes_them(certs, tmp_path):
+    """A long comment or unknown field changes nothing a browser dispatches; a long event type or id is part of
+    the event (oversized, kept as their start), and the id lasts for the events after it."""
+    limit = 64
+    long_id = b"I" * 3000
+    stream = [b": " + b"c" * 5000 + b"\nevent: t\ndata: with-comment\n\n",
+              b"x-unknown: " + b"u" * 5000 + b"\ndata: with-unknown\n\n",
+              b"event: " + b"T" * 3000 + b"\ndata: long-type\n\n",
+              b"id: " + long_id[:1000], long_id[1000:] + b"\ndata: long-id\n\n",
+              b"data: after\n\n"]
+    server = RawServer(lambda req: [sse_response_head(), *stream, "close"])
+    try:
+        with Mitmdump(certs, tmp_path, args=["--set", f"sse_capture_max_event_size={limit}"]) as mitm:
+            with httpx.Client(proxy=mitm.url, timeout=30) as client:
+                assert client.get(f"{server.base}/sse/long-lines").content == b"".join(stream)
+            path = recording_for(mitm, "/sse/long-lines")
+    finally:
+        server.stop()
+    rec = read_recording(path)
+    assert _events(rec) == [("t", "with-comment", None), ("message", "with-unknown", None),
+                            ("message", "after", "I" * 1024)]
+    over = [r for r in rec.records if r["kind"] == "oversized"]
+    assert [(r["event"], r["data_prefix"], r.get("id")) for r in over] == [
+        ("T" * 1024, "long-type", None), ("message", "long-id", "I" * 1024)]
+    [ignored] = [r for r in rec.records if r["kind"] == "ignored"]
+    assert ignored["field"] == "comment" and ignored["value"] == " " + "c" * 199
+    assert rec.ending == "complete" and rec.end["events"] == 3 and rec.end["oversized"] == 2
+    assert b"".join(b for _, b in rec.chunks) == b"".join(stream)
+
+
 def test_upstream_that_never_sends_a_blank_line(certs, tmp_path):
     """Lines forever, never a blank one: no event, memory capped at max_event_size, the tail kept (cut)."""
     lines = b"".join(f"data: line {i} of an event that never ends\n".encode() for i in range(40_000))  # ~1.7 MB

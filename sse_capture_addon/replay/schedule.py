@@ -224,6 +224,8 @@ class _Serializer:
         return f":{record['text']}{self.nl}{self.nl}"
 
     def ignored(self, record: dict) -> str:
+        if record["field"] == "comment":  # one longer than max_event_size: its start
+            return f":{record['value']}{self.nl}{self.nl}"
         return f"{record['field']}: {record['value']}{self.nl}{self.nl}"
 
 
