@@ -7,6 +7,7 @@ import base64
 import functools
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,11 +33,45 @@ SLOW_FILE_CREATION = 0.002  # seconds; see SSECapture._create_file
 
 
 def is_sse(response: http.Response | None) -> bool:
+    """Whether the response's MIME type is text/event-stream as a browser decides it (Fetch's "extract a MIME
+    type": of several Content-Type values, the last valid one counts)."""
     # runs for every response through the proxy
     if response is None:
         return False
-    value = _field(response.headers, b"content-type")
-    return value is not None and value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    values = [value for key, value in response.headers.fields if key.lower() == b"content-type"]
+    if len(values) == 1 and b"," not in values[0]:  # nearly always
+        return values[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    essence = None
+    for value in _split_list(b",".join(values)):
+        mime_type = _essence(value)
+        if mime_type is not None and mime_type != b"*/*":
+            essence = mime_type
+    return essence == b"text/event-stream"
+
+
+_LIST_PART = re.compile(rb'"(?:[^"\\]|\\.)*"?|[^",]+|,')
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _split_list(value: bytes) -> list[bytes]:
+    """A header value split at the commas outside quoted strings (Fetch's "get, decode, and split")."""
+    parts, current = [], b""
+    for m in _LIST_PART.finditer(value):
+        if m.group() == b",":
+            parts.append(current)
+            current = b""
+        else:
+            current += m.group()
+    parts.append(current)
+    return parts
+
+
+def _essence(value: bytes) -> bytes | None:
+    """A MIME type's essence (``type/subtype``, lower case), or None when it does not parse."""
+    type_, slash, subtype = value.split(b";", 1)[0].strip(b" \t\r\n").partition(b"/")
+    if not slash or not _TOKEN.fullmatch(type_) or not _TOKEN.fullmatch(subtype):
+        return None
+    return type_.lower() + b"/" + subtype.lower()
 
 
 def _field(headers: http.Headers, name: bytes) -> bytes | None:

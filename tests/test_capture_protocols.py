@@ -2,10 +2,12 @@
 
 import os
 import stat
+import threading
 
+import httpx
 import pytest
 
-from harness import Scenario, httpx_client
+from harness import RawServer, Scenario, httpx_client
 from sse_capture_addon.recording import decode_data, read_recording
 
 STREAM = [
@@ -80,6 +82,33 @@ def test_a_retry_beyond_64_bits_is_recorded_exactly_and_the_recording_still_read
     assert [r["retry"] for r in rec.records if r["kind"] == "no_dispatch"] == [bigger]
     assert rec.ending == "complete" and rec.end["errors"] == []
     assert b"".join(b for _, b in rec.chunks) == b"".join(stream)
+
+
+@pytest.mark.parametrize("types", [("text/plain", "text/event-stream"), ("text/event-stream", "text/event-stream")])
+def test_a_response_with_two_content_types_is_streamed_and_recorded_as_browsers_take_it(mitm, types):
+    """Browsers take the last valid Content-Type (Fetch's "extract a MIME type"); mitmproxy would otherwise hold
+    the whole stream back until it ends."""
+    first_seen = threading.Event()
+
+    def respond(request):
+        yield ("HTTP/1.1 200 OK\r\n" + "".join(f"content-type: {t}\r\n" for t in types) + "connection: close\r\n\r\n").encode()
+        yield b"data: first\n\n"
+        first_seen.wait(10)  # the rest only once the client has the first event: streamed, not buffered
+        yield b"data: second\n\n"
+
+    server = RawServer(respond)
+    try:
+        with httpx.Client(proxy=mitm.url, timeout=20) as client, client.stream("GET", f"{server.base}/sse/two") as r:
+            chunks = r.iter_raw()
+            assert next(chunks) == b"data: first\n\n"
+            first_seen.set()
+            assert b"".join(chunks) == b"data: second\n\n"
+    finally:
+        server.stop()
+    [path] = mitm.wait_for_recordings(1)
+    rec = read_recording(path)
+    assert _events(rec) == [("message", "first", None, None), ("message", "second", None, None)]
+    assert rec.ending == "complete"
 
 
 def test_file_name_sorts_by_time_and_shows_endpoint_and_is_owner_only(mitm, certs, servers, upstream_app,

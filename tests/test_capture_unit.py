@@ -36,13 +36,31 @@ def test_is_sse(value, expected):
     assert is_sse(f.response) is expected
 
 
-def test_is_sse_with_no_or_several_content_types():
+def test_is_sse_with_no_content_type():
     assert is_sse(tflow.tflow(resp=tutils.tresp(headers=[(b"x-a", b"1")])).response) is False
     assert is_sse(None) is False
-    both = [(b"Content-Type", b"text/event-stream"), (b"content-type", b"text/plain")]
-    assert is_sse(tflow.tflow(resp=tutils.tresp(headers=both)).response) is False  # "text/event-stream, text/plain"
-    twice = [(b"content-type", b"text/event-stream"), (b"CONTENT-TYPE", b"text/event-stream")]
-    assert is_sse(tflow.tflow(resp=tutils.tresp(headers=twice)).response) is False
+
+
+@pytest.mark.parametrize("values, expected", [
+    # Fetch's "extract a MIME type", as browsers decide: of several values, the last valid one counts
+    ([b"text/event-stream", b"text/plain"], False),
+    ([b"text/plain", b"text/event-stream"], True),
+    ([b"text/event-stream", b"TEXT/Event-Stream; charset=utf-8"], True),
+    ([b"text/event-stream, text/plain"], False),                  # one field, two values
+    ([b"text/plain, text/event-stream"], True),
+    ([b"text/event-stream", b"*/*"], True),                       # */* is passed over
+    ([b"text/event-stream", b"nonsense"], True),                  # so is what does not parse
+    ([b"text/event-stream", b"text /plain"], True),
+    ([b"text/event-stream", b""], True),
+    ([b'text/plain; x="a,text/event-stream"'], False),           # a comma inside a quoted string
+    ([b'text/plain; x="a\\",text/event-stream"'], False),        # ... after an escaped quote
+    ([b'text/plain; x="a,b"', b"text/event-stream"], True),
+    ([b"text/event-streamx", b"text/event-stream;"], True),
+    ([b"text/event-stream", b"text/event-streamx"], False),
+])
+def test_is_sse_with_several_content_types_takes_the_last_valid_one(values, expected):
+    headers = [(b"Content-Type", v) for v in values]
+    assert is_sse(tflow.tflow(resp=tutils.tresp(headers=headers)).response) is expected
 
 
 def test_streaming_is_enabled_even_for_flows_the_filter_excludes(tmp_path):
