@@ -240,9 +240,10 @@ class SSECapture:
             if name in updated and getattr(opts, name) <= 0:
                 raise exceptions.OptionsError(f"{name} must be a positive number of bytes, "
                                               f"got {getattr(opts, name)}")
+        directory = os.path.expanduser(opts.sse_capture_dir)  # as mitmproxy does for its own paths
         if "sse_capture_dir" in updated:
-            _check_writable_dir(opts.sse_capture_dir)
-            self.reserve = SpaceReserve(opts.sse_capture_dir)  # allocated with the first recording
+            _check_writable_dir(directory)
+            self.reserve = SpaceReserve(directory)  # allocated with the first recording
         if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys",
                       "sse_capture_redact_params"}:
             headers = set(DEFAULT_HEADERS) if opts.sse_capture_redact else set()
@@ -260,7 +261,7 @@ class SSECapture:
                     "sse_capture_raw_chunks=on would store the unredacted bytes of events that "
                     "sse_capture_redact_keys redacts; use auto or off")
             self.raw_chunks = mode == "on" or (mode == "auto" and not self.redactor.json_keys)
-        self.directory, self.fsync = opts.sse_capture_dir, opts.sse_capture_fsync
+        self.directory, self.fsync = directory, opts.sse_capture_fsync
         self.max_event_size, self.max_body = opts.sse_capture_max_event_size, opts.sse_capture_max_body
 
     # -- hooks ------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Proxy modes, compression, options and key redaction, each through a real mitmdump."""
 
 import gzip
+import time
 import zlib
 from pathlib import Path
 
@@ -135,6 +136,22 @@ def test_json_keys_redacted_in_body_and_events_and_raw_chunks_off(certs, tmp_pat
     assert first["data"] == {"type": "auth", "token": "[REDACTED]", "nested": [{"Password": "[REDACTED]"}]}
     assert "redacted" not in second and decode_data(second["data"]) == '{"type":"delta","text":"fine"}'
     assert '"password":"[REDACTED]"' in rec.header["request"]["body"]
+
+
+def test_a_recordings_directory_under_home_is_expanded(certs, tmp_path, servers, upstream_app, scenario_name):
+    """``~`` reaches the option as it is when it is quoted or comes from config.yaml; mitmproxy expands it
+    in its own paths, and so does the addon."""
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    home = tmp_path / "home"
+    home.mkdir()
+    with Mitmdump(certs, tmp_path, record_dir=Path("~/recs"), env={"HOME": str(home)}) as mitm:
+        with httpx_client(mitm, certs) as client:
+            assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").text == "data: x\n\n"
+        deadline = time.monotonic() + 15
+        while not (paths := sorted((home / "recs").rglob("*.jsonl"))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(paths) == 1 and read_recording(paths[0]).ending == "complete"
+    assert not (tmp_path / "~").exists()
 
 
 def _only_loopback(port: int) -> bool:
