@@ -140,7 +140,8 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
         # CANCEL, while servers reset with INTERNAL_ERROR, REFUSED_STREAM and the like.
         if "(CANCEL)" in msg:
             return "client_disconnected", msg
-        return "server_error", f"{msg} (an HTTP/2 reset with this code comes from the server)"
+        return "server_error", (f"{msg} (mitmproxy does not say which side reset the stream; clients reset with "
+                                f"CANCEL, so this one is taken as the server's)")
     client_gone = not flow.client_conn.state & ConnectionState.CAN_READ
     server_gone = not flow.server_conn.state & ConnectionState.CAN_READ
     if client_gone != server_gone:  # HTTP/2 says "peer closed connection" for either side
