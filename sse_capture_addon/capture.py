@@ -130,9 +130,10 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
     """Who ended a stream that mitmproxy reports as an error."""
     msg = flow.error.msg if flow.error else "unknown error"
     timeout = ctx.options.tcp_timeout
-    if timeout and idle_for >= timeout * 0.9:
+    if timeout and idle_for >= timeout - min(0.1, timeout * 0.1):
         # mitmproxy's watchdog closes idle connections and blames the client; on an SSE stream the
-        # client never sends, so the silence was the server's.
+        # client never sends, so the silence was the server's. The watchdog's clock starts as the event that
+        # brought the last chunk is handled, a little before the recorder's: hence the 0.1 s.
         return "server_error", (f"no data from the server for {idle_for:.1f}s; mitmproxy closed the idle "
                                 f"connection (tcp_timeout={timeout}): {msg}")
     if msg.startswith("stream reset by client ("):

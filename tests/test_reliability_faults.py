@@ -224,6 +224,23 @@ def test_an_ipv6_upstream_is_recorded(proxy):
     assert f"_GET_ipv6_--1-{server.port}_sse_over-ipv6_" in os.path.basename(path)
 
 
+def test_a_client_that_leaves_a_quiet_stream_just_before_the_proxy_s_timeout_is_the_one_that_left(certs, tmp_path):
+    server = RawServer(lambda req: [sse_response_head(chunked=True), chunked(b"data: a\n\n"), 10.0])
+    try:
+        with Mitmdump(certs, tmp_path, args=["--set", "tcp_timeout=5"]) as mitm:
+            with httpx.Client(proxy=mitm.url, timeout=20) as client:
+                with client.stream("GET", f"{server.base}/sse/quiet") as r:
+                    chunks = r.iter_raw()
+                    assert next(chunks) == b"data: a\n\n"
+                    time.sleep(4.6)  # 92 % of tcp_timeout
+            rec = read_recording(recording_for(mitm, "/sse/quiet"))
+    finally:
+        server.stop()
+    assert rec.ending == "client_disconnected", rec.end
+    assert 4.6 <= rec.end["t"] < 4.9
+    assert _events(rec) == [("message", "a", None)]
+
+
 def test_upstream_stalls_until_the_proxy_times_out(certs, tmp_path):
     stop = threading.Event()
     server = RawServer(lambda req: [sse_response_head(chunked=True), chunked(b"data: a\n\n"), 0.05,
