@@ -189,7 +189,8 @@ class SSECapture:
         self.raw_chunks = True
         self.reserve: SpaceReserve | None = None  # room kept for end lines when the disk fills up
         self.routine = RoutineLines()
-        self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow, str]] = {}  # flow id -> (.., "METHOD url")
+        # flow id -> (recorder, flow, "METHOD url", the response.stream callable set for it)
+        self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow, str, Callable]] = {}
         # option values used per flow, copied here: mitmproxy deep-copies an option on every read
         self.directory = "recordings"
         self.fsync = False
@@ -306,16 +307,15 @@ class SSECapture:
         recorder = self._recorder(flow, file, header)
         # No "recording started" line (see RoutineLines: what a log record costs); the line at the end names
         # the file, and `sse-capture ls` lists the recordings in progress.
-        self.active[flow.id] = (recorder, flow, label)
         previous = flow.response.stream
         if callable(previous):  # another addon rewrites the stream: record what the client gets
-            def forward(chunk: bytes) -> bytes:
+            def stream(chunk: bytes) -> bytes:
                 chunk = previous(chunk)
                 return recorder.feed(chunk if isinstance(chunk, bytes) else b"".join(chunk))
-
-            flow.response.stream = forward
         else:
-            flow.response.stream = recorder.feed  # records each chunk, then returns it to be forwarded
+            stream = recorder.feed  # records each chunk, then returns it to be forwarded
+        flow.response.stream = stream
+        self.active[flow.id] = (recorder, flow, label, stream)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._finish(flow, "complete", None)
@@ -434,9 +434,14 @@ class SSECapture:
         entry = self.active.pop(flow.id, None)
         if entry is None:
             return
-        recorder, _, label = entry
+        recorder, _, label, stream = entry
+        bypassed = None
+        if flow.response is not None and flow.response.stream is not stream:
+            bypassed = ("another addon replaced flow.response.stream after sse-capture had set it, so what it "
+                        "forwarded was not recorded; load sse-capture after that addon (a later -s)")
+            log.error(f"sse-capture: {label}: {bypassed}")
         try:
-            end = recorder.finish(reason, message)
+            end = recorder.finish(reason, message, error=("bypassed", bypassed) if bypassed else None)
         except Exception as e:  # noqa: BLE001
             log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
             return

@@ -366,14 +366,15 @@ class StreamRecorder:
 
     # -- the end ----------------------------------------------------------------------------------------
 
-    def finish(self, reason: str, message: str | None = None) -> dict:
-        """Write the end line and close the file. Idempotent; returns the end record."""
+    def finish(self, reason: str, message: str | None = None, error: tuple[str, str] | None = None) -> dict:
+        """Write the end line and close the file, with an ``error`` line (what, message) before it if given.
+        Idempotent; returns the end record."""
         if self.finished:
             return self._end
         self.finished = True
         t = self.clock() - self.t0
         tail = None
-        out = []
+        out = [self._error_line(t, *error)] if error else []
         parser = self.parser
         if parser is not None:
             try:

@@ -138,6 +138,36 @@ def test_json_keys_redacted_in_body_and_events_and_raw_chunks_off(certs, tmp_pat
     assert '"password":"[REDACTED]"' in rec.header["request"]["body"]
 
 
+REWRITER = """
+def responseheaders(flow):
+    if flow.response.headers.get("content-type", "").startswith("text/event-stream"):
+        flow.response.stream = lambda chunk: chunk.replace(b"secret", b"******")
+"""
+
+
+@pytest.mark.parametrize("order", ["other first", "addon first"])
+def test_another_addon_that_streams_the_response_itself(certs, tmp_path, servers, upstream_app, scenario_name, order):
+    """Loaded first, what it forwards is recorded; loaded after sse-capture, it takes the stream over, and the
+    recording and the log say so instead of claiming a complete, empty stream."""
+    other = tmp_path / "rewriter.py"
+    other.write_text(REWRITER)
+    upstream_app.add(scenario_name, Scenario([b"data: secret\n\n", b"data: two\n\n"]))
+    scripts = [other, ADDON] if order == "other first" else [ADDON, other]
+    with Mitmdump(certs, tmp_path, scripts=scripts) as mitm:
+        with httpx_client(mitm, certs) as client:
+            assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").text == "data: ******\n\ndata: two\n\n"
+        [path] = mitm.wait_for_recordings(1)
+        log = mitm.log()
+    rec = read_recording(path)
+    errors = [r for r in rec.records if r["kind"] == "error"]
+    if order == "other first":
+        assert [decode_data(e["data"]) for e in rec.events] == ["******", "two"] and not errors
+    else:
+        assert rec.events == [] and [e["what"] for e in errors] == ["bypassed"]
+        assert rec.end["errors"] == [errors[0]["message"]] and "another addon replaced" in errors[0]["message"]
+        assert "another addon replaced flow.response.stream" in log
+
+
 def test_a_recordings_directory_under_home_is_expanded(certs, tmp_path, servers, upstream_app, scenario_name):
     """``~`` reaches the option as it is when it is quoted or comes from config.yaml; mitmproxy expands it
     in its own paths, and so does the addon."""
