@@ -20,6 +20,7 @@ import os
 from binascii import b2a_base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from operator import eq
 from typing import Any
 from urllib.parse import SplitResult
@@ -405,6 +406,21 @@ _HEADER_REQUIRED: dict[str, tuple] = {
     "format": (str,), "version": (int,), "stream_id": (str,), "started": (str,),
     "request": (dict,), "response": (dict,),
 }
+_HEADER_OPTIONAL: dict[str, tuple] = {
+    "started_unix": _NUMBER, "ttfb": (int, float, type(None)), "raw_chunks": (bool,), "redacted_headers": (list,),
+    "redacted_keys": (list,), "mode": _OPT_STR, "escaped_bytes": (bool,),
+}
+_REQUEST_OPTIONAL: dict[str, tuple] = {"pretty_url": (str,), "http_version": (str,), "body": _OPT_STR,
+                                       "body_base64": (bool,), "body_size": _OPT_INT, "body_truncated": (bool,)}
+_RESPONSE_OPTIONAL: dict[str, tuple] = {"reason": _OPT_STR, "http_version": (str,)}
+
+#: A time beyond any stream (about 31 years): a larger ``t`` or ``ttfb`` is a damaged file, not a recording.
+MAX_T = 1e9
+
+# Fields that are one line of the stream (or text that replay writes back as one): a CR or LF in them cannot
+# have come from a stream, and written back it would make lines that were never sent.
+_ONE_LINE = {"event": ("event", "id"), "no_dispatch": ("id",), "oversized": ("event", "id"),
+             "comment": ("text",), "ignored": ("field", "value")}
 
 
 def _check_fields(path, lineno: int, obj: dict, required: dict, optional: dict, what: str) -> None:
@@ -439,13 +455,29 @@ def validate_header(path, lineno: int, obj: Any) -> dict:
     if obj["version"] not in READ_VERSIONS:
         raise RecordingError(path, lineno, f"unsupported format version {obj['version']} (this sse-capture reads "
                                            f"versions {', '.join(map(str, READ_VERSIONS))})")
+    _check_fields(path, lineno, obj, {}, _HEADER_OPTIONAL, "header")
+    try:
+        datetime.fromisoformat(obj["started"].replace("Z", "+00:00"))
+        if "started_unix" in obj:
+            datetime.fromtimestamp(obj["started_unix"], timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise RecordingError(path, lineno, f"header.started {obj['started']!r} (or started_unix "
+                                           f"{obj.get('started_unix')!r}) is not a time") from None
+    ttfb = obj.get("ttfb")
+    if ttfb is not None and not 0 <= ttfb <= MAX_T:
+        raise RecordingError(path, lineno, f"header.ttfb must be between 0 and {MAX_T:g} seconds, got {ttfb}")
     request, response = obj["request"], obj["response"]
-    params = obj.get("redacted_params", [])
-    if not (isinstance(params, list) and all(isinstance(name, str) for name in params)):
-        raise RecordingError(path, lineno, "header.redacted_params must be a list of strings")
-    _check_fields(path, lineno, request, {"method": (str,), "url": (str,), "headers": (list,)}, {},
+    for name in ("redacted_params", "redacted_headers", "redacted_keys"):
+        names = obj.get(name, [])
+        if not all(isinstance(item, str) for item in names) or not isinstance(names, list):
+            raise RecordingError(path, lineno, f"header.{name} must be a list of strings")
+    _check_fields(path, lineno, request, {"method": (str,), "url": (str,), "headers": (list,)}, _REQUEST_OPTIONAL,
                   "header.request")
-    _check_fields(path, lineno, response, {"status": (int,), "headers": (list,)}, {}, "header.response")
+    _check_fields(path, lineno, response, {"status": (int,), "headers": (list,)}, _RESPONSE_OPTIONAL,
+                  "header.response")
+    if not 100 <= response["status"] <= 999:
+        raise RecordingError(path, lineno, f"header.response.status must be a three-digit HTTP status, "
+                                           f"got {response['status']}")
     for part, what in ((request, "request"), (response, "response")):
         for pair in part["headers"]:
             if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
@@ -464,9 +496,19 @@ def validate_record(path, lineno: int, obj: Any) -> dict:
     t = obj.get("t")
     if not isinstance(t, _NUMBER) or isinstance(t, bool):
         raise RecordingError(path, lineno, f"{kind} line is missing a numeric 't'")
-    if t < 0:
-        raise RecordingError(path, lineno, f"negative time t={t}")
+    if not 0 <= t <= MAX_T:
+        raise RecordingError(path, lineno, f"negative time t={t}" if t < 0 else f"time t={t} is beyond any stream")
     _check_fields(path, lineno, obj, _REQUIRED[kind], _OPTIONAL.get(kind, {}), kind)
+    for name in _ONE_LINE.get(kind, ()):
+        value = obj.get(name)
+        if value is not None and ("\n" in value or "\r" in value):
+            raise RecordingError(path, lineno, f"{kind} field {name!r} holds a line break, which no stream can send "
+                                               "there")
+    if kind in ("event", "oversized"):
+        data = obj["data"] if kind == "event" else obj.get("data_prefix")
+        if type(data) is str and "\r" in data:
+            raise RecordingError(path, lineno, f"{kind} data holds a CR, which no stream can send in data "
+                                               "(a data field ends at CR or LF; several are joined with LF)")
     if kind == "end" and obj["reason"] not in END_REASONS:
         raise RecordingError(path, lineno, f"unknown end reason {obj['reason']!r}")
     if kind == "event" and not isinstance(obj["data"], str):
@@ -610,6 +652,11 @@ class LineCheck:
         self.ended = obj["kind"] == "end"
         return obj
 
+    @property
+    def in_blocks(self) -> bool:
+        """The last line was a ``blocks`` chunk line or one of its lines, and more of them are to come."""
+        return self._blocks.left > 0
+
 
 def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
                on_torn: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict]]:
@@ -626,15 +673,27 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
         raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
     with f:
         check = LineCheck(path, max_line)
+        held: list[tuple[int, dict]] = []  # a chunk line written as blocks, and its lines so far
+        held_bytes = 0
         while raw := f.readline(max_line + 1):
             obj = check.line(raw)
             if obj is None:
                 if on_torn is not None:
-                    on_torn(check.lineno, len(raw))
+                    on_torn(held[0][0] if held else check.lineno, held_bytes + len(raw))
                 return
+            if check.in_blocks:
+                held.append((check.lineno, obj))
+                held_bytes += len(raw)
+                continue
+            if held:
+                yield from held
+                held, held_bytes = [], 0
             yield check.lineno, obj
         if check.lineno == 0:
             raise RecordingError(path, 1, "empty file: missing header line")
+        if held and on_torn is not None:
+            # The file ends inside a chunk's lines: one write, cut at a line boundary (never forwarded).
+            on_torn(held[0][0], held_bytes)
 
 
 def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:
@@ -665,6 +724,8 @@ def find_recordings(path: str | os.PathLike) -> list[str]:
     if os.path.isdir(path):
         found = [os.path.join(root, f) for root, _, files in os.walk(path) for f in files if f.endswith(".jsonl")]
         return sorted(found, key=lambda p: os.path.relpath(p, path))
-    if not os.path.exists(path):
-        raise RecordingError(path, 0, "no such file or directory")
+    try:
+        os.stat(path)
+    except OSError as e:  # (a missing file, a symlink loop, no permission)
+        raise RecordingError(path, 0, (e.strerror or str(e)).lower()) from None
     return [path]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sse_capture_addon.inspect.reader import RecordingStream
 from sse_capture_addon.recorder import StreamRecorder
-from sse_capture_addon.recording import FORMAT_VERSION, RecordingError, chunk_line, read_recording
+from sse_capture_addon.recording import FORMAT_VERSION, RecordingError, chunk_line, iter_lines, read_recording
 from sse_capture_addon.replay.schedule import build_plan
 from sse_capture_addon.writer import RecordingFile
 
@@ -299,15 +299,21 @@ def test_streaming_reader_refuses_a_blocks_chunk_without_its_events(tmp_path):
         read_recording(path)
 
 
-def test_a_file_cut_short_gives_the_events_it_holds(tmp_path):
-    """A proxy killed between lines (not mid-line: every write is whole lines) leaves no end line; the chunk's bytes
-    are then those of the event lines that made it."""
-    rec = record(tmp_path, [b"".join(OPENAI)])
-    path = tmp_path / "r.jsonl"
-    lines = path.read_bytes().splitlines(keepends=True)
+@pytest.mark.parametrize("torn", [b"", b'{"t":0.00'])
+def test_a_write_cut_short_inside_a_chunk_s_lines_is_left_out_whole(tmp_path, torn):
+    """A chunk line and its event lines are one write, made before the chunk is forwarded: a file that ends inside
+    them (the kernel stops a killed proxy's write at a page boundary, which can fall between two lines or inside
+    one) holds a chunk the client never got. Readers leave all of it out and report the cut."""
+    record(tmp_path, [OPENAI[0], b"".join(OPENAI[1:])])
+    lines = (tmp_path / "r.jsonl").read_bytes().splitlines(keepends=True)
+    assert [orjson.loads(line)["kind"] for line in lines] == ["header", "chunk", "event", "chunk", "event", "event",
+                                                            "end"]
     cut = tmp_path / "cut.jsonl"
-    cut.write_bytes(b"".join(lines[:4]))  # header, chunk, two of its three events
-    assert read_recording(cut).chunks == [(rec.chunks[0][0], OPENAI[0] + OPENAI[1])]
+    cut.write_bytes(b"".join(lines[:5]) + torn)  # the second chunk's line and one of its two events (and a torn one)
+    rec = read_recording(cut)
+    assert rec.chunks == [(rec.records[0]["t"], OPENAI[0])] and len(rec.events) == 1
+    assert rec.torn == (4, len(lines[3]) + len(lines[4]) + len(torn)) and rec.ending == "proxy_died"
+    assert [r["kind"] for _, r in iter_lines(cut)] == ["header", "chunk", "event"]
 
 
 def test_older_versions_are_still_read_and_the_next_version_is_refused(tmp_path):
