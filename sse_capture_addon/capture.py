@@ -421,13 +421,16 @@ class SSECapture:
                 return {**out, "body": None, "body_omitted": "not JSON, so sse_capture_redact_keys cannot apply"}
             if changed:
                 body = orjson.dumps(value)
-        out["body_truncated"] = len(body) > cap
+        out["body_truncated"] = truncated = len(body) > cap
         body = body[:cap]
         try:
             out["body"] = body.decode("utf-8")
-        except UnicodeDecodeError:
-            out["body"] = base64.b64encode(body).decode("ascii")
-            out["body_base64"] = True
+        except UnicodeDecodeError as e:
+            if truncated and e.reason == "unexpected end of data":  # the cut fell inside a character
+                out["body"] = body[:e.start].decode("utf-8")
+            else:
+                out["body"] = base64.b64encode(body).decode("ascii")
+                out["body_base64"] = True
         return out
 
     def _finish(self, flow: http.HTTPFlow, reason: str, message: str | None) -> None:

@@ -110,6 +110,21 @@ def test_an_empty_request_body_is_recorded_as_the_general_path_records_it(encodi
     assert empty == {"body_size": 0, "body_truncated": False, "body": ""}
 
 
+@pytest.mark.parametrize("body, cap, expected", [
+    ("aé€".encode(), 2, {"body": "a"}),                       # cut inside é: text up to the character
+    ("aé€".encode(), 5, {"body": "aé"}),                      # cut inside €
+    ("aé€".encode(), 6, {"body": "aé€"}),
+    (b"\xff\xfeab", 3, {"body": "//5h", "body_base64": True}),  # not UTF-8 at all: base64, as before
+])
+def test_a_request_body_cut_at_max_body_stays_text_when_it_was_text(body, cap, expected):
+    addon = SSECapture()
+    with taddons.context(addon):
+        req = tflow.tflow().request
+        req.raw_content = body
+        out = addon._body(req, cap)
+    assert out == {"body_size": len(body), "body_truncated": len(body) > cap, **expected}
+
+
 def test_header_fields_are_the_headers_mitmproxy_gives_with_credentials_redacted():
     headers = tutils.tresp(headers=[(b"Authorization", b"Bearer x"), (b"x-name", b"caf\xe9"), (b"COOKIE", b"a=b"),
                                     (b"caf\xe9", b"v"), (b"X-Api-Key", b"\xff"), (b"cookie", b"c=d")]).headers
