@@ -47,18 +47,31 @@ def report_bad_files(errors: list[RecordingError]) -> None:
         sys.exit(BAD_INPUT)
 
 
+def os_reason(e: OSError) -> str:
+    """"no such file or directory", "too many levels of symbolic links", "permission denied"..."""
+    reason = e.strerror or str(e)
+    return reason[:1].lower() + reason[1:]
+
+
+def existing(path: str) -> str:
+    """``path``, or the reason it cannot be reached (not only "no such file": a symlink loop, a permission)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        raise RecordingError(path, 0, os_reason(e)) from None
+    return path
+
+
 def recordings_in(path: str) -> list[str]:
-    found = find_recordings(path)
+    found = find_recordings(existing(path))
     if not found:
         raise RecordingError(path, 0, "no recordings (*.jsonl) here")
     return found
 
 
 def recording_file(path: str) -> str:
-    if os.path.isdir(path):
+    if os.path.isdir(existing(path)):
         raise RecordingError(path, 0, "is a directory; expected a recording file")
-    if not os.path.exists(path):
-        raise RecordingError(path, 0, "no such file or directory")
     return path
 
 

@@ -60,12 +60,15 @@ def test_bad_input_is_one_line_naming_file_and_line(args, recs, tmp_path):
     empty_file.write_bytes(b"")
     empty_dir = tmp_path / "nothing"
     empty_dir.mkdir()
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to("loop.jsonl")
     cases = {
         not_rec: f"{not_rec}:1: missing header line",
         truncated: f"{truncated}:1: truncated line (no newline at end of file)",
 
         empty_file: f"{empty_file}:1: empty file: missing header line",
         tmp_path / "missing.jsonl": f"{tmp_path / 'missing.jsonl'}: no such file or directory",
+        loop: f"{loop}: too many levels of symbolic links",
     }
     if args[0] != "ls":  # ls reads the header and the end line only
         cases[corrupt] = f"{corrupt}:{data[:end].count(b'\n') + 1}: invalid JSON"
