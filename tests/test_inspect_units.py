@@ -214,3 +214,26 @@ def test_preset_detection_needs_the_protocols_shape_not_just_an_event_name():
     assert detect(look_alike, "http://127.0.0.1/api/chat") is None
     assert detect(look_alike, "https://api.example/v1/messages") == "anthropic"
     assert detect(openai, "http://127.0.0.1/x") == "openai"
+
+
+# --- recordings the QA pass found mishandled ---------------------------------------------------------------
+
+@pytest.mark.parametrize("left_out", ["tail_redacted", "tail_dropped"])
+def test_a_tail_kept_only_as_its_size_is_still_an_unterminated_event(left_out, tmp_path):
+    """With key redaction (or a full disk) the end line keeps only the size of an unterminated tail."""
+    rec = write(tmp_path / "tail.jsonl", (0.1, "message", "one"), tail=None, **{left_out: True}, tail_size=35)
+    why = "redacted when recorded" if left_out == "tail_redacted" else "left out of the end line when the disk was full"
+    r = run("lint", rec, "--json")
+    [finding] = orjson.loads(r.out)["recordings"][0]["findings"]
+    assert r.code == 1 and finding["code"] == "unterminated-event" and finding["index"] == 1
+    assert finding["message"].endswith(f"which clients drop: 35 chars, not kept ({why})")
+    shown = run("show", rec).out.splitlines()
+    assert shown[-1] == f"── unterminated last event, not delivered: 35 chars, not kept ({why})"
+    d = orjson.loads(run("diff", rec, write(tmp_path / "b.jsonl", (0.1, "message", "one")), "--json").out)
+    assert d["divergence"]["what"] == "ending"
+    assert d["ending_a"] == f"complete with unterminated tail 35 chars, not kept ({why})"
+    assert run("timeline", rec, "-o", tmp_path / "t.html").code == 0
+    assert "complete · unterminated event" in (tmp_path / "t.html").read_text()
+    # a size of 0 is no tail
+    empty = write(tmp_path / "none.jsonl", (0.1, "message", "one"), tail=None, **{left_out: True}, tail_size=0)
+    assert run("lint", empty).code == 0 and "unterminated" not in run("show", empty).out

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from ..recording import IN_PROGRESS, RecordingError
 from .protocols import PRESETS, Protocol, detect
-from .reader import EVENT_KINDS, RecordingStream, each_readable
+from .reader import EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
 
 ERROR, WARNING = "error", "warning"
 DEFAULT_MAX_STALL = 30.0
@@ -118,11 +118,11 @@ class _Linter:
         if self.index and end["t"] - self.last_event_t > self.options.max_stall:
             self.stall(self.last_event_t, end["t"], f"after the last event #{self.index - 1}, until the end",
                        self.index - 1)
-        if end.get("tail"):
+        if tail := unterminated_tail(end):
             self.emit_at(self.index, end["t"])(
                 "unterminated-event", ERROR,
                 f"the stream ended in the middle of an event (no blank line after it), which clients drop: "
-                f"{end['tail'][:80]!r}")
+                f"{tail.describe()}")
         endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}
         if len(endings) > 1:
             counts = ", ".join(f"{v} {k.upper()}" for k, v in endings.items())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, find_recordings,
@@ -29,6 +30,36 @@ def each_readable(path: str, read: Callable[[str], T], errors: list[RecordingErr
             yield read(file)
         except RecordingError as e:
             errors.append(e)
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The unterminated last event of a stream: sent by the server, never delivered (no blank line ended it)."""
+
+    size: int                 # characters
+    text: str | None          # None when the recording kept only its size
+    left_out: str | None      # why the text was not kept: "redacted" or "dropped"
+    truncated: bool = False   # the text kept is only its start
+
+    def describe(self, width: int = 80) -> str:
+        """What a person needs: the start of its text, or its size and why the text is not there."""
+        if self.text is None:
+            why = "redacted when recorded" if self.left_out == "redacted" else \
+                "left out of the end line when the disk was full"
+            return f"{self.size} chars, not kept ({why})"
+        return repr(self.text[:width]) + (" (cut)" if self.truncated else "")
+
+
+def unterminated_tail(end: dict | None) -> Tail | None:
+    """The tail the end line reports, also when only its size was kept (``tail_redacted``/``tail_dropped``)."""
+    if not end:
+        return None
+    if end.get("tail"):
+        return Tail(len(end["tail"]), end["tail"], None, bool(end.get("tail_truncated")))
+    for why in ("redacted", "dropped"):
+        if end.get(f"tail_{why}") and end.get("tail_size", 0) > 0:
+            return Tail(end["tail_size"], None, why)
+    return None
 
 
 class RecordingStream:

@@ -10,7 +10,7 @@ from ..recording import IN_PROGRESS
 from .events import MISSING, data_json, data_text
 from .fmt import (bad, bold, dim, duration, ending_label, pretty_json, seconds, shorten, style_ending, style_type,
                   utc, warn)
-from .reader import EVENT_KINDS, RecordingStream
+from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
 
 
 @dataclass
@@ -89,10 +89,10 @@ class ShowRenderer:
         if end and end.get("message"):
             text += f": {end['message']}"
         out = [text]
-        if end and end.get("tail"):
-            cut = " (cut)" if end.get("tail_truncated") else ""
-            out.append(bad(f"── unterminated last event, not delivered{cut}: ")
-                       + shorten(end["tail"], self.options.width))
+        if tail := unterminated_tail(end):
+            cut = " (cut)" if tail.truncated else ""
+            shown = shorten(tail.text, self.options.width) if tail.text is not None else tail.describe()
+            out.append(bad(f"── unterminated last event, not delivered{cut}: ") + shown)
         if torn := _torn_write(stream):
             lineno, size = torn
             out.append(dim(f"   (line {lineno} is the first {size} bytes of a write the proxy did not finish: "
