@@ -237,3 +237,25 @@ def test_a_tail_kept_only_as_its_size_is_still_an_unterminated_event(left_out, t
     # a size of 0 is no tail
     empty = write(tmp_path / "none.jsonl", (0.1, "message", "one"), tail=None, **{left_out: True}, tail_size=0)
     assert run("lint", empty).code == 0 and "unterminated" not in run("show", empty).out
+
+
+def test_lint_and_stats_count_the_silence_before_any_event_and_after_the_last(tmp_path):
+    """A stall is the same silence for both: from the start to the first event, between events, and from the last
+    event to the end line (or, with no end line, the last line)."""
+    keepalive_only = tmp_path / "keepalive.jsonl"
+    keepalive_only.write_bytes(header() + line({"t": 100.0, "kind": "comment", "text": " keepalive"}) + end(100.5, 0))
+    proxy_died = tmp_path / "died.jsonl"
+    proxy_died.write_bytes(header() + event_line(0.1, "message", "a", "", None)
+                           + line({"t": 100.0, "kind": "comment", "text": " keepalive"}))
+    expected = {keepalive_only: (None, 0.0, 100.5, "from the start until the end (the stream sent no event at all)"),
+                proxy_died: (0, 0.1, 99.9, "after the last event #0, until the end")}
+    for rec, (index, start, seconds, where) in expected.items():
+        r = run("lint", rec, "--json")
+        [finding] = orjson.loads(r.out)["recordings"][0]["findings"]
+        assert r.code == 1 and finding["code"] == "stall", rec
+        assert (finding["index"], finding["t"]) == (index, start)
+        assert finding["message"] == f"no event for {seconds:.3f}s {where} (threshold 30s)"
+        [stats] = orjson.loads(run("stats", rec, "--json").out)["recordings"]
+        assert stats["longest_stall"]["seconds"] == pytest.approx(seconds)
+        assert stats["longest_stall"]["start"] == start
+        assert run("lint", rec, "--max-stall", "101").code == 0
