@@ -35,8 +35,8 @@ def echo_json(value) -> None:
 
 
 def problem(e: RecordingError) -> str:
-    where = f"{e.path}:{e.lineno}" if e.lineno else e.path
-    return f"sse-capture: {where}: {e.message}"
+    where = f"{fmt.shown_path(e.path)}:{e.lineno}" if e.lineno else fmt.shown_path(e.path)
+    return f"sse-capture: {where}: {fmt.printable(e.message)}"
 
 
 def report_bad_files(errors: list[RecordingError]) -> None:
@@ -130,8 +130,9 @@ def ls_command(directory, endpoint, bad_only, since, as_json):
         echo_json([s.to_json() for s in found])
     else:
         base = directory if os.path.isdir(directory) else os.path.dirname(directory)
-        rows = [[fmt.utc(s.started), s.method, str(s.status), str(s.events), fmt.duration(s.duration),
-                 fmt.style_ending(s.ending), s.url, fmt.dim(os.path.relpath(s.path, base or "."))] for s in found]
+        rows = [[fmt.printable(fmt.utc(s.started)), fmt.printable(s.method), str(s.status), str(s.events),
+                 fmt.duration(s.duration), fmt.style_ending(s.ending), fmt.printable(s.url),
+                 fmt.dim(fmt.shown_path(os.path.relpath(s.path, base or ".")))] for s in found]
         if found:
             for line in fmt.table(rows, ["STARTED (UTC)", "METHOD", "STATUS", "EVENTS", "DURATION", "ENDED", "URL",
                                          "FILE"], right={2, 3, 4}):
@@ -182,7 +183,7 @@ def show_command(file, pretty, full, width, follow, poll, as_json):
 
 def _stats_lines(s) -> list[str]:
     j = s.to_json()
-    lines = [fmt.bold(s.path) + f"  {s.url}",
+    lines = [fmt.bold(fmt.shown_path(s.path)) + f"  {fmt.printable(s.url)}",
              f"  ended                {fmt.style_ending(s.ending)} after {fmt.duration(s.duration)}",
              f"  time to first event  {fmt.duration(s.first_event)}"
              + (f" (response headers after {fmt.duration(s.ttfb)})" if s.ttfb is not None else ""),
@@ -192,7 +193,8 @@ def _stats_lines(s) -> list[str]:
              f"  gaps                 p50 {fmt.duration(j['gap_p50'])}  p99 {fmt.duration(j['gap_p99'])}  "
              f"max {fmt.duration(j['gap_max'])}"]
     if s.stall:
-        lines.append(f"  longest stall        {fmt.warn(fmt.duration(s.stall.seconds))} {s.stall.where()}")
+        lines.append(f"  longest stall        {fmt.warn(fmt.duration(s.stall.seconds))} "
+                     f"{fmt.printable(s.stall.where())}")
     lines += [f"  {fmt.style_type(t)} {n}" for t, n in s.types.most_common()]
     return lines
 
@@ -226,7 +228,7 @@ def stats_command(path, totals_only, as_json):
                  f"max {fmt.duration(t['gap_max'])}")
             if totals.stall:
                 echo(f"  longest stall        {fmt.warn(fmt.duration(totals.stall.seconds))} in "
-                     f"{totals.stall.path} {totals.stall.where()}")
+                     f"{fmt.shown_path(totals.stall.path)} {fmt.printable(totals.stall.where())}")
     report_bad_files(errors)
 
 
@@ -276,16 +278,16 @@ def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, a
         total += len(findings)
         failing += sum(f.severity == ERROR or strict for f in findings)
         if as_json:
-            out.append({"path": file, "protocol": protocol, "ending": ending,
+            out.append({"path": fmt.path_text(file), "protocol": protocol, "ending": ending,
                         "findings": [f.to_json() for f in findings]})
             continue
         if findings:
-            echo(fmt.bold(file) + fmt.dim(f"  ({protocol}, {fmt.ending_label(ending)})"))
+            echo(fmt.bold(fmt.shown_path(file)) + fmt.dim(f"  ({protocol}, {fmt.ending_label(ending)})"))
         for f in findings:
             where = f"#{f.index}" if f.index is not None else "stream"
             when = fmt.seconds(f.t) if f.t is not None else ""
             sev = fmt.bad("error") if f.severity == ERROR else fmt.warn("warning")
-            echo(f"  {where:>7} {when:>10}  {sev} {f.code}: {f.message}")
+            echo(f"  {where:>7} {when:>10}  {sev} {f.code}: {fmt.printable(f.message)}")
     if as_json:
         echo_json({"recordings": out, "problems": total, "failing": failing})
     else:
@@ -333,18 +335,19 @@ def diff_command(a, b, ignore, ignore_common, timing, no_ending, context, as_jso
     result = diff_recordings(recording_file(a), recording_file(b), options)
     d = result.divergence
     if as_json:
-        echo_json({"same": result.same, "a": a, "b": b, "events_a": result.events_a, "events_b": result.events_b,
+        echo_json({"same": result.same, "a": fmt.path_text(a), "b": fmt.path_text(b),
+                   "events_a": result.events_a, "events_b": result.events_b,
                    "ending_a": result.ending_a, "ending_b": result.ending_b,
                    "divergence": None if d is None else {"index": d.index, "what": d.what, "detail": d.detail,
                                                          "a": d.a, "b": d.b}})
         sys.exit(0 if result.same else 1)
-    echo(fmt.dim(f"A {a}: {result.events_a} events, {result.ending_a}"))
-    echo(fmt.dim(f"B {b}: {result.events_b} events, {result.ending_b}"))
+    echo(fmt.dim(f"A {fmt.shown_path(a)}: {result.events_a} events, {fmt.printable(result.ending_a)}"))
+    echo(fmt.dim(f"B {fmt.shown_path(b)}: {result.events_b} events, {fmt.printable(result.ending_b)}"))
     if d is None:
         echo(click.style("same events" + ("" if no_ending else " and ending"), fg="green"))
         return
     where = "at the end" if d.index is None else f"at event #{d.index}"
-    echo(fmt.bad(f"first difference {where} ({d.what}): ") + d.detail)
+    echo(fmt.bad(f"first difference {where} ({d.what}): ") + fmt.printable(d.detail))
     for index, record in result.before:
         echo("    " + _event_row(index, record))
     if d.index is not None:
@@ -379,7 +382,7 @@ def cat_command(file, speed, max_pause, raw):
 
     plan = plan_for(recording_file(file), speed=speed, max_pause=max_pause, raw=raw)
     for warning in plan.warnings:
-        echo(fmt.warn(f"sse-capture: {warning}"), err=True)
+        echo(fmt.warn(f"sse-capture: {fmt.printable(warning)}"), err=True)
     play(plan, sys.stdout.buffer)
 
 

@@ -3,9 +3,12 @@ test_inspect_commands.py)."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import shutil
 import tracemalloc
+from pathlib import Path
 
 import orjson
 import pytest
@@ -259,3 +262,55 @@ def test_lint_and_stats_count_the_silence_before_any_event_and_after_the_last(tm
         assert stats["longest_stall"]["seconds"] == pytest.approx(seconds)
         assert stats["longest_stall"]["start"] == start
         assert run("lint", rec, "--max-stall", "101").code == 0
+
+
+CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # all but the newline ending each line
+OUR_STYLES = re.compile("\x1b\\[[0-9;]*m")
+
+
+def test_control_characters_from_a_recording_are_shown_escaped(tmp_path):
+    """ESC, BEL, backspace... in data, types, ids, comments, URLs, messages and file names would drive the
+    terminal; piped, click strips escape sequences and the data shown would silently change."""
+    h = orjson.loads(header())
+    h["request"]["url"] = "http://x/\x1b]0;TITLE\x07"
+    rec = tmp_path / "r\x1b[2J.jsonl"
+    rec.write_bytes(line(h) + event_line(0.1, "ty\x1bpe", "red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b", "id\x07", None)
+                    + line({"t": 0.2, "kind": "comment", "text": " ping\x1b[1A"})
+                    + line({"t": 0.3, "kind": "error", "what": "parse", "message": "bad\x07byte"})
+                    + end(0.4, 1, reason="server_error", message="reset\x1b[K", tail="data: cut\x1b[2J"))
+    other = write(tmp_path / "other.jsonl", (0.1, "ty\x1bpe", "blue\x1b[34m"))
+    for env in ({}, {"NO_COLOR": "1"}):
+        for color in (False, True):
+            outputs = [run("show", rec, color=color, env=env), run("show", rec, "-p", color=color, env=env),
+                       run("diff", rec, other, color=color, env=env), run("ls", tmp_path, color=color, env=env),
+                       run("stats", tmp_path, color=color, env=env), run("lint", tmp_path, color=color, env=env)]
+            for r in outputs:
+                assert r.code in (0, 1), r.err
+                assert not CONTROLS.search(OUR_STYLES.sub("", r.out + r.err)), r.out
+    shown = run("show", rec).out
+    assert r"red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b" in shown and r"ty\x1bpe" in shown and r"id=id\x07" in shown
+    assert r": ping\x1b[1A" in shown and r"bad\x07byte" in shown and r"reset\x1b[K" in shown
+    assert r"data: cut\x1b[2J" in shown and r"http://x/\x1b]0;TITLE\x07" in shown
+    assert r"ty\x1bpe  blue\x1b[34m" in run("diff", rec, other).out
+    assert r"r\x1b[2J.jsonl" in run("ls", tmp_path).out
+    assert r"has a gap (parse): bad\x07byte" in run("lint", rec, "--strict").out
+    # the exact text stays in --json
+    first = orjson.loads(run("show", rec, "--json").out.splitlines()[0])
+    assert first["data"] == "red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b"
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    name = os.fsdecode(os.path.join(os.fsencode(folder), b"r\xff.jsonl"))
+    write(Path(name), (0.1, "message", "one"))
+    expected = str(folder / "r\\xff.jsonl")
+    assert [row["path"] for row in orjson.loads(run("ls", folder, "--json").out)] == [expected]
+    stats = orjson.loads(run("stats", folder, "--json").out)
+    assert stats["recordings"][0]["path"] == stats["totals"]["longest_stall"]["path"] == expected
+    assert orjson.loads(run("lint", folder, "--json").out)["recordings"][0]["path"] == expected
+    d = run("diff", name, name, "--json")
+    assert d.code == 0 and orjson.loads(d.out)["a"] == expected
+    assert run("ls", folder).out.splitlines()[1].endswith(r"r\xff.jsonl")
+    r = run("timeline", folder, "-o", tmp_path / "t.html")
+    assert r.code == 0 and r"r\xff.jsonl" in (tmp_path / "t.html").read_text()

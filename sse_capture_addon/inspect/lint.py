@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from ..recording import IN_PROGRESS, RecordingError
+from .fmt import path_text
 from .protocols import PRESETS, Protocol, detect
 from .reader import EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
 from .stalls import Silences, Stall
@@ -28,7 +29,7 @@ class Finding:
     t: float | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "path": path_text(self.path)}
 
 
 @dataclass

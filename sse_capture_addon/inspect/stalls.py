@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .fmt import path_text
+
 
 @dataclass
 class Stall:
@@ -26,7 +28,8 @@ class Stall:
         return f"at {self.start:.3f}s, between {after} and {before}"
 
     def to_json(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return {**out, "path": None if self.path is None else path_text(self.path)}
 
 
 class Silences:

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..recording import RecordingError
+from .fmt import path_text
 from .reader import EVENT_KINDS, RecordingStream, each_readable
 from .stalls import Silences, Stall
 
@@ -101,7 +102,7 @@ class StreamStats:
         return self.events / self.duration if self.duration > 0 else None
 
     def to_json(self) -> dict:
-        return {"path": self.path, "url": self.url, "ending": self.ending, "ttfb": self.ttfb,
+        return {"path": path_text(self.path), "url": self.url, "ending": self.ending, "ttfb": self.ttfb,
                 "time_to_first_event": self.first_event, "duration": self.duration, "events": self.events,
                 "comments": self.comments, "bytes": self.bytes, "events_per_second": _round(self.events_per_second),
                 "types": dict(self.types.most_common()), **self.gap_summary,

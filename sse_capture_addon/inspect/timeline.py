@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .events import MISSING, data_json, data_text
-from .fmt import duration, ended_badly, ending_label, pretty_json, utc
+from .fmt import duration, ended_badly, ending_label, path_text, pretty_json, utc
 from .reader import EVENT_KINDS, RecordingStream, Tail, unterminated_tail
 from ..recording import IN_PROGRESS
 
@@ -79,7 +79,7 @@ def read_lane(path: str, stall: float) -> Lane:
     if stream.ending != IN_PROGRESS and lane.end_t - previous > stall:
         lane.stalls.append((previous, lane.end_t - previous))
     lane.tail = unterminated_tail(stream.end)
-    lane.subtitle = (f"{os.path.basename(path)} · started {utc(stream.header['started'])} UTC · "
+    lane.subtitle = (f"{path_text(os.path.basename(path))} · started {utc(stream.header['started'])} UTC · "
                      f"status {stream.header['response']['status']} · {lane.total_events} events in "
                      f"{duration(lane.end_t)} · {ending_label(lane.ending)}")
     return lane
