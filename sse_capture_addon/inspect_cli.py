@@ -17,10 +17,10 @@ from .inspect.events import Selector, data_text, parse_path
 from .inspect.lint import DEFAULT_MAX_STALL, ERROR, LintOptions, lint_paths
 from .inspect.listing import Filters, list_recordings, parse_since
 from .inspect.protocols import PRESETS, Protocol, load_rules, parse_rule
-from .inspect.reader import RecordingStream
+from .inspect.reader import HeaderPending, RecordingStream, header_pending
 from .inspect.show import ShowOptions, ShowRenderer, header_lines, json_lines
 from .inspect.stats import collect
-from .recording import RecordingError, find_recordings
+from .recording import IN_PROGRESS, RecordingError, find_recordings
 from .replay.schedule import parse_speed
 
 BAD_INPUT = 2
@@ -40,10 +40,11 @@ def problem(e: RecordingError) -> str:
 
 
 def report_bad_files(errors: list[RecordingError]) -> None:
-    """Unreadable recordings met while going through a directory: one line each, then exit status 2."""
+    """Unreadable recordings met while going through a directory: one line each, then exit status 2. A file a
+    proxy has only just created is not bad: it gets a note."""
     for e in errors:
-        echo(fmt.bad(problem(e)), err=True)
-    if errors:
+        echo(fmt.dim(problem(e)) if isinstance(e, HeaderPending) else fmt.bad(problem(e)), err=True)
+    if any(not isinstance(e, HeaderPending) for e in errors):
         sys.exit(BAD_INPUT)
 
 
@@ -164,7 +165,18 @@ def show_command(file, pretty, full, width, follow, poll, as_json):
       sse-capture show rec.jsonl -p           # pretty JSON
       sse-capture show -f rec.jsonl           # watch a stream that is still going
     """
-    stream = RecordingStream(recording_file(file), follow=follow, poll=poll)
+    try:
+        stream = RecordingStream(recording_file(file), follow=follow, poll=poll)
+    except RecordingError:
+        if follow or not header_pending(file):
+            raise
+        if as_json:
+            click.echo(orjson.dumps({"kind": "end", "ending": IN_PROGRESS,
+                                     "ending_label": fmt.ending_label(IN_PROGRESS)}).decode())
+        else:
+            echo(fmt.dim("(a proxy is still writing this recording and has not written its header line yet; "
+                         "use --follow to watch it)"))
+        return
     if as_json:
         for item in json_lines(stream):
             click.echo(orjson.dumps(item).decode())

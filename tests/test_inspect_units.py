@@ -3,6 +3,7 @@ test_inspect_commands.py)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -314,3 +315,30 @@ def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path):
     assert run("ls", folder).out.splitlines()[1].endswith(r"r\xff.jsonl")
     r = run("timeline", folder, "-o", tmp_path / "t.html")
     assert r.code == 0 and r"r\xff.jsonl" in (tmp_path / "t.html").read_text()
+
+
+def test_a_file_a_proxy_has_only_just_created_is_in_progress_not_bad(tmp_path):
+    """The proxy creates a recording, locks it, then writes its header: in between, it is not a bad file."""
+    good = write(tmp_path / "a.jsonl", (0.1, "message", "one"))
+    empty, torn = tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    empty.write_bytes(b"")
+    torn.write_bytes(header()[:40])
+    locks = [os.open(p, os.O_RDONLY) for p in (empty, torn)]
+    try:
+        for fd in locks:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        for command in ("ls", "stats", "lint"):
+            r = run(command, tmp_path, "--json")
+            assert r.code == 0, (command, r.err)
+            assert r.err.splitlines() == [f"sse-capture: {p}: still being written, no header line yet; left out"
+                                          for p in (empty, torn)]
+        assert [row["path"] for row in orjson.loads(run("ls", tmp_path, "--json").out)] == [str(good)]
+        shown = run("show", empty)
+        assert shown.code == 0 and "has not written its header line yet" in shown.out
+        assert orjson.loads(run("show", torn, "--json").out)["ending"] == "in_progress"
+    finally:
+        for fd in locks:
+            os.close(fd)
+    # no proxy holds it: a bad file after all
+    r = run("ls", tmp_path)
+    assert r.code == 2 and f"{empty}:1: empty file: missing header line" in r.err

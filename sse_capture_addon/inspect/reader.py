@@ -22,14 +22,33 @@ EVENT_KINDS = ("event", "oversized")
 T = TypeVar("T")
 
 
+class HeaderPending(RecordingError):
+    """Not a bad file: one a proxy has just created and not yet written its header line to."""
+
+    def __init__(self, path: str):
+        super().__init__(path, 0, "still being written, no header line yet; left out")
+
+
+def header_pending(path: str) -> bool:
+    """The proxy writing ``path`` has not finished its header line yet: the file holds no whole line, and a
+    proxy holds its lock."""
+    try:
+        with open(path, "rb") as f:
+            if f.readline(DEFAULT_MAX_LINE).endswith(b"\n"):
+                return False
+    except OSError:
+        return False
+    return writer_alive(path)
+
+
 def each_readable(path: str, read: Callable[[str], T], errors: list[RecordingError]) -> Iterator[T]:
     """``read(file)`` for every recording at ``path`` (a file or a directory); a file that cannot be read is
-    skipped, its error appended to ``errors``."""
+    skipped, its error appended to ``errors`` (a ``HeaderPending`` for a file a proxy has only just created)."""
     for file in find_recordings(path):
         try:
             yield read(file)
         except RecordingError as e:
-            errors.append(e)
+            errors.append(HeaderPending(file) if header_pending(file) else e)
 
 
 @dataclass(frozen=True)
