@@ -342,3 +342,13 @@ def test_a_file_a_proxy_has_only_just_created_is_in_progress_not_bad(tmp_path):
     # no proxy holds it: a bad file after all
     r = run("ls", tmp_path)
     assert r.code == 2 and f"{empty}:1: empty file: missing header line" in r.err
+
+
+def test_cat_raw_of_a_stream_that_sent_nothing_writes_nothing(tmp_path):
+    rec = tmp_path / "empty.jsonl"
+    rec.write_bytes(header(raw_chunks=True) + end(0.002, 0))
+    r = run("cat", rec, "--raw", "--speed", "max")
+    assert (r.code, r.out_bytes, r.err) == (0, b"", "")
+    rec.write_bytes(header() + end(0.002, 0))  # recorded without raw chunks: the error is right
+    r = run("cat", rec, "--raw", "--speed", "max")
+    assert r.code == 2 and "this recording has none (record with sse_capture_raw_chunks=on)" in r.err
