@@ -17,7 +17,7 @@ from .inspect.events import Selector, data_text, parse_path
 from .inspect.lint import DEFAULT_MAX_STALL, ERROR, LintOptions, lint_paths
 from .inspect.listing import Filters, list_recordings, parse_since
 from .inspect.protocols import PRESETS, Protocol, load_rules, parse_rule
-from .inspect.reader import HeaderPending, RecordingStream, header_pending
+from .inspect.reader import HeaderPending, RecordingStream, each_readable, header_pending
 from .inspect.show import ShowOptions, ShowRenderer, header_lines, json_lines
 from .inspect.stats import collect
 from .recording import IN_PROGRESS, RecordingError, find_recordings
@@ -400,10 +400,29 @@ def cat_command(file, speed, max_pause, raw):
 
 # --- timeline ------------------------------------------------------------------------------------------------
 
+def writable_output(ctx, param, path: str) -> str:
+    """Checked before reading any recording: a typo in ``-o`` should not cost the time it takes to read them."""
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{fmt.shown_path(path)} is a directory; give a file name")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"cannot write {fmt.shown_path(path)}: no such directory {fmt.shown_path(folder)}")
+    return path
+
+
+def write_page(output: str, page: str) -> None:
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {fmt.shown_path(output)}: {os_reason(e)}",
+                                 param_hint="'-o' / '--output'") from None
+
+
 @click.command("timeline", short_help="Draw recordings on a time axis in an HTML page.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", default="timeline.html", show_default=True, type=click.Path(),
-              help="Where to write the HTML page.")
+              callback=writable_output, help="Where to write the HTML page.")
 @click.option("--stall", type=click.FloatRange(0), default=5.0, show_default=True,
               help="Shade silences longer than this many seconds.")
 @click.option("--title", default="SSE timeline", show_default=True)
@@ -416,13 +435,21 @@ def timeline_command(paths, output, stall, title):
     \b
       sse-capture timeline good.jsonl bad.jsonl -o compare.html
     """
-    from .inspect.timeline import timeline
+    from .inspect.timeline import read_lane, render
 
-    files = [f for p in paths for f in recordings_in(p)]
-    page = timeline(files, stall=stall, title=title)
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(page)
-    echo(f"wrote {output} ({len(files)} recording(s))")
+    errors: list[RecordingError] = []
+    lanes = []
+    for path in paths:
+        try:
+            recordings_in(path)
+        except RecordingError as e:
+            errors.append(e)
+            continue
+        lanes += each_readable(path, lambda file: read_lane(file, stall), errors)
+    if lanes:
+        write_page(output, render(lanes, title))
+        echo(f"wrote {fmt.shown_path(output)} ({len(lanes)} recording(s))")
+    report_bad_files(errors)
 
 
 COMMANDS = [ls_command, show_command, stats_command, lint_command, diff_command, cat_command, timeline_command]
