@@ -17,10 +17,10 @@ from .inspect.events import Selector, data_text, parse_path
 from .inspect.lint import DEFAULT_MAX_STALL, ERROR, LintOptions, lint_paths
 from .inspect.listing import Filters, list_recordings, parse_since
 from .inspect.protocols import PRESETS, Protocol, load_rules, parse_rule
-from .inspect.reader import RecordingStream
+from .inspect.reader import HeaderPending, RecordingStream, each_readable, header_pending
 from .inspect.show import ShowOptions, ShowRenderer, header_lines, json_lines
 from .inspect.stats import collect
-from .recording import RecordingError, find_recordings
+from .recording import IN_PROGRESS, RecordingError, find_recordings
 from .replay.schedule import parse_speed
 
 BAD_INPUT = 2
@@ -35,30 +35,44 @@ def echo_json(value) -> None:
 
 
 def problem(e: RecordingError) -> str:
-    where = f"{e.path}:{e.lineno}" if e.lineno else e.path
-    return f"sse-capture: {where}: {e.message}"
+    where = f"{fmt.shown_path(e.path)}:{e.lineno}" if e.lineno else fmt.shown_path(e.path)
+    return f"sse-capture: {where}: {fmt.printable(e.message)}"
 
 
 def report_bad_files(errors: list[RecordingError]) -> None:
-    """Unreadable recordings met while going through a directory: one line each, then exit status 2."""
+    """Unreadable recordings met while going through a directory: one line each, then exit status 2. A file a
+    proxy has only just created is not bad: it gets a note."""
     for e in errors:
-        echo(fmt.bad(problem(e)), err=True)
-    if errors:
+        echo(fmt.dim(problem(e)) if isinstance(e, HeaderPending) else fmt.bad(problem(e)), err=True)
+    if any(not isinstance(e, HeaderPending) for e in errors):
         sys.exit(BAD_INPUT)
 
 
+def os_reason(e: OSError) -> str:
+    """"no such file or directory", "too many levels of symbolic links", "permission denied"..."""
+    reason = e.strerror or str(e)
+    return reason[:1].lower() + reason[1:]
+
+
+def existing(path: str) -> str:
+    """``path``, or the reason it cannot be reached (not only "no such file": a symlink loop, a permission)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        raise RecordingError(path, 0, os_reason(e)) from None
+    return path
+
+
 def recordings_in(path: str) -> list[str]:
-    found = find_recordings(path)
+    found = find_recordings(existing(path))
     if not found:
         raise RecordingError(path, 0, "no recordings (*.jsonl) here")
     return found
 
 
 def recording_file(path: str) -> str:
-    if os.path.isdir(path):
+    if os.path.isdir(existing(path)):
         raise RecordingError(path, 0, "is a directory; expected a recording file")
-    if not os.path.exists(path):
-        raise RecordingError(path, 0, "no such file or directory")
     return path
 
 
@@ -117,8 +131,9 @@ def ls_command(directory, endpoint, bad_only, since, as_json):
         echo_json([s.to_json() for s in found])
     else:
         base = directory if os.path.isdir(directory) else os.path.dirname(directory)
-        rows = [[fmt.utc(s.started), s.method, str(s.status), str(s.events), fmt.duration(s.duration),
-                 fmt.style_ending(s.ending), s.url, fmt.dim(os.path.relpath(s.path, base or "."))] for s in found]
+        rows = [[fmt.printable(fmt.utc(s.started)), fmt.printable(s.method), str(s.status), str(s.events),
+                 fmt.duration(s.duration), fmt.style_ending(s.ending), fmt.printable(s.url),
+                 fmt.dim(fmt.shown_path(os.path.relpath(s.path, base or ".")))] for s in found]
         if found:
             for line in fmt.table(rows, ["STARTED (UTC)", "METHOD", "STATUS", "EVENTS", "DURATION", "ENDED", "URL",
                                          "FILE"], right={2, 3, 4}):
@@ -150,7 +165,18 @@ def show_command(file, pretty, full, width, follow, poll, as_json):
       sse-capture show rec.jsonl -p           # pretty JSON
       sse-capture show -f rec.jsonl           # watch a stream that is still going
     """
-    stream = RecordingStream(recording_file(file), follow=follow, poll=poll)
+    try:
+        stream = RecordingStream(recording_file(file), follow=follow, poll=poll)
+    except RecordingError:
+        if follow or not header_pending(file):
+            raise
+        if as_json:
+            click.echo(orjson.dumps({"kind": "end", "ending": IN_PROGRESS,
+                                     "ending_label": fmt.ending_label(IN_PROGRESS)}).decode())
+        else:
+            echo(fmt.dim("(a proxy is still writing this recording and has not written its header line yet; "
+                         "use --follow to watch it)"))
+        return
     if as_json:
         for item in json_lines(stream):
             click.echo(orjson.dumps(item).decode())
@@ -169,7 +195,7 @@ def show_command(file, pretty, full, width, follow, poll, as_json):
 
 def _stats_lines(s) -> list[str]:
     j = s.to_json()
-    lines = [fmt.bold(s.path) + f"  {s.url}",
+    lines = [fmt.bold(fmt.shown_path(s.path)) + f"  {fmt.printable(s.url)}",
              f"  ended                {fmt.style_ending(s.ending)} after {fmt.duration(s.duration)}",
              f"  time to first event  {fmt.duration(s.first_event)}"
              + (f" (response headers after {fmt.duration(s.ttfb)})" if s.ttfb is not None else ""),
@@ -179,7 +205,8 @@ def _stats_lines(s) -> list[str]:
              f"  gaps                 p50 {fmt.duration(j['gap_p50'])}  p99 {fmt.duration(j['gap_p99'])}  "
              f"max {fmt.duration(j['gap_max'])}"]
     if s.stall:
-        lines.append(f"  longest stall        {fmt.warn(fmt.duration(s.stall.seconds))} {s.stall.where()}")
+        lines.append(f"  longest stall        {fmt.warn(fmt.duration(s.stall.seconds))} "
+                     f"{fmt.printable(s.stall.where())}")
     lines += [f"  {fmt.style_type(t)} {n}" for t, n in s.types.most_common()]
     return lines
 
@@ -213,7 +240,7 @@ def stats_command(path, totals_only, as_json):
                  f"max {fmt.duration(t['gap_max'])}")
             if totals.stall:
                 echo(f"  longest stall        {fmt.warn(fmt.duration(totals.stall.seconds))} in "
-                     f"{totals.stall.path} {totals.stall.where()}")
+                     f"{fmt.shown_path(totals.stall.path)} {fmt.printable(totals.stall.where())}")
     report_bad_files(errors)
 
 
@@ -263,16 +290,16 @@ def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, a
         total += len(findings)
         failing += sum(f.severity == ERROR or strict for f in findings)
         if as_json:
-            out.append({"path": file, "protocol": protocol, "ending": ending,
+            out.append({"path": fmt.path_text(file), "protocol": protocol, "ending": ending,
                         "findings": [f.to_json() for f in findings]})
             continue
         if findings:
-            echo(fmt.bold(file) + fmt.dim(f"  ({protocol}, {fmt.ending_label(ending)})"))
+            echo(fmt.bold(fmt.shown_path(file)) + fmt.dim(f"  ({protocol}, {fmt.ending_label(ending)})"))
         for f in findings:
             where = f"#{f.index}" if f.index is not None else "stream"
             when = fmt.seconds(f.t) if f.t is not None else ""
             sev = fmt.bad("error") if f.severity == ERROR else fmt.warn("warning")
-            echo(f"  {where:>7} {when:>10}  {sev} {f.code}: {f.message}")
+            echo(f"  {where:>7} {when:>10}  {sev} {f.code}: {fmt.printable(f.message)}")
     if as_json:
         echo_json({"recordings": out, "problems": total, "failing": failing})
     else:
@@ -320,18 +347,19 @@ def diff_command(a, b, ignore, ignore_common, timing, no_ending, context, as_jso
     result = diff_recordings(recording_file(a), recording_file(b), options)
     d = result.divergence
     if as_json:
-        echo_json({"same": result.same, "a": a, "b": b, "events_a": result.events_a, "events_b": result.events_b,
+        echo_json({"same": result.same, "a": fmt.path_text(a), "b": fmt.path_text(b),
+                   "events_a": result.events_a, "events_b": result.events_b,
                    "ending_a": result.ending_a, "ending_b": result.ending_b,
                    "divergence": None if d is None else {"index": d.index, "what": d.what, "detail": d.detail,
                                                          "a": d.a, "b": d.b}})
         sys.exit(0 if result.same else 1)
-    echo(fmt.dim(f"A {a}: {result.events_a} events, {result.ending_a}"))
-    echo(fmt.dim(f"B {b}: {result.events_b} events, {result.ending_b}"))
+    echo(fmt.dim(f"A {fmt.shown_path(a)}: {result.events_a} events, {fmt.printable(result.ending_a)}"))
+    echo(fmt.dim(f"B {fmt.shown_path(b)}: {result.events_b} events, {fmt.printable(result.ending_b)}"))
     if d is None:
         echo(click.style("same events" + ("" if no_ending else " and ending"), fg="green"))
         return
     where = "at the end" if d.index is None else f"at event #{d.index}"
-    echo(fmt.bad(f"first difference {where} ({d.what}): ") + d.detail)
+    echo(fmt.bad(f"first difference {where} ({d.what}): ") + fmt.printable(d.detail))
     for index, record in result.before:
         echo("    " + _event_row(index, record))
     if d.index is not None:
@@ -366,16 +394,35 @@ def cat_command(file, speed, max_pause, raw):
 
     plan = plan_for(recording_file(file), speed=speed, max_pause=max_pause, raw=raw)
     for warning in plan.warnings:
-        echo(fmt.warn(f"sse-capture: {warning}"), err=True)
+        echo(fmt.warn(f"sse-capture: {fmt.printable(warning)}"), err=True)
     play(plan, sys.stdout.buffer)
 
 
 # --- timeline ------------------------------------------------------------------------------------------------
 
+def writable_output(ctx, param, path: str) -> str:
+    """Checked before reading any recording: a typo in ``-o`` should not cost the time it takes to read them."""
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{fmt.shown_path(path)} is a directory; give a file name")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"cannot write {fmt.shown_path(path)}: no such directory {fmt.shown_path(folder)}")
+    return path
+
+
+def write_page(output: str, page: str) -> None:
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {fmt.shown_path(output)}: {os_reason(e)}",
+                                 param_hint="'-o' / '--output'") from None
+
+
 @click.command("timeline", short_help="Draw recordings on a time axis in an HTML page.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", default="timeline.html", show_default=True, type=click.Path(),
-              help="Where to write the HTML page.")
+              callback=writable_output, help="Where to write the HTML page.")
 @click.option("--stall", type=click.FloatRange(0), default=5.0, show_default=True,
               help="Shade silences longer than this many seconds.")
 @click.option("--title", default="SSE timeline", show_default=True)
@@ -388,13 +435,21 @@ def timeline_command(paths, output, stall, title):
     \b
       sse-capture timeline good.jsonl bad.jsonl -o compare.html
     """
-    from .inspect.timeline import timeline
+    from .inspect.timeline import read_lane, render
 
-    files = [f for p in paths for f in recordings_in(p)]
-    page = timeline(files, stall=stall, title=title)
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(page)
-    echo(f"wrote {output} ({len(files)} recording(s))")
+    errors: list[RecordingError] = []
+    lanes = []
+    for path in paths:
+        try:
+            recordings_in(path)
+        except RecordingError as e:
+            errors.append(e)
+            continue
+        lanes += each_readable(path, lambda file: read_lane(file, stall), errors)
+    if lanes:
+        write_page(output, render(lanes, title))
+        echo(f"wrote {fmt.shown_path(output)} ({len(lanes)} recording(s))")
+    report_bad_files(errors)
 
 
 COMMANDS = [ls_command, show_command, stats_command, lint_command, diff_command, cat_command, timeline_command]

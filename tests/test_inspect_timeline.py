@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 from harness import browser
 from inspect_helpers import run
@@ -58,3 +60,34 @@ def test_timeline_of_a_directory_and_bad_input(recs, tmp_path):
     empty.mkdir()
     r = run("timeline", empty, "-o", out)
     assert r.code == 2 and r.err.strip() == f"sse-capture: {empty}: no recordings (*.jsonl) here"
+
+
+def test_timeline_of_a_directory_with_an_unreadable_file_draws_the_others(recs, tmp_path):
+    """As ls, stats and lint do: the good ones are reported, one line per bad file, exit status 2."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(recs["anthropic-ok"], folder / "a.jsonl")
+    (folder / "b.jsonl").write_text("not json\n")
+    out = tmp_path / "mixed.html"
+    r = run("timeline", folder, tmp_path / "missing.jsonl", "-o", out)
+    assert r.code == 2 and r.out.strip() == f"wrote {out} (1 recording(s))"
+    assert r.err.splitlines() == [f"sse-capture: {folder / 'b.jsonl'}:1: invalid JSON: invalid literal, expected "
+                                  "'null': line 1 column 1 (char 0)",
+                                  f"sse-capture: {tmp_path / 'missing.jsonl'}: no such file or directory"]
+    assert out.read_text().count('<g class="lane"') == 1
+
+
+def test_timeline_output_that_cannot_be_written_is_a_bad_option(recs, tmp_path):
+    for output, reason in ((tmp_path / "no" / "x.html", f"cannot write {tmp_path / 'no' / 'x.html'}: no such "
+                                                        f"directory {tmp_path / 'no'}"),
+                           (tmp_path, f"{tmp_path} is a directory; give a file name")):
+        r = run("timeline", recs["anthropic-ok"], "-o", output)
+        assert r.code == 2 and "Traceback" not in r.err
+        assert r.err.splitlines()[-1] == f"Error: Invalid value for '-o' / '--output': {reason}"
+    read_only = tmp_path / "read-only.html"
+    read_only.write_text("")
+    read_only.chmod(0o400)
+    if not os.access(read_only, os.W_OK):  # (root may write anyway)
+        r = run("timeline", recs["anthropic-ok"], "-o", read_only)
+        assert r.code == 2 and r.err.splitlines()[-1] == \
+            f"Error: Invalid value for '-o' / '--output': cannot write {read_only}: permission denied"

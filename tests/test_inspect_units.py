@@ -3,9 +3,13 @@ test_inspect_commands.py)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
+import re
 import shutil
 import tracemalloc
+from pathlib import Path
 
 import orjson
 import pytest
@@ -60,12 +64,15 @@ def test_bad_input_is_one_line_naming_file_and_line(args, recs, tmp_path):
     empty_file.write_bytes(b"")
     empty_dir = tmp_path / "nothing"
     empty_dir.mkdir()
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to("loop.jsonl")
     cases = {
         not_rec: f"{not_rec}:1: missing header line",
         truncated: f"{truncated}:1: truncated line (no newline at end of file)",
 
         empty_file: f"{empty_file}:1: empty file: missing header line",
         tmp_path / "missing.jsonl": f"{tmp_path / 'missing.jsonl'}: no such file or directory",
+        loop: f"{loop}: too many levels of symbolic links",
     }
     if args[0] != "ls":  # ls reads the header and the end line only
         cases[corrupt] = f"{corrupt}:{data[:end].count(b'\n') + 1}: invalid JSON"
@@ -211,3 +218,137 @@ def test_preset_detection_needs_the_protocols_shape_not_just_an_event_name():
     assert detect(look_alike, "http://127.0.0.1/api/chat") is None
     assert detect(look_alike, "https://api.example/v1/messages") == "anthropic"
     assert detect(openai, "http://127.0.0.1/x") == "openai"
+
+
+# --- recordings the QA pass found mishandled ---------------------------------------------------------------
+
+@pytest.mark.parametrize("left_out", ["tail_redacted", "tail_dropped"])
+def test_a_tail_kept_only_as_its_size_is_still_an_unterminated_event(left_out, tmp_path):
+    """With key redaction (or a full disk) the end line keeps only the size of an unterminated tail."""
+    rec = write(tmp_path / "tail.jsonl", (0.1, "message", "one"), tail=None, **{left_out: True}, tail_size=35)
+    why = "redacted when recorded" if left_out == "tail_redacted" else "left out of the end line when the disk was full"
+    r = run("lint", rec, "--json")
+    [finding] = orjson.loads(r.out)["recordings"][0]["findings"]
+    assert r.code == 1 and finding["code"] == "unterminated-event" and finding["index"] == 1
+    assert finding["message"].endswith(f"which clients drop: 35 chars, not kept ({why})")
+    shown = run("show", rec).out.splitlines()
+    assert shown[-1] == f"── unterminated last event, not delivered: 35 chars, not kept ({why})"
+    d = orjson.loads(run("diff", rec, write(tmp_path / "b.jsonl", (0.1, "message", "one")), "--json").out)
+    assert d["divergence"]["what"] == "ending"
+    assert d["ending_a"] == f"complete with unterminated tail 35 chars, not kept ({why})"
+    assert run("timeline", rec, "-o", tmp_path / "t.html").code == 0
+    assert "complete · unterminated event" in (tmp_path / "t.html").read_text()
+    # a size of 0 is no tail
+    empty = write(tmp_path / "none.jsonl", (0.1, "message", "one"), tail=None, **{left_out: True}, tail_size=0)
+    assert run("lint", empty).code == 0 and "unterminated" not in run("show", empty).out
+
+
+def test_lint_and_stats_count_the_silence_before_any_event_and_after_the_last(tmp_path):
+    """A stall is the same silence for both: from the start to the first event, between events, and from the last
+    event to the end line (or, with no end line, the last line)."""
+    keepalive_only = tmp_path / "keepalive.jsonl"
+    keepalive_only.write_bytes(header() + line({"t": 100.0, "kind": "comment", "text": " keepalive"}) + end(100.5, 0))
+    proxy_died = tmp_path / "died.jsonl"
+    proxy_died.write_bytes(header() + event_line(0.1, "message", "a", "", None)
+                           + line({"t": 100.0, "kind": "comment", "text": " keepalive"}))
+    expected = {keepalive_only: (None, 0.0, 100.5, "from the start until the end (the stream sent no event at all)"),
+                proxy_died: (0, 0.1, 99.9, "after the last event #0, until the end")}
+    for rec, (index, start, seconds, where) in expected.items():
+        r = run("lint", rec, "--json")
+        [finding] = orjson.loads(r.out)["recordings"][0]["findings"]
+        assert r.code == 1 and finding["code"] == "stall", rec
+        assert (finding["index"], finding["t"]) == (index, start)
+        assert finding["message"] == f"no event for {seconds:.3f}s {where} (threshold 30s)"
+        [stats] = orjson.loads(run("stats", rec, "--json").out)["recordings"]
+        assert stats["longest_stall"]["seconds"] == pytest.approx(seconds)
+        assert stats["longest_stall"]["start"] == start
+        assert run("lint", rec, "--max-stall", "101").code == 0
+
+
+CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # all but the newline ending each line
+OUR_STYLES = re.compile("\x1b\\[[0-9;]*m")
+
+
+def test_control_characters_from_a_recording_are_shown_escaped(tmp_path):
+    """ESC, BEL, backspace... in data, types, ids, comments, URLs, messages and file names would drive the
+    terminal; piped, click strips escape sequences and the data shown would silently change."""
+    h = orjson.loads(header())
+    h["request"]["url"] = "http://x/\x1b]0;TITLE\x07"
+    rec = tmp_path / "r\x1b[2J.jsonl"
+    rec.write_bytes(line(h) + event_line(0.1, "ty\x1bpe", "red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b", "id\x07", None)
+                    + line({"t": 0.2, "kind": "comment", "text": " ping\x1b[1A"})
+                    + line({"t": 0.3, "kind": "error", "what": "parse", "message": "bad\x07byte"})
+                    + end(0.4, 1, reason="server_error", message="reset\x1b[K", tail="data: cut\x1b[2J"))
+    other = write(tmp_path / "other.jsonl", (0.1, "ty\x1bpe", "blue\x1b[34m"))
+    for env in ({}, {"NO_COLOR": "1"}):
+        for color in (False, True):
+            outputs = [run("show", rec, color=color, env=env), run("show", rec, "-p", color=color, env=env),
+                       run("diff", rec, other, color=color, env=env), run("ls", tmp_path, color=color, env=env),
+                       run("stats", tmp_path, color=color, env=env), run("lint", tmp_path, color=color, env=env)]
+            for r in outputs:
+                assert r.code in (0, 1), r.err
+                assert not CONTROLS.search(OUR_STYLES.sub("", r.out + r.err)), r.out
+    shown = run("show", rec).out
+    assert r"red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b" in shown and r"ty\x1bpe" in shown and r"id=id\x07" in shown
+    assert r": ping\x1b[1A" in shown and r"bad\x07byte" in shown and r"reset\x1b[K" in shown
+    assert r"data: cut\x1b[2J" in shown and r"http://x/\x1b]0;TITLE\x07" in shown
+    assert r"ty\x1bpe  blue\x1b[34m" in run("diff", rec, other).out
+    assert r"r\x1b[2J.jsonl" in run("ls", tmp_path).out
+    assert r"has a gap (parse): bad\x07byte" in run("lint", rec, "--strict").out
+    # the exact text stays in --json
+    first = orjson.loads(run("show", rec, "--json").out.splitlines()[0])
+    assert first["data"] == "red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b"
+
+
+def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    name = os.fsdecode(os.path.join(os.fsencode(folder), b"r\xff.jsonl"))
+    write(Path(name), (0.1, "message", "one"))
+    expected = str(folder / "r\\xff.jsonl")
+    assert [row["path"] for row in orjson.loads(run("ls", folder, "--json").out)] == [expected]
+    stats = orjson.loads(run("stats", folder, "--json").out)
+    assert stats["recordings"][0]["path"] == stats["totals"]["longest_stall"]["path"] == expected
+    assert orjson.loads(run("lint", folder, "--json").out)["recordings"][0]["path"] == expected
+    d = run("diff", name, name, "--json")
+    assert d.code == 0 and orjson.loads(d.out)["a"] == expected
+    assert run("ls", folder).out.splitlines()[1].endswith(r"r\xff.jsonl")
+    r = run("timeline", folder, "-o", tmp_path / "t.html")
+    assert r.code == 0 and r"r\xff.jsonl" in (tmp_path / "t.html").read_text()
+
+
+def test_a_file_a_proxy_has_only_just_created_is_in_progress_not_bad(tmp_path):
+    """The proxy creates a recording, locks it, then writes its header: in between, it is not a bad file."""
+    good = write(tmp_path / "a.jsonl", (0.1, "message", "one"))
+    empty, torn = tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    empty.write_bytes(b"")
+    torn.write_bytes(header()[:40])
+    locks = [os.open(p, os.O_RDONLY) for p in (empty, torn)]
+    try:
+        for fd in locks:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        for command in ("ls", "stats", "lint"):
+            r = run(command, tmp_path, "--json")
+            assert r.code == 0, (command, r.err)
+            assert r.err.splitlines() == [f"sse-capture: {p}: still being written, no header line yet; left out"
+                                          for p in (empty, torn)]
+        assert [row["path"] for row in orjson.loads(run("ls", tmp_path, "--json").out)] == [str(good)]
+        shown = run("show", empty)
+        assert shown.code == 0 and "has not written its header line yet" in shown.out
+        assert orjson.loads(run("show", torn, "--json").out)["ending"] == "in_progress"
+    finally:
+        for fd in locks:
+            os.close(fd)
+    # no proxy holds it: a bad file after all
+    r = run("ls", tmp_path)
+    assert r.code == 2 and f"{empty}:1: empty file: missing header line" in r.err
+
+
+def test_cat_raw_of_a_stream_that_sent_nothing_writes_nothing(tmp_path):
+    rec = tmp_path / "empty.jsonl"
+    rec.write_bytes(header(raw_chunks=True) + end(0.002, 0))
+    r = run("cat", rec, "--raw", "--speed", "max")
+    assert (r.code, r.out_bytes, r.err) == (0, b"", "")
+    rec.write_bytes(header() + end(0.002, 0))  # recorded without raw chunks: the error is right
+    r = run("cat", rec, "--raw", "--speed", "max")
+    assert r.code == 2 and "this recording has none (record with sse_capture_raw_chunks=on)" in r.err

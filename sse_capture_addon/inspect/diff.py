@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import MISSING, data_json, data_text, format_path, value_text
-from .reader import EVENT_KINDS, RecordingStream
+from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
 
 #: ``--ignore-common``: the usual per-response noise of LLM streaming APIs.
 COMMON_IGNORES = ("id", "data.**.id", "data.**.created", "data.**.created_at", "data.**.timestamp",
@@ -164,8 +164,8 @@ def _events(stream: RecordingStream) -> Iterator[dict]:
 
 
 def _ending(stream: RecordingStream) -> str:
-    tail = (stream.end or {}).get("tail")
-    return stream.ending + (f" with unterminated tail {tail[:60]!r}" if tail else "")
+    tail = unterminated_tail(stream.end)
+    return stream.ending + (f" with unterminated tail {tail.describe(60)}" if tail else "")
 
 
 def diff(path_a: str, path_b: str, options: DiffOptions) -> DiffResult:

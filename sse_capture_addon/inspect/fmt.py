@@ -6,6 +6,8 @@ Text is styled with ``click.style``; whether the colour reaches the terminal is 
 
 from __future__ import annotations
 
+import os
+import re
 import zlib
 from datetime import datetime, timezone
 
@@ -43,7 +45,8 @@ def style_ending(ending: str) -> str:
 
 def style_type(event_type: str) -> str:
     """The same event type gets the same colour everywhere (a stable hash, not Python's salted one)."""
-    return click.style(event_type, fg=_TYPE_COLOURS[zlib.crc32(event_type.encode()) % len(_TYPE_COLOURS)])
+    colour = _TYPE_COLOURS[zlib.crc32(event_type.encode("utf-8", "surrogatepass")) % len(_TYPE_COLOURS)]
+    return click.style(printable(event_type), fg=colour)
 
 
 def dim(text: str) -> str:
@@ -95,13 +98,37 @@ def pretty_json(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
-def one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+# C0 and C1 controls and DEL, and lone surrogates (which no terminal encoding can carry)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    return _SHORT_ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def printable(text: str) -> str:
+    """Recorded text made safe to print, on one line: control characters written as ``\\n``, ``\\x1b``, ...
+    Raw, an ESC or BEL from a stream would drive the terminal (colours, its title, erasing what is shown), and
+    when piped click strips escape sequences, silently changing the data shown."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def path_text(path: str) -> str:
+    """A file name as text that can be written anywhere (JSON, HTML, a terminal): bytes that are not UTF-8
+    (surrogate-escaped by Python) as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def shown_path(path: str) -> str:
+    """A file name for a person to read."""
+    return printable(path_text(path))
 
 
 def shorten(text: str, width: int | None) -> str:
-    """``text`` on one line, cut to ``width`` characters with a note of how much was left out."""
-    text = one_line(text)
+    """``text`` on one line (``printable``), cut to ``width`` characters with a note of how much was left out."""
+    text = printable(text)
     if width is None or len(text) <= width:
         return text
     more = f"… (+{len(text) - width} chars)"

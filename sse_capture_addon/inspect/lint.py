@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from ..recording import IN_PROGRESS, RecordingError
+from .fmt import path_text
 from .protocols import PRESETS, Protocol, detect
-from .reader import EVENT_KINDS, RecordingStream, each_readable
+from .reader import EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
+from .stalls import Silences, Stall
 
 ERROR, WARNING = "error", "warning"
 DEFAULT_MAX_STALL = 30.0
@@ -27,7 +29,7 @@ class Finding:
     t: float | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "path": path_text(self.path)}
 
 
 @dataclass
@@ -53,7 +55,8 @@ class _Linter:
         self.findings: list[Finding] = []
         self.protocol: Protocol | None = None
         self.index = 0
-        self.last_event_t = 0.0
+        self.silences = Silences(path)
+        self.last_t = 0.0   # of the last line, the end of a recording that has no end line
         self.terminal: tuple[int, str] | None = None   # index and type of the first terminal event
         self.after_terminal = 0
 
@@ -64,6 +67,7 @@ class _Linter:
 
     def record(self, record: dict) -> None:
         kind, t = record["kind"], record["t"]
+        self.last_t = t
         if kind == "ignored" and record["field"] != "comment":  # (a comment longer than max_event_size: no problem)
             code = "id-null" if record["field"] == "id" else "retry-not-digits"
             self.emit_at(self.index, t)(code, ERROR, f"{record['field']} field ignored by clients: {record['reason']} "
@@ -80,8 +84,7 @@ class _Linter:
         emit = self.emit_at(index, t)
         if self.protocol is None:
             self.protocol = choose_protocol(self.options, record, self.url, self.headers)
-        self.stall(self.last_event_t, t, "before the first event" if index == 0 else f"after event #{index - 1}",
-                   index)
+        self.stall(self.silences.event(t, record["event"]))
         if self.terminal is not None:
             self.after_terminal += 1
             if self.after_terminal == 1:
@@ -92,12 +95,21 @@ class _Linter:
         for rule in self.protocol.rules:
             rule.check(record, index, emit)
         self.index += 1
-        self.last_event_t = t
 
-    def stall(self, start: float, end: float, where: str, index: int | None) -> None:
-        if end - start > self.options.max_stall:
-            self.emit_at(index, start)("stall", ERROR, f"no event for {end - start:.3f}s {where} "
-                                                      f"(threshold {self.options.max_stall:g}s)")
+    def stall(self, stall: Stall, live: bool = False) -> None:
+        if stall.seconds <= self.options.max_stall:
+            return
+        until = "until now (it is still being written)" if live else "until the end"
+        if stall.after_index is None:
+            where = "before the first event" if stall.before_index is not None else \
+                f"from the start {until} (the stream sent no event at all)"
+        elif stall.before_index is None:
+            where = f"after the last event #{stall.after_index}, {until}"
+        else:
+            where = f"after event #{stall.after_index}"
+        index = stall.before_index if stall.before_index is not None else stall.after_index
+        self.emit_at(index, stall.start)("stall", ERROR, f"no event for {stall.seconds:.3f}s {where} "
+                                                         f"(threshold {self.options.max_stall:g}s)")
 
     def finish(self, stream: RecordingStream) -> None:
         end, ending = stream.end, stream.ending
@@ -106,6 +118,7 @@ class _Linter:
         emit = self.emit_at(None, end["t"] if end else None)
         if self.after_terminal > 1:
             emit("after-terminal", ERROR, f"{self.after_terminal} events in all after the terminal event")
+        self.stall(self.silences.until_end(end["t"] if end else self.last_t), live=ending == IN_PROGRESS)
         if ending == IN_PROGRESS:
             return  # what is missing may still come
         for rule in self.protocol.rules:
@@ -115,14 +128,11 @@ class _Linter:
             emit("no-terminal", ERROR, f"the stream never sent a terminal event ({wanted}); it ended: {ending}")
         if end is None:
             return
-        if self.index and end["t"] - self.last_event_t > self.options.max_stall:
-            self.stall(self.last_event_t, end["t"], f"after the last event #{self.index - 1}, until the end",
-                       self.index - 1)
-        if end.get("tail"):
+        if tail := unterminated_tail(end):
             self.emit_at(self.index, end["t"])(
                 "unterminated-event", ERROR,
                 f"the stream ended in the middle of an event (no blank line after it), which clients drop: "
-                f"{end['tail'][:80]!r}")
+                f"{tail.describe()}")
         endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}
         if len(endings) > 1:
             counts = ", ".join(f"{v} {k.upper()}" for k, v in endings.items())

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 import orjson
 
 from ..recording import RecordingError, header_of, validate_record
-from .fmt import ended_badly, started_at
+from .fmt import ended_badly, path_text, started_at
 from .reader import EVENT_KINDS, RecordingStream, each_readable
 
 
@@ -30,7 +30,7 @@ class Summary:
     message: str | None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "path": path_text(self.path)}
 
 
 def _last_line(path: str, block: int = 1 << 16) -> bytes:

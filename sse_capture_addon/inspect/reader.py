@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, find_recordings,
@@ -21,14 +22,63 @@ EVENT_KINDS = ("event", "oversized")
 T = TypeVar("T")
 
 
+class HeaderPending(RecordingError):
+    """Not a bad file: one a proxy has just created and not yet written its header line to."""
+
+    def __init__(self, path: str):
+        super().__init__(path, 0, "still being written, no header line yet; left out")
+
+
+def header_pending(path: str) -> bool:
+    """The proxy writing ``path`` has not finished its header line yet: the file holds no whole line, and a
+    proxy holds its lock."""
+    try:
+        with open(path, "rb") as f:
+            if f.readline(DEFAULT_MAX_LINE).endswith(b"\n"):
+                return False
+    except OSError:
+        return False
+    return writer_alive(path)
+
+
 def each_readable(path: str, read: Callable[[str], T], errors: list[RecordingError]) -> Iterator[T]:
     """``read(file)`` for every recording at ``path`` (a file or a directory); a file that cannot be read is
-    skipped, its error appended to ``errors``."""
+    skipped, its error appended to ``errors`` (a ``HeaderPending`` for a file a proxy has only just created)."""
     for file in find_recordings(path):
         try:
             yield read(file)
         except RecordingError as e:
-            errors.append(e)
+            errors.append(HeaderPending(file) if header_pending(file) else e)
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The unterminated last event of a stream: sent by the server, never delivered (no blank line ended it)."""
+
+    size: int                 # characters
+    text: str | None          # None when the recording kept only its size
+    left_out: str | None      # why the text was not kept: "redacted" or "dropped"
+    truncated: bool = False   # the text kept is only its start
+
+    def describe(self, width: int = 80) -> str:
+        """What a person needs: the start of its text, or its size and why the text is not there."""
+        if self.text is None:
+            why = "redacted when recorded" if self.left_out == "redacted" else \
+                "left out of the end line when the disk was full"
+            return f"{self.size} chars, not kept ({why})"
+        return repr(self.text[:width]) + (" (cut)" if self.truncated else "")
+
+
+def unterminated_tail(end: dict | None) -> Tail | None:
+    """The tail the end line reports, also when only its size was kept (``tail_redacted``/``tail_dropped``)."""
+    if not end:
+        return None
+    if end.get("tail"):
+        return Tail(len(end["tail"]), end["tail"], None, bool(end.get("tail_truncated")))
+    for why in ("redacted", "dropped"):
+        if end.get(f"tail_{why}") and end.get("tail_size", 0) > 0:
+            return Tail(end["tail_size"], None, why)
+    return None
 
 
 class RecordingStream:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from ..recording import IN_PROGRESS
 from .events import MISSING, data_json, data_text
-from .fmt import (bad, bold, dim, duration, ending_label, pretty_json, seconds, shorten, style_ending, style_type,
-                  utc, warn)
-from .reader import EVENT_KINDS, RecordingStream
+from .fmt import (bad, bold, dim, duration, ending_label, pretty_json, printable, seconds, shorten, style_ending,
+                  style_type, utc, warn)
+from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
 
 
 @dataclass
@@ -22,8 +22,8 @@ class ShowOptions:
 def header_lines(header: dict) -> list[str]:
     request, response = header["request"], header["response"]
     url = request.get("pretty_url") or request["url"]
-    return [bold(f"{request['method']} {url}") + f"  → {response['status']}",
-            dim(f"started {utc(header['started'])} UTC · stream {header['stream_id']}"
+    return [bold(printable(f"{request['method']} {url}")) + f"  → {response['status']}",
+            dim(printable(f"started {utc(header['started'])} UTC · stream {header['stream_id']}")
                 + (f" · ttfb {duration(header['ttfb'])}" if isinstance(header.get("ttfb"), (int, float)) else ""))]
 
 
@@ -45,15 +45,16 @@ class ShowRenderer:
         if kind == "comment":
             return [dim(f"{blank}{when}  {'':>9}  :{shorten(record['text'], self.options.width)}")]
         if kind == "no_dispatch":
-            fields = " ".join(f"{k}={record[k]}" for k in ("id", "retry") if k in record)
+            fields = printable(" ".join(f"{k}={record[k]}" for k in ("id", "retry") if k in record))
             if "id" in record:
                 self.last_id = record["id"]
             return [dim(f"{blank}{when}  {'':>9}  (no event; sets {fields})")]
         if kind == "ignored":
-            return [warn(f"{blank}{when}  {'':>9}  ignored {record['field']} field "
-                         f"{shorten(repr(record['value']), 60)}: {record['reason']}")]
+            return [warn(f"{blank}{when}  {'':>9}  ignored {printable(record['field'])} field "
+                         f"{shorten(repr(record['value']), 60)}: {printable(record['reason'])}")]
         if kind == "error":
-            return [bad(f"{blank}{when}  {'':>9}  recording error ({record.get('what', '?')}): {record['message']}")]
+            return [bad(f"{blank}{when}  {'':>9}  recording error "
+                        + printable(f"({record.get('what', '?')}): {record['message']}"))]
         return []  # raw chunks are for replay, not for reading
 
     def _event(self, record: dict, when: str) -> list[str]:
@@ -63,7 +64,7 @@ class ShowRenderer:
         self.index += 1
         event_id = record.get("id", "")
         if event_id != self.last_id:
-            parts.append(dim(f"id={event_id}"))
+            parts.append(dim(f"id={printable(event_id)}"))
             self.last_id = event_id
         if "retry" in record:
             parts.append(dim(f"retry={record['retry']}"))
@@ -74,7 +75,7 @@ class ShowRenderer:
         else:
             value = data_json(record) if self.options.pretty else MISSING
             if value is not MISSING and isinstance(value, (dict, list)):
-                below = ["        " + line for line in pretty_json(value).splitlines()]
+                below = ["        " + printable(line) for line in pretty_json(value).split("\n")]
             else:
                 parts.append(shorten(data_text(record), self.options.width))
             if record.get("redacted"):
@@ -87,12 +88,12 @@ class ShowRenderer:
         t = end["t"] if end else self.last_t
         text = f"── {style_ending(ending)} after {duration(t)}, {self.index} events"
         if end and end.get("message"):
-            text += f": {end['message']}"
+            text += f": {printable(end['message'])}"
         out = [text]
-        if end and end.get("tail"):
-            cut = " (cut)" if end.get("tail_truncated") else ""
-            out.append(bad(f"── unterminated last event, not delivered{cut}: ")
-                       + shorten(end["tail"], self.options.width))
+        if tail := unterminated_tail(end):
+            cut = " (cut)" if tail.truncated else ""
+            shown = shorten(tail.text, self.options.width) if tail.text is not None else tail.describe()
+            out.append(bad(f"── unterminated last event, not delivered{cut}: ") + shown)
         if torn := _torn_write(stream):
             lineno, size = torn
             out.append(dim(f"   (line {lineno} is the first {size} bytes of a write the proxy did not finish: "

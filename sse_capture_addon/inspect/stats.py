@@ -8,7 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..recording import RecordingError
+from .fmt import path_text
 from .reader import EVENT_KINDS, RecordingStream, each_readable
+from .stalls import Silences, Stall
 
 EXACT_LIMIT = 10_000       # samples kept exactly before switching to the histogram
 _GROWTH = 1.01             # histogram buckets are 1% wide, so quantiles are within 1%
@@ -80,27 +82,6 @@ class Distribution:
 
 
 @dataclass
-class Stall:
-    """The longest time without an event: before the first, between two, or after the last until the end."""
-
-    seconds: float
-    start: float
-    after_index: int | None = None     # None: from the start of the stream
-    after_type: str | None = None
-    before_index: int | None = None    # None: until the end of the recording
-    before_type: str | None = None
-    path: str | None = None
-
-    def where(self) -> str:
-        after = "the start" if self.after_index is None else f"event #{self.after_index} ({self.after_type})"
-        before = "the end" if self.before_index is None else f"event #{self.before_index} ({self.before_type})"
-        return f"at {self.start:.3f}s, between {after} and {before}"
-
-    def to_json(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
-
-
-@dataclass
 class StreamStats:
     path: str
     url: str
@@ -121,7 +102,7 @@ class StreamStats:
         return self.events / self.duration if self.duration > 0 else None
 
     def to_json(self) -> dict:
-        return {"path": self.path, "url": self.url, "ending": self.ending, "ttfb": self.ttfb,
+        return {"path": path_text(self.path), "url": self.url, "ending": self.ending, "ttfb": self.ttfb,
                 "time_to_first_event": self.first_event, "duration": self.duration, "events": self.events,
                 "comments": self.comments, "bytes": self.bytes, "events_per_second": _round(self.events_per_second),
                 "types": dict(self.types.most_common()), **self.gap_summary,
@@ -147,7 +128,7 @@ def stream_stats(path: str) -> StreamStats:
     request = stream.header["request"]
     stats = StreamStats(path=path, url=request.get("pretty_url") or request["url"], ending="",
                         ttfb=stream.header.get("ttfb"))
-    previous: tuple[int, str, float] | None = None   # index, type, t of the last event
+    silences = Silences(path)
     last_t = 0.0
     for record in stream:
         last_t = record["t"]
@@ -156,25 +137,20 @@ def stream_stats(path: str) -> StreamStats:
             stats.comments += 1
         if kind not in EVENT_KINDS:
             continue
-        t, event_type, index = record["t"], record["event"], stats.events
-        stats.events += 1
-        stats.types[event_type] += 1
-        if previous is None:
-            stats.first_event = t
-            _consider(stats, Stall(t, 0.0, before_index=index, before_type=event_type, path=path))
+        stall = silences.event(record["t"], record["event"])
+        if stats.events == 0:
+            stats.first_event = record["t"]
         else:
-            gap = t - previous[2]
-            stats.gaps.add(gap)
-            _consider(stats, Stall(gap, previous[2], previous[0], previous[1], index, event_type, path))
-        previous = (index, event_type, t)
+            stats.gaps.add(stall.seconds)
+        _consider(stats, stall)
+        stats.events += 1
+        stats.types[record["event"]] += 1
     stats.ending = stream.ending
     stats.gap_summary = gap_json(stats.gaps)
     stats.duration = stream.end["t"] if stream.end else last_t
     if stream.end:
         stats.bytes = stream.end["bytes"]
-    start = previous[2] if previous else 0.0
-    after = (previous[0], previous[1]) if previous else (None, None)
-    _consider(stats, Stall(max(stats.duration - start, 0.0), start, *after, path=path))
+    _consider(stats, silences.until_end(stats.duration))
     return stats
 
 

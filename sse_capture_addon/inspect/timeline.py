@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from .events import MISSING, data_json, data_text
-from .fmt import duration, ended_badly, ending_label, pretty_json, utc
-from .reader import EVENT_KINDS, RecordingStream
+from .fmt import duration, ended_badly, ending_label, path_text, pretty_json, utc
+from .reader import EVENT_KINDS, RecordingStream, Tail, unterminated_tail
 from ..recording import IN_PROGRESS
 
 MAX_MARKS = 20_000        # events drawn per lane; the rest are counted, not drawn
@@ -37,7 +37,7 @@ class Lane:
     comments: list[float] = field(default_factory=list)
     stalls: list[tuple[float, float]] = field(default_factory=list)      # start, length
     total_events: int = 0
-    tail: str | None = None
+    tail: Tail | None = None
 
 
 def _hover(record: dict, index: int, gap: float) -> str:
@@ -78,8 +78,8 @@ def read_lane(path: str, stall: float) -> Lane:
     lane.end_t = stream.end["t"] if stream.end else last_t
     if stream.ending != IN_PROGRESS and lane.end_t - previous > stall:
         lane.stalls.append((previous, lane.end_t - previous))
-    lane.tail = (stream.end or {}).get("tail")
-    lane.subtitle = (f"{os.path.basename(path)} · started {utc(stream.header['started'])} UTC · "
+    lane.tail = unterminated_tail(stream.end)
+    lane.subtitle = (f"{path_text(os.path.basename(path))} · started {utc(stream.header['started'])} UTC · "
                      f"status {stream.header['response']['status']} · {lane.total_events} events in "
                      f"{duration(lane.end_t)} · {ending_label(lane.ending)}")
     return lane
