@@ -302,13 +302,20 @@ def retime(pieces: list[Piece], end_t: float, ttfb: float, timing: Timing) -> tu
         prev = t
         return scaled(t - removed)
 
+    # the pieces of each write are joined once at the end: appending bytes to bytes copies the whole write
+    # every time, quadratic when everything is due at once (speed max)
+    parts: list[list[bytes]] = []
     for p in pieces:
         at = offset(p.t)
         if writes and writes[-1].at == at:
-            writes[-1].data += p.data
+            parts[-1].append(p.data)
             writes[-1].events += p.events
         else:
             writes.append(Write(at, p.data, p.events))
+            parts.append([p.data])
+    for write, data in zip(writes, parts):
+        if len(data) > 1:
+            write.data = b"".join(data)
     end_at = offset(end_t)
     head_delay = scaled(min(ttfb, cap) if cap is not None else ttfb)
     return writes, head_delay, end_at
