@@ -11,7 +11,7 @@ import pytest
 from harness import ROOT, free_port, wait_for_port
 from replay_helpers import chat_recording, parse_events
 
-from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
+from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RECHUNK_GAP, RESET, Plan, Write
 from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer, Timeline
 
 REQUEST = b"GET /sse HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -147,3 +147,35 @@ def test_serve_command(tmp_path):
     assert f"serving 1 recording(s) on http://127.0.0.1:{port}" in out
     assert "= POST /sse/chat?x=1: 4/4 events" in out and "complete" in out
     assert "no recording for POST /sse/other: 404" in out
+
+
+def test_rechunked_pieces_keep_their_spacing_when_the_replay_is_behind():
+    """Pieces that must reach the client one by one (re-chunking) are never written together, not even when
+    the event loop was blocked past several of their due times; the rest of the stream moves later."""
+    class Transport:
+        def __init__(self, loop):
+            self.loop, self.sent = loop, []
+
+        def is_closing(self):
+            return False
+
+        def write(self, data):
+            self.sent.append((self.loop.time(), data))
+
+    writes = [Write(0.001 * i, b"%d" % (i % 10), 0) for i in range(30)]  # due 1 ms apart: behind from the start
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        transport = Transport(loop)
+        the_plan = plan(writes)
+        the_plan.spacing = RECHUNK_GAP
+        start = loop.time()
+        loop.call_soon(time.sleep, 0.02)  # every piece due in the first 20 ms is overdue when the loop is back
+        await Timeline(loop).play(start, writes, transport, False, Playback(the_plan))
+        return transport.sent
+
+    sent = asyncio.run(run())
+    assert [data for _, data in sent] == [w.data for w in writes]  # one write per piece, in order
+    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
+    assert min(gaps) >= RECHUNK_GAP
+
