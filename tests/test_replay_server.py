@@ -141,12 +141,35 @@ def test_serve_command(tmp_path):
             assert preflight.status_code == 204
             assert preflight.headers["access-control-allow-headers"] == "content-type"
             assert client.post("/sse/other").status_code == 404
+            # a page may read the 404 too (a browser hides a response without the header, even an error)
+            missing = client.get("/sse/other", headers={"origin": "http://localhost:3000"})
+            assert missing.status_code == 404
+            assert missing.headers["access-control-allow-origin"] == "http://localhost:3000"
     finally:
         proc.terminate()
         out = proc.communicate(timeout=10)[0].decode()
     assert f"serving 1 recording(s) on http://127.0.0.1:{port}" in out
     assert "= POST /sse/chat?x=1: 4/4 events" in out and "complete" in out
     assert "no recording for POST /sse/other: 404" in out
+
+
+def test_an_error_answer_carries_the_cors_headers_too():
+    """A request the server cannot replay (here: a resolver that fails) gets a 500, which a --cors server lets
+    the page read; the server goes on serving."""
+    def resolve(request):
+        raise TypeError("a recording the plan builder cannot handle")
+
+    async def run():
+        server = ReplayServer(resolve, cors=True)
+        port = await server.start()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            answers = [await client.get("/sse", headers={"origin": "http://localhost:5173"}) for _ in range(2)]
+        await server.close()
+        return answers
+
+    for r in asyncio.run(run()):
+        assert r.status_code == 500 and "cannot handle" in r.text
+        assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
 
 
 def test_rechunked_pieces_keep_their_spacing_when_the_replay_is_behind():

@@ -238,10 +238,15 @@ class ReplayServer:
             if self.cors and request.method == "OPTIONS":
                 await _respond(writer, conn, 204, self._cors_headers(request, preflight=True))
                 return
-            playback = self.resolve(request)
+            try:
+                playback = self.resolve(request)
+            except Exception as e:  # a recording the plan builder cannot handle: one failed request, not the server
+                log.error(f"sse-replay: {request.method} {request.target} failed: {e!r}")
+                await self._respond_text(writer, conn, request, 500, f"replay failed: {e!r}\n")
+                return
             if playback is None:
-                await _respond(writer, conn, 404, [("content-type", "text/plain; charset=utf-8")],
-                               f"no recording for {request.method} {request.target}\n".encode())
+                await self._respond_text(writer, conn, request, 404,
+                                         f"no recording for {request.method} {request.target}\n")
                 return
             await self._play(playback, request, conn, reader, writer)
         except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError) as e:
@@ -252,6 +257,13 @@ class ReplayServer:
             if not writer.is_closing():
                 writer.close()
             self._tasks.discard(task)
+
+    async def _respond_text(self, writer: asyncio.StreamWriter, conn: h11.Connection, request: Request,
+                            status: int, text: str) -> None:
+        headers = [("content-type", "text/plain; charset=utf-8")]
+        if self.cors:  # a browser hides even an error from the page unless it is allowed to read it
+            headers += self._cors_headers(request)
+        await _respond(writer, conn, status, headers, text.encode("utf-8", "surrogateescape"))
 
     def _cors_headers(self, request: Request, preflight: bool = False) -> list[tuple[str, str]]:
         origin = request.header("origin")
