@@ -8,6 +8,7 @@ from replay_helpers import ev, write_recording
 
 from sse_capture_addon.recording import read_recording
 from sse_capture_addon.replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, parse_mapping
+from sse_capture_addon.replay.settings import load_recordings
 
 
 def rec(tmp_path, name, url="https://api.test/v1/chat?model=a&stream=1", method="POST", **kwargs):
@@ -130,6 +131,15 @@ def test_a_cut_redacted_body_matches_by_prefix_of_the_redacted_live_body(tmp_pat
     matcher = Matcher([recording], MatchOptions(match_body=True, reuse=True))
     assert served(matcher, "https://api.test/login", body=b'{"password":"s3cret","text":"aaaaaaaa"}') == "long"
     assert served(matcher, "https://api.test/login", body=b'{"password":"s3cret","text":"bbbbbbbb"}') is None
+
+
+def test_a_recording_reached_by_several_paths_is_loaded_once(tmp_path):
+    directory = tmp_path / "recs"
+    for name in ("b", "a"):
+        write_recording(directory / f"{name}.jsonl", [ev(0.1, name)])
+    (tmp_path / "link").symlink_to(directory)
+    loaded = load_recordings([directory / "b.jsonl", directory, f"{directory}/", tmp_path / "link"])
+    assert [r.header["stream_id"] for r in loaded] == ["b", "a"]
 
 
 def test_a_mapping_serves_its_recording_for_every_matching_url(tmp_path):

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ import time
 import httpx
 import pytest
 from harness import ROOT, free_port, wait_for_port
-from replay_helpers import chat_recording, parse_events
+from replay_helpers import chat_recording, ev, parse_events, run_serve, serve_process, write_recording
 
 from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RECHUNK_GAP, RESET, Plan, Write
 from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer, Timeline
@@ -202,3 +203,53 @@ def test_rechunked_pieces_keep_their_spacing_when_the_replay_is_behind():
     gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
     assert min(gaps) >= RECHUNK_GAP
 
+
+# --- sse-capture serve: what it shares with replay ------------------------------------------------------
+
+def test_serve_warns_about_a_fault_the_recording_cannot_take(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=3, gap=0.01)
+    with serve_process(rec, "--speed", "max", "--cut-after", "11", "--swap", "2,12") as served:
+        r = httpx.get(f"{served.base}/sse/chat", timeout=10)
+        assert len(parse_events(r.content)) == 4
+    assert f"{rec}: swap 2,12 not applied: the recording has 4 events" in served.output
+    assert f"{rec}: cut_after=11 not applied: the recording has 4 events" in served.output
+
+
+@pytest.mark.parametrize("contents", [[], ["notes.txt"]])
+def test_serve_refuses_a_directory_without_recordings(tmp_path, contents):
+    directory = tmp_path / "recs"
+    directory.mkdir()
+    for name in contents:
+        (directory / name).write_text("not a recording\n")
+    code, err = run_serve(directory, "--port", "0")
+    assert (code, err.strip()) == (1, f"Error: no recordings (*.jsonl) in {directory}")
+
+
+def test_a_recording_named_twice_is_served_once(tmp_path):
+    directory = tmp_path / "recs"
+    for name, second in (("a", 1), ("b", 2)):
+        write_recording(directory / f"{name}.jsonl", [ev(0.01, f"recording {second}")],
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    with serve_process(directory, f"{directory}/", directory / "a.jsonl", "--speed", "max") as served:
+        got = [httpx.get(f"{served.base}/sse/chat", timeout=10) for _ in range(3)]
+    assert [parse_events(r.content)[0][1] for r in got[:2]] == ["recording 1", "recording 2"]
+    assert got[2].status_code == 404
+    assert "serving 2 recording(s)" in served.output
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_serve_refuses_a_port_out_of_range(tmp_path, port):
+    code, err = run_serve(chat_recording(tmp_path / "chat.jsonl", n=1), "-p", port)
+    assert code == 2
+    assert f"Invalid value for '-p' / '--port': {port} is not in the range 0<=x<=65535" in err
+    assert "Traceback" not in err
+
+
+def test_serve_says_when_its_port_is_in_use(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run_serve(rec, "-p", port)
+    assert (code, err.strip()) == (1, f"Error: cannot listen on 127.0.0.1:{port}: address already in use")
