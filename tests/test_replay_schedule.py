@@ -87,6 +87,14 @@ def test_line_endings_and_bom_follow_the_recording(tmp_path):
     assert sent(plan) == b"\xef\xbb\xbfdata: a\r\ndata: b\r\n\r\n"
 
 
+def test_mixed_line_endings_come_back_as_the_most_common_one(tmp_path):
+    # a first event with CRLF, the rest LF, a last one CR only: one ending for the stream (see docs/replay.md)
+    plan = plan_of(tmp_path, [ev(0.1, "a"), ev(0.2, "b"), ev(0.3, "c")], line_endings={"lf": 4, "crlf": 2, "cr": 2})
+    assert sent(plan) == b"data: a\n\ndata: b\n\ndata: c\n\n"
+    plan = plan_of(tmp_path, [ev(0.1, "a"), ev(0.2, "b")], line_endings={"lf": 1, "crlf": 2, "cr": 1})
+    assert sent(plan) == b"data: a\r\n\r\ndata: b\r\n\r\n"
+
+
 def test_an_oversized_event_is_replayed_with_its_prefix_and_a_warning(tmp_path):
     records = [{"t": 0.1, "kind": "oversized", "event": "big", "size": 10_000_000, "data_prefix": "xyz"}]
     plan = plan_of(tmp_path, records)
