@@ -23,16 +23,17 @@ from mitmproxy import ctx, exceptions, http
 
 from .capture import is_sse
 from .deferred_options import apply_deferred
-from .recording import Recording, RecordingError, find_recordings, read_recording
-from .replay.faults import Faults, check_byte_exact, parse_swap
+from .recording import Recording, RecordingError
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
-from .replay.schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 from .replay.server import Playback, ReplayServer, Request
+from .replay.settings import (
+    EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
+    parse_extra, parse_settings,
+)
 
 log = logging.getLogger("sse_replay")
 
 TOKEN_HEADER = "x-sse-replay-token"
-EXTRA_CHOICES = ("forward", "kill", "204", "400", "404", "500")
 MATCH_OPTIONS = ("sse_replay", "sse_replay_map", "sse_replay_reuse", "sse_replay_ignore_host",
                  "sse_replay_ignore_port", "sse_replay_ignore_params", "sse_replay_match_body")
 
@@ -40,13 +41,11 @@ MATCH_OPTIONS = ("sse_replay", "sse_replay_map", "sse_replay_reuse", "sse_replay
 class SSEReplay:
     def __init__(self) -> None:
         self.matcher: Matcher | None = None
-        self.timing = Timing()
-        self.faults = Faults()
-        self.byte_exact = False
+        self.settings = ReplaySettings()
+        self.plans = Plans(self.settings)
         self.server: ReplayServer | None = None
         self.server_ready = asyncio.Event()
         self.expected: dict[str, Playback] = {}
-        self.plans: dict[int, Plan] = {}  # id(recording) -> its plan under the current options
 
     def load(self, loader):
         loader.add_option("sse_replay", Sequence[str], [],
@@ -90,26 +89,18 @@ class SSEReplay:
         opts = ctx.options
         if not any(name.startswith("sse_replay") for name in updated):
             return
-        self.plans.clear()
-        with _refusing("sse_replay_speed"):
-            speed = parse_speed(opts.sse_replay_speed)
-        with _refusing("sse_replay_max_pause"):
-            self.timing = Timing(speed, _seconds(opts.sse_replay_max_pause))
-        with _refusing("sse_replay_swap"):
-            swap = parse_swap(opts.sse_replay_swap) if opts.sse_replay_swap else None
-        with _refusing("sse_replay faults"):
-            self.faults = Faults(cut_after=opts.sse_replay_cut_after, stall_after=opts.sse_replay_stall_after,
-                                 drop_types=frozenset(opts.sse_replay_drop),
-                                 stop_mid_event=opts.sse_replay_stop_mid_event, rechunk=opts.sse_replay_rechunk,
-                                 swap=swap)
-        self.byte_exact = opts.sse_replay_bytes
-        if updated & set(MATCH_OPTIONS):
-            self.matcher = _load_matcher(opts)
-        if self.matcher is not None and self.byte_exact:
-            with _refusing("sse_replay_bytes"):
-                check_byte_exact(self.faults)
-                for rec in self._all_recordings():
-                    check_raw_chunks(rec)
+        with _refusing():
+            parse_extra(opts.sse_replay_extra)
+            self.settings = parse_settings(
+                speed=opts.sse_replay_speed, max_pause=opts.sse_replay_max_pause, byte_exact=opts.sse_replay_bytes,
+                cut_after=opts.sse_replay_cut_after, stall_after=opts.sse_replay_stall_after,
+                drop=opts.sse_replay_drop, stop_mid_event=opts.sse_replay_stop_mid_event,
+                rechunk=opts.sse_replay_rechunk, swap=opts.sse_replay_swap)
+            self.plans = Plans(self.settings)
+            if updated & set(MATCH_OPTIONS):
+                self.matcher = _load_matcher(opts)
+            if self.matcher is not None:
+                check_recordings(self.settings, self._all_recordings())
         if self.matcher is not None and opts.connection_strategy == "eager":
             log.info("sse-replay: connection_strategy=lazy, so replay works while the real server is offline")
             opts.update(connection_strategy="lazy")
@@ -143,11 +134,7 @@ class SSEReplay:
         if rec is None:
             self._extra(flow)
             return
-        # a plan is built once per recording (a long one takes milliseconds, which every other
-        # stream playing in this event loop would wait)
-        plan = self.plans.get(id(rec))
-        if plan is None:
-            plan = self.plans[id(rec)] = build_plan(rec, self.timing, self.faults, self.byte_exact)
+        plan = self.plans[rec]
         for warning in plan.warnings:
             log.warning(f"sse-replay: {rec.path}: {warning}")
         token = secrets.token_urlsafe(16)
@@ -197,37 +184,27 @@ class SSEReplay:
 
 
 @contextlib.contextmanager
-def _refusing(option: str):
+def _refusing():
     """A bad value stops start-up: ``file:line: what is wrong`` for a recording, else the option's name."""
     try:
         yield
     except RecordingError as e:
         raise exceptions.OptionsError(str(e)) from None
-    except ValueError as e:
-        raise exceptions.OptionsError(f"{option}: {e}") from None
-
-
-def _seconds(text: str | None) -> float | None:
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"must be a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise ValueError(f"must be a number of seconds >= 0, got {text!r}")
-    return value
+    except OptionValueError as e:
+        raise exceptions.OptionsError(f"{e.option}: {e}") from None
 
 
 def _load_matcher(opts) -> Matcher | None:
     if not opts.sse_replay and not opts.sse_replay_map:
         return None
-    with _refusing("sse_replay"):
-        recordings = [read_recording(path) for arg in opts.sse_replay for path in find_recordings(arg)]
-    with _refusing("sse_replay_map"):
+    recordings = load_recordings(opts.sse_replay)
+    try:
         mappings = [load_mapping(spec) for spec in opts.sse_replay_map]
-    if not recordings and not mappings:
-        raise exceptions.OptionsError(f"sse_replay: no recordings (*.jsonl) in {', '.join(opts.sse_replay)}")
+    except RecordingError:
+        raise
+    except ValueError as e:
+        raise OptionValueError("sse_replay_map", str(e)) from None
+    check_found(opts.sse_replay, recordings, mappings)
     options = MatchOptions(ignore_host=opts.sse_replay_ignore_host, ignore_port=opts.sse_replay_ignore_port,
                            ignore_params=tuple(opts.sse_replay_ignore_params), match_body=opts.sse_replay_match_body,
                            reuse=opts.sse_replay_reuse)

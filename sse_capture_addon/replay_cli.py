@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
 
 import click
 
-from .recording import find_recordings, read_recording
-from .replay.faults import Faults, check_byte_exact, parse_swap
+from .recording import RecordingError, read_recording
 from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
-from .replay.schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 from .replay.server import LOOPBACK, Playback, ReplayServer, Request
-from .replay_addon import EXTRA_CHOICES
+from .replay.settings import (
+    EXTRA_CHOICES, OptionValueError, Plans, check_found, check_recordings, load_recordings, parse_settings,
+)
+
+PORT = click.IntRange(0, 65535)
 
 
 def replay_options(func):
@@ -23,7 +26,7 @@ def replay_options(func):
         click.argument("recordings", nargs=-1, required=True, metavar="RECORDING_OR_DIR..."),
         click.option("--speed", default="1", show_default=True,
                      help="A number > 0 (0.5 = half speed, 2 = twice as fast) or 'max'."),
-        click.option("--max-pause", type=click.FloatRange(min=0), metavar="SECONDS",
+        click.option("--max-pause", metavar="SECONDS",
                      help="Shorten recorded pauses longer than this."),
         click.option("--bytes", "byte_exact", is_flag=True,
                      help="Byte-exact: send the recorded raw chunks with their boundaries and timing."),
@@ -52,7 +55,7 @@ def replay_options(func):
 @click.option("--ignore-host", is_flag=True, help="Ignore the host when matching.")
 @click.option("--ignore-port", is_flag=True, help="Ignore the port when matching.")
 @click.option("--listen-host", default=LOOPBACK, show_default=True, help="Proxy address.")
-@click.option("-p", "--listen-port", type=int, default=8080, show_default=True, help="Proxy port.")
+@click.option("-p", "--listen-port", type=PORT, default=8080, show_default=True, help="Proxy port.")
 @click.option("--set", "settings", multiple=True, metavar="OPTION=VALUE",
               help="Any mitmproxy or sse_replay_* option, e.g. --set confdir=~/.mitmproxy. Repeatable.")
 def replay(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_body, mappings, cut_after,
@@ -69,7 +72,7 @@ def replay(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match
     """
     options = {
         "sse_replay": list(recordings), "sse_replay_speed": speed,
-        "sse_replay_max_pause": None if max_pause is None else str(max_pause), "sse_replay_bytes": byte_exact,
+        "sse_replay_max_pause": max_pause, "sse_replay_bytes": byte_exact,
         "sse_replay_reuse": reuse, "sse_replay_ignore_params": list(ignore_params),
         "sse_replay_match_body": match_body, "sse_replay_extra": extra, "sse_replay_ignore_host": ignore_host,
         "sse_replay_ignore_port": ignore_port, "sse_replay_cut_after": cut_after,
@@ -111,7 +114,8 @@ async def _run_proxy(host: str, port: int, options: dict, settings: tuple[str, .
 
 @click.command()
 @replay_options
-@click.option("-p", "--port", type=int, default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("-p", "--port", type=PORT, default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--cors", is_flag=True, help="Allow cross-origin requests from any origin (for a dev frontend "
                                            "on another port).")
 def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_body, mappings, cut_after,
@@ -122,21 +126,22 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
     gets the recorded stream; host, port and scheme are not compared.
     """
     try:
-        timing = Timing(parse_speed(speed), max_pause)
-        faults = Faults(cut_after=cut_after, stall_after=stall_after, drop_types=frozenset(drop),
-                        stop_mid_event=stop_mid_event, rechunk=rechunk, swap=parse_swap(swap) if swap else None)
-        loaded = [read_recording(path) for arg in recordings for path in find_recordings(arg)]
+        settings = parse_settings(speed=speed, max_pause=max_pause, byte_exact=byte_exact, cut_after=cut_after,
+                                  stall_after=stall_after, drop=drop, stop_mid_event=stop_mid_event,
+                                  rechunk=rechunk, swap=swap)
+        loaded = load_recordings(recordings)
         mapped = [Mapping(re.compile(regex), read_recording(path)) for regex, path in mappings]
-        if byte_exact:
-            check_byte_exact(faults)
-            for rec in loaded + [m.recording for m in mapped]:
-                check_raw_chunks(rec)
-    except (ValueError, re.error) as e:
+        check_found(recordings, loaded, mapped)
+        check_recordings(settings, loaded + [m.recording for m in mapped])
+    except OptionValueError as e:
+        raise _usage_error(e) from None
+    except re.error as e:
+        raise click.BadParameter(f"invalid regex: {e}", param_hint="--map") from None
+    except RecordingError as e:
         raise click.ClickException(str(e)) from None
     matcher = Matcher(loaded, MatchOptions(ignore_host=True, ignore_port=True, ignore_scheme=True,
                                            ignore_params=ignore_params, match_body=match_body, reuse=reuse), mapped)
-
-    plans: dict[int, Plan] = {}  # id(recording) -> its plan, built once
+    plans = Plans(settings)
 
     def resolve(request: Request) -> Playback | None:
         url = f"http://{LOOPBACK}{request.target}"
@@ -144,15 +149,19 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         if rec is None:
             click.echo(f"no recording for {request.method} {request.target}: 404", err=True)
             return None
-        plan = plans.get(id(rec))
-        if plan is None:
-            plan = plans[id(rec)] = build_plan(rec, timing, faults, byte_exact)
+        plan = plans[rec]
+        for warning in plan.warnings:
+            click.echo(f"{rec.path}: {warning}", err=True)
         return Playback(plan, label=f"{request.method} {request.target}")
 
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),
                               on_end=lambda p: click.echo(p.end_line()))
-        await server.start()
+        try:
+            await server.start()
+        except OSError as e:
+            reason = os.strerror(e.errno).lower() if e.errno else str(e)
+            raise click.ClickException(f"cannot listen on {LOOPBACK}:{port}: {reason}") from None
         click.echo(f"serving {len(loaded)} recording(s) on {server.url} (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -162,6 +171,18 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         await server.close()
 
     asyncio.run(main())
+
+
+#: The command-line option of each option that ``parse_settings`` names.
+_CLI_OPTION = {"sse_replay_speed": "--speed", "sse_replay_max_pause": "--max-pause", "sse_replay_swap": "--swap",
+               "sse_replay_bytes": "--bytes"}
+
+
+def _usage_error(e: OptionValueError) -> click.ClickException:
+    if e.option == "sse_replay":  # nothing to serve: refused as `replay` refuses it
+        return click.ClickException(str(e))
+    hint = _CLI_OPTION.get(e.option)
+    return click.BadParameter(str(e), param_hint=hint) if hint else click.UsageError(str(e))
 
 
 COMMANDS = [replay, serve]

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from harness import PAGE_EVENTSOURCE, PAGE_FETCH, ROOT, Certs, Mitmdump
+from harness import PAGE_EVENTSOURCE, PAGE_FETCH, ROOT, Certs, Mitmdump, free_port, stop_process, wait_for_port
 
 from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, encode_data, line
 from sse_capture_addon.sse import Comment, Event, SSEParser
 
 REPLAY_SCRIPT = ROOT / "scripts" / "replay.py"
+#: for subprocesses: mitmdump and ``python -m`` import this checkout's package, not the one installed in the venv
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SSE_HEADERS = [["content-type", "text/event-stream"], ["cache-control", "no-cache"]]
 
 
@@ -73,14 +80,50 @@ def parse_comments(data: bytes) -> list[str]:
 
 def replay_proxy(certs: Certs, workdir: Path, *recordings: Path, **options) -> Mitmdump:
     """A real mitmdump with scripts/replay.py; ``options`` are sse_replay_* without the prefix (a list value
-    sets a sequence option, True a boolean)."""
+    sets a sequence option, True a boolean). The script imports this checkout's package, not an installed one."""
     args = []
     for rec in recordings:
         args += ["--set", f"sse_replay={rec}"]
     for name, value in options.items():
         for v in value if isinstance(value, list) else [value]:
             args += ["--set", f"sse_replay_{name}={str(v).lower() if isinstance(v, bool) else v}"]
-    return Mitmdump(certs, workdir, scripts=[REPLAY_SCRIPT], args=args)
+    return Mitmdump(certs, workdir, scripts=[REPLAY_SCRIPT], args=args, env=CHECKOUT_ENV)
+
+
+# --- sse-capture serve ------------------------------------------------------------------------------------
+
+SERVE = [sys.executable, "-m", "sse_capture_addon.cli", "serve"]
+
+
+class Served:
+    """A running ``sse-capture serve``: ``base`` is its URL; ``output`` (stdout and stderr) once it stopped."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.output = ""
+
+
+@contextlib.contextmanager
+def serve_process(*args) -> Iterator[Served]:
+    served = Served(free_port())
+    proc = subprocess.Popen([*SERVE, *map(str, args), "--port", str(served.port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=CHECKOUT_ENV)
+    try:
+        wait_for_port(served.port, proc=proc)
+        yield served
+    finally:
+        stop_process(proc)
+        served.output = proc.stdout.read().decode(errors="replace")
+        proc.stdout.close()
+
+
+def run_serve(*args, timeout: float = 20) -> tuple[int, str]:
+    """``sse-capture serve`` expected to refuse to start: (exit code, stderr). A serve that starts anyway
+    runs until ``timeout`` and fails the test with ``TimeoutExpired``."""
+    proc = subprocess.run([*SERVE, *map(str, args)], capture_output=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env=CHECKOUT_ENV)
+    return proc.returncode, proc.stderr.decode(errors="replace")
 
 
 # --- pages in the browser ---------------------------------------------------------------------------------

@@ -75,6 +75,20 @@ def test_rechunk_splits_every_write_into_small_spaced_chunks(chat, size):
     assert plan.events == whole.events == 6
 
 
+def test_rechunked_pieces_stay_apart_when_events_come_faster_than_their_bytes(tmp_path):
+    """25-byte events 20 ms apart need 50 ms each at 2 ms a byte: the pieces keep their spacing (the stream
+    takes longer) instead of the next event's pieces falling due at once, and the player keeps it too."""
+    rec = read_recording(write_recording(tmp_path / "r.jsonl", [ev(0.02 * (i + 1), "x" * 17) for i in range(10)]))
+    whole = build_plan(rec)
+    plan = build_plan(rec, faults=Faults(rechunk=1))
+    assert sent(plan) == sent(whole) and len(plan.writes) == len(sent(whole))
+    times = [w.at for w in plan.writes]
+    assert times[0] == 0.02
+    assert min(b - a for a, b in zip(times, times[1:])) == pytest.approx(RECHUNK_GAP)
+    assert plan.spacing == RECHUNK_GAP and whole.spacing == 0
+    assert plan.end_at >= times[-1] and plan.events == 10
+
+
 def test_faults_beyond_the_recording_do_nothing_but_warn(chat):
     plan = build_plan(chat, faults=Faults(cut_after=99, swap=(1, 50)))
     assert plan.ending == COMPLETE and len(deltas(plan)) == 6

@@ -1,5 +1,6 @@
 """Which recording answers which request."""
 
+import json
 import re
 
 import pytest
@@ -7,6 +8,7 @@ from replay_helpers import ev, write_recording
 
 from sse_capture_addon.recording import read_recording
 from sse_capture_addon.replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, parse_mapping
+from sse_capture_addon.replay.settings import load_recordings
 
 
 def rec(tmp_path, name, url="https://api.test/v1/chat?model=a&stream=1", method="POST", **kwargs):
@@ -93,6 +95,51 @@ def test_a_truncated_recorded_body_matches_by_prefix(tmp_path):
     matcher = Matcher(recordings, MatchOptions(match_body=True))
     assert served(matcher, body=b"y" * 20) is None
     assert served(matcher, body=b"x" * 20) == "long"
+
+
+def with_redacted_keys(path, keys):
+    path.write_bytes(path.read_bytes().replace(b'"raw_chunks"', b'"redacted_keys":%b,"raw_chunks"'
+                                               % json.dumps(keys).encode(), 1))
+    return read_recording(path)
+
+
+def test_a_json_key_the_recording_redacted_matches_any_live_value(tmp_path):
+    # recorded with sse_capture_redact_keys=password: the body holds "[REDACTED]", the live request the password
+    path = write_recording(tmp_path / "login.jsonl", [ev(0.1, "ok")], url="https://api.test/login", method="POST",
+                           body='{"user":"bob","auth":{"Password":"[REDACTED]"},"n":1}')
+    matcher = Matcher([with_redacted_keys(path, ["password"])], MatchOptions(match_body=True, reuse=True))
+    url = "https://api.test/login"
+    assert served(matcher, url, body=b'{"n": 1, "auth": {"Password": "hunter2"}, "user": "bob"}') == "login"
+    assert served(matcher, url, body=b'{"n":1,"auth":{"Password":{"any":"value"}},"user":"bob"}') == "login"
+    assert served(matcher, url, body=b'{"n":1,"auth":{"Password":"hunter2"},"user":"eve"}') is None
+    assert served(matcher, url, body=b'{"n":1,"auth":{},"user":"bob"}') is None
+    assert served(matcher, url, body=b"password=hunter2") is None
+
+
+def test_a_redacted_key_counts_as_redacted_only_when_the_header_lists_it(tmp_path):
+    recordings = [rec(tmp_path, "literal", url="https://api.test/login", body='{"password":"[REDACTED]"}')]
+    matcher = Matcher(recordings, MatchOptions(match_body=True, reuse=True))
+    assert served(matcher, "https://api.test/login", body=b'{"password":"hunter2"}') is None
+    assert served(matcher, "https://api.test/login", body=b'{"password":"[REDACTED]"}') == "literal"
+
+
+def test_a_cut_redacted_body_matches_by_prefix_of_the_redacted_live_body(tmp_path):
+    path = write_recording(tmp_path / "long.jsonl", [ev(0.1, "ok")], url="https://api.test/login", method="POST",
+                           body='{"password":"[REDACTED]","text":"aaaa')
+    recording = with_redacted_keys(path, ["password"])
+    recording.header["request"]["body_truncated"] = True
+    matcher = Matcher([recording], MatchOptions(match_body=True, reuse=True))
+    assert served(matcher, "https://api.test/login", body=b'{"password":"s3cret","text":"aaaaaaaa"}') == "long"
+    assert served(matcher, "https://api.test/login", body=b'{"password":"s3cret","text":"bbbbbbbb"}') is None
+
+
+def test_a_recording_reached_by_several_paths_is_loaded_once(tmp_path):
+    directory = tmp_path / "recs"
+    for name in ("b", "a"):
+        write_recording(directory / f"{name}.jsonl", [ev(0.1, name)])
+    (tmp_path / "link").symlink_to(directory)
+    loaded = load_recordings([directory / "b.jsonl", directory, f"{directory}/", tmp_path / "link"])
+    assert [r.header["stream_id"] for r in loaded] == ["b", "a"]
 
 
 def test_a_mapping_serves_its_recording_for_every_matching_url(tmp_path):

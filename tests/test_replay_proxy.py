@@ -10,6 +10,7 @@ import threading
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure
 from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
@@ -18,6 +19,7 @@ from mitmproxy.exceptions import OptionsError
 from mitmproxy.test import taddons
 
 from sse_capture_addon.replay_addon import SSEReplay
+from sse_capture_addon.replay_cli import serve
 from sse_capture_addon.testing import sse_replay_proxy  # noqa: F401 - the fixture
 
 OFFLINE = f"127.0.0.1:{free_port()}"  # nothing listens here: the backend is offline
@@ -223,6 +225,49 @@ def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where,
 ])
 def test_a_bad_option_is_refused(options, message):
     assert refused(**options).startswith(message)
+
+
+@pytest.mark.parametrize("extra", ["abc", "FORWARD", "999", "302", "200", ""])
+def test_an_unknown_extra_is_refused(extra):
+    assert refused(sse_replay_extra=extra) == \
+        f"sse_replay_extra: must be one of forward, kill, 204, 400, 404, 500, got {extra!r}"
+
+
+def test_an_unknown_extra_stops_mitmdump(certs, tmp_path, monkeypatch):
+    # mitmproxy does not hold --set values to an option's choices: each unmatched request failed, or got that status
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the script imports this checkout's package
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    code, out = run_mitmdump_expect_failure(certs, tmp_path, ["-s", str(REPLAY_SCRIPT), "--set", f"sse_replay={rec}",
+                                                              "--set", "sse_replay_extra=302"])
+    assert code != 0
+    assert "sse_replay_extra: must be one of forward, kill, 204, 400, 404, 500, got '302'" in out
+
+
+SHARED_BAD_VALUES = [  # serve's and the addon's options for one bad value of each option they share
+    (["--speed", "0"], {"sse_replay_speed": "0"}),
+    (["--speed", "nan"], {"sse_replay_speed": "nan"}),
+    (["--max-pause", "nan"], {"sse_replay_max_pause": "nan"}),
+    (["--max-pause", "-1"], {"sse_replay_max_pause": "-1"}),
+    (["--max-pause", "soon"], {"sse_replay_max_pause": "soon"}),
+    (["--swap", "3"], {"sse_replay_swap": "3"}),
+    (["--swap", "2,2"], {"sse_replay_swap": "2,2"}),
+    (["--cut-after", "-1"], {"sse_replay_cut_after": -1}),
+    (["--stall-after", "-1"], {"sse_replay_stall_after": -1}),
+    (["--stop-mid-event", "0"], {"sse_replay_stop_mid_event": 0}),
+    (["--rechunk", "0"], {"sse_replay_rechunk": 0}),
+    (["--cut-after", "1", "--stop-mid-event", "2"], {"sse_replay_cut_after": 1, "sse_replay_stop_mid_event": 2}),
+    (["--bytes", "--drop", "done"], {"sse_replay_bytes": True, "sse_replay_drop": ["done"]}),
+]
+
+
+@pytest.mark.parametrize("args, options", SHARED_BAD_VALUES, ids=[" ".join(a) for a, _ in SHARED_BAD_VALUES])
+def test_serve_and_replay_refuse_the_same_values(tmp_path, args, options):
+    """One check for both: a value the replay addon refuses, serve refuses with the same reason."""
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    reason = refused(sse_replay=[str(rec)], **options).split(": ", 1)[1]
+    result = CliRunner().invoke(serve, [str(rec), *args, "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.output.rstrip().endswith(reason)
 
 
 def test_byte_exact_replay_refuses_a_recording_without_raw_chunks(tmp_path):

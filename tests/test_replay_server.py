@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -9,9 +10,9 @@ import time
 import httpx
 import pytest
 from harness import ROOT, free_port, wait_for_port
-from replay_helpers import chat_recording, parse_events
+from replay_helpers import chat_recording, ev, parse_events, run_serve, serve_process, write_recording
 
-from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
+from sse_capture_addon.replay.schedule import CLOSE, COMPLETE, HOLD, RECHUNK_GAP, RESET, Plan, Write
 from sse_capture_addon.replay.server import CLIENT_GONE, Playback, ReplayServer, Timeline
 
 REQUEST = b"GET /sse HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -141,9 +142,114 @@ def test_serve_command(tmp_path):
             assert preflight.status_code == 204
             assert preflight.headers["access-control-allow-headers"] == "content-type"
             assert client.post("/sse/other").status_code == 404
+            # a page may read the 404 too (a browser hides a response without the header, even an error)
+            missing = client.get("/sse/other", headers={"origin": "http://localhost:3000"})
+            assert missing.status_code == 404
+            assert missing.headers["access-control-allow-origin"] == "http://localhost:3000"
     finally:
         proc.terminate()
         out = proc.communicate(timeout=10)[0].decode()
     assert f"serving 1 recording(s) on http://127.0.0.1:{port}" in out
     assert "= POST /sse/chat?x=1: 4/4 events" in out and "complete" in out
     assert "no recording for POST /sse/other: 404" in out
+
+
+def test_an_error_answer_carries_the_cors_headers_too():
+    """A request the server cannot replay (here: a resolver that fails) gets a 500, which a --cors server lets
+    the page read; the server goes on serving."""
+    def resolve(request):
+        raise TypeError("a recording the plan builder cannot handle")
+
+    async def run():
+        server = ReplayServer(resolve, cors=True)
+        port = await server.start()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            answers = [await client.get("/sse", headers={"origin": "http://localhost:5173"}) for _ in range(2)]
+        await server.close()
+        return answers
+
+    for r in asyncio.run(run()):
+        assert r.status_code == 500 and "cannot handle" in r.text
+        assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_rechunked_pieces_keep_their_spacing_when_the_replay_is_behind():
+    """Pieces that must reach the client one by one (re-chunking) are never written together, not even when
+    the event loop was blocked past several of their due times; the rest of the stream moves later."""
+    class Transport:
+        def __init__(self, loop):
+            self.loop, self.sent = loop, []
+
+        def is_closing(self):
+            return False
+
+        def write(self, data):
+            self.sent.append((self.loop.time(), data))
+
+    writes = [Write(0.001 * i, b"%d" % (i % 10), 0) for i in range(30)]  # due 1 ms apart: behind from the start
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        transport = Transport(loop)
+        the_plan = plan(writes)
+        the_plan.spacing = RECHUNK_GAP
+        start = loop.time()
+        loop.call_soon(time.sleep, 0.02)  # every piece due in the first 20 ms is overdue when the loop is back
+        await Timeline(loop).play(start, writes, transport, False, Playback(the_plan))
+        return transport.sent
+
+    sent = asyncio.run(run())
+    assert [data for _, data in sent] == [w.data for w in writes]  # one write per piece, in order
+    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
+    assert min(gaps) >= RECHUNK_GAP
+
+
+# --- sse-capture serve: what it shares with replay ------------------------------------------------------
+
+def test_serve_warns_about_a_fault_the_recording_cannot_take(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=3, gap=0.01)
+    with serve_process(rec, "--speed", "max", "--cut-after", "11", "--swap", "2,12") as served:
+        r = httpx.get(f"{served.base}/sse/chat", timeout=10)
+        assert len(parse_events(r.content)) == 4
+    assert f"{rec}: swap 2,12 not applied: the recording has 4 events" in served.output
+    assert f"{rec}: cut_after=11 not applied: the recording has 4 events" in served.output
+
+
+@pytest.mark.parametrize("contents", [[], ["notes.txt"]])
+def test_serve_refuses_a_directory_without_recordings(tmp_path, contents):
+    directory = tmp_path / "recs"
+    directory.mkdir()
+    for name in contents:
+        (directory / name).write_text("not a recording\n")
+    code, err = run_serve(directory, "--port", "0")
+    assert (code, err.strip()) == (1, f"Error: no recordings (*.jsonl) in {directory}")
+
+
+def test_a_recording_named_twice_is_served_once(tmp_path):
+    directory = tmp_path / "recs"
+    for name, second in (("a", 1), ("b", 2)):
+        write_recording(directory / f"{name}.jsonl", [ev(0.01, f"recording {second}")],
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    with serve_process(directory, f"{directory}/", directory / "a.jsonl", "--speed", "max") as served:
+        got = [httpx.get(f"{served.base}/sse/chat", timeout=10) for _ in range(3)]
+    assert [parse_events(r.content)[0][1] for r in got[:2]] == ["recording 1", "recording 2"]
+    assert got[2].status_code == 404
+    assert "serving 2 recording(s)" in served.output
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_serve_refuses_a_port_out_of_range(tmp_path, port):
+    code, err = run_serve(chat_recording(tmp_path / "chat.jsonl", n=1), "-p", port)
+    assert code == 2
+    assert f"Invalid value for '-p' / '--port': {port} is not in the range 0<=x<=65535" in err
+    assert "Traceback" not in err
+
+
+def test_serve_says_when_its_port_is_in_use(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run_serve(rec, "-p", port)
+    assert (code, err.strip()) == (1, f"Error: cannot listen on 127.0.0.1:{port}: address already in use")

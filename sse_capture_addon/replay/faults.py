@@ -7,6 +7,7 @@ an earlier one is dropped or swapped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -122,12 +123,15 @@ def half(piece):
 
 
 def rechunk(writes: list, size: int, gap: float) -> list:
-    """Split each write into ``size``-byte writes ``gap`` seconds apart (a write's events count on its
-    last piece)."""
+    """Split each write into ``size``-byte writes at least ``gap`` seconds apart (a write's events count on its
+    last piece). A piece is due at its write's time, or ``gap`` after the piece before when that is later: a
+    write with more pieces than fit before the next write's time pushes the rest of the stream later."""
     out = []
+    at = -math.inf
     for w in writes:
         pieces = [w.data[i:i + size] for i in range(0, len(w.data), size)] or [b""]
         for k, data in enumerate(pieces):
+            at = max(w.at, at + gap)
             last = k == len(pieces) - 1
-            out.append(replace(w, at=w.at + k * gap, data=data, events=w.events if last else 0))
+            out.append(replace(w, at=at, data=data, events=w.events if last else 0))
     return out

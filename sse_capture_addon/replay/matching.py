@@ -4,7 +4,8 @@ The key is the one mitmproxy's ``server_replay`` uses: method, scheme, host, por
 with options to ignore the host, the port or some query parameters (``*`` for all), and to match on the
 request body. Query parameters are compared as a sorted list, so their order does not matter. Parameters
 that a recording has redacted (a token in the URL) are left out of every key: the live request carries the
-real value.
+real value. Likewise with the body: the values of JSON keys the recording redacted (its header's
+``redacted_keys``) match any live value.
 
 Several recordings with one key are served in recorded order, each once; with ``reuse`` the sequence
 starts over when it is used up. A mapping (URL regex -> recording) overrides keys: that recording
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from ..recording import DEFAULT_PORTS, Recording, read_recording, url_host_port
+from ..redact import Redactor
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class _Entry:
     recording: Recording
     body: bytes | None
     body_truncated: bool
+    redactor: Redactor | None = None  # the JSON keys the recording redacted in its body
     used: bool = False
 
 
@@ -114,7 +117,7 @@ class Matcher:
                                           for name in rec.header.get("redacted_params") or ())
         for rec in sorted(self.recordings, key=recorded_order):
             request = rec.header["request"]
-            entry = _Entry(rec, recorded_body(rec), bool(request.get("body_truncated")))
+            entry = _Entry(rec, recorded_body(rec), bool(request.get("body_truncated")), body_redactor(rec))
             self._by_key.setdefault(self.key(request["method"], request["url"]), []).append(entry)
 
     def key(self, method: str, url: str) -> tuple:
@@ -160,8 +163,27 @@ class Matcher:
         return sum(len(entries) for entries in self._by_key.values())
 
 
+def body_redactor(rec: Recording) -> Redactor | None:
+    keys = rec.header.get("redacted_keys")
+    if not (isinstance(keys, list) and keys):
+        return None
+    return Redactor(json_keys=[k for k in keys if isinstance(k, str)])
+
+
+def _redacted_as_recorded(body: bytes, redactor: Redactor) -> bytes:
+    """The live body as the capture addon would have stored it: the values of the recording's redacted keys
+    become ``[REDACTED]``, so a recorded ``"password":"[REDACTED]"`` matches whatever the live request sends."""
+    try:
+        value, changed = redactor.json_value(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return body
+    return orjson.dumps(value) if changed else body
+
+
 def _body_matches(entry: _Entry, body: bytes | None) -> bool:
     body = body or b""
+    if entry.redactor is not None and body:
+        body = _redacted_as_recorded(body, entry.redactor)
     recorded = entry.body or b""
     if entry.body_truncated:
         return body.startswith(recorded)

@@ -110,6 +110,7 @@ class Plan:
     end_at: float                     # when the ending happens, seconds after the head
     source: str = ""
     warnings: list[str] = field(default_factory=list)
+    spacing: float = 0.0              # seconds the player keeps between two writes even when behind (re-chunking)
 
     @property
     def events(self) -> int:
@@ -133,14 +134,16 @@ def build_plan(rec: Recording, timing: Timing = Timing(), faults: Faults = Fault
             if stop.half_last:
                 pieces[-1] = faults_mod.half(pieces[-1])
     writes, head_delay, end_at = retime(pieces, end_t, rec.header.get("ttfb") or 0.0, timing)
+    spacing = 0.0
     if faults.rechunk:
         writes = faults_mod.rechunk(writes, faults.rechunk, RECHUNK_GAP)
         end_at = max(end_at, writes[-1].at if writes else 0.0)
+        spacing = RECHUNK_GAP
     response = rec.header["response"]
     return Plan(status=response["status"], reason=response.get("reason") or "",
                 headers=replay_headers(response["headers"], keep_encoding=byte_exact),
                 head_delay=head_delay, writes=writes, ending=ending, end_at=end_at, source=rec.path,
-                warnings=warnings)
+                warnings=warnings, spacing=spacing)
 
 
 def recorded_ending(rec: Recording, warnings: list[str]) -> tuple[str, float]:
@@ -302,13 +305,20 @@ def retime(pieces: list[Piece], end_t: float, ttfb: float, timing: Timing) -> tu
         prev = t
         return scaled(t - removed)
 
+    # the pieces of each write are joined once at the end: appending bytes to bytes copies the whole write
+    # every time, quadratic when everything is due at once (speed max)
+    parts: list[list[bytes]] = []
     for p in pieces:
         at = offset(p.t)
         if writes and writes[-1].at == at:
-            writes[-1].data += p.data
+            parts[-1].append(p.data)
             writes[-1].events += p.events
         else:
             writes.append(Write(at, p.data, p.events))
+            parts.append([p.data])
+    for write, data in zip(writes, parts):
+        if len(data) > 1:
+            write.data = b"".join(data)
     end_at = offset(end_t)
     head_delay = scaled(min(ttfb, cap) if cap is not None else ttfb)
     return writes, head_delay, end_at

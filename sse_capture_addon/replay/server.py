@@ -86,20 +86,26 @@ def _ignore(playback: Playback) -> None:
 
 class _Stream:
     """The writes of one response still to be sent, from ``writes[next]`` on."""
-    __slots__ = ("start", "writes", "next", "transport", "chunked", "playback", "done")
+    __slots__ = ("start", "writes", "next", "transport", "chunked", "playback", "done", "loop", "spacing",
+                 "not_before")
 
     def __init__(self, start: float, writes: list[Write], transport: asyncio.WriteTransport, chunked: bool,
-                 playback: Playback, done: asyncio.Future):
+                 playback: Playback, loop: asyncio.AbstractEventLoop):
         self.start, self.writes, self.next = start, writes, 0
-        self.transport, self.chunked, self.playback, self.done = transport, chunked, playback, done
+        self.transport, self.chunked, self.playback = transport, chunked, playback
+        self.done, self.loop = loop.create_future(), loop
+        self.spacing = playback.plan.spacing
+        self.not_before = 0.0
 
     @property
     def due(self) -> float:
-        return self.start + self.writes[self.next].at
+        due = self.start + self.writes[self.next].at
+        return due if due >= self.not_before else self.not_before
 
     def write_due(self, now: float) -> bool:
-        """Sends every write due by ``now`` (in one ``transport.write``, each still its own HTTP chunk).
-        False when the stream has nothing left to send."""
+        """Sends every write due by ``now`` (in one ``transport.write``, each still its own HTTP chunk), or,
+        for a plan with ``spacing``, only the first of them, so that pieces which must reach the client
+        separately are not joined when the stream is behind. False when the stream has nothing left to send."""
         if self.done.done():  # cancelled: the client went away or the server is closing
             return False
         if self.transport.is_closing():
@@ -113,8 +119,12 @@ class _Stream:
                 out.append(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
             self.playback.events_sent += writes[i].events
             i += 1
+            if self.spacing:
+                break
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self.spacing:  # from the write itself: ``now`` is when the timer's pass over every stream began
+                self.not_before = self.loop.time() + self.spacing
         self.next = i
         if i == len(writes):
             self.done.set_result(None)
@@ -136,7 +146,7 @@ class Timeline:
              playback: Playback) -> asyncio.Future:
         """Each write at ``start + write.at``; the future is done after the last one, or fails with
         ``ConnectionResetError`` when the transport closed first. Cancel it to stop."""
-        stream = _Stream(start, writes, transport, chunked, playback, self.loop.create_future())
+        stream = _Stream(start, writes, transport, chunked, playback, self.loop)
         if not writes:
             stream.done.set_result(None)
         elif stream.write_due(self.loop.time()):
@@ -228,10 +238,15 @@ class ReplayServer:
             if self.cors and request.method == "OPTIONS":
                 await _respond(writer, conn, 204, self._cors_headers(request, preflight=True))
                 return
-            playback = self.resolve(request)
+            try:
+                playback = self.resolve(request)
+            except Exception as e:  # a recording the plan builder cannot handle: one failed request, not the server
+                log.error(f"sse-replay: {request.method} {request.target} failed: {e!r}")
+                await self._respond_text(writer, conn, request, 500, f"replay failed: {e!r}\n")
+                return
             if playback is None:
-                await _respond(writer, conn, 404, [("content-type", "text/plain; charset=utf-8")],
-                               f"no recording for {request.method} {request.target}\n".encode())
+                await self._respond_text(writer, conn, request, 404,
+                                         f"no recording for {request.method} {request.target}\n")
                 return
             await self._play(playback, request, conn, reader, writer)
         except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError) as e:
@@ -242,6 +257,13 @@ class ReplayServer:
             if not writer.is_closing():
                 writer.close()
             self._tasks.discard(task)
+
+    async def _respond_text(self, writer: asyncio.StreamWriter, conn: h11.Connection, request: Request,
+                            status: int, text: str) -> None:
+        headers = [("content-type", "text/plain; charset=utf-8")]
+        if self.cors:  # a browser hides even an error from the page unless it is allowed to read it
+            headers += self._cors_headers(request)
+        await _respond(writer, conn, status, headers, text.encode("utf-8", "surrogateescape"))
 
     def _cors_headers(self, request: Request, preflight: bool = False) -> list[tuple[str, str]]:
         origin = request.header("origin")

@@ -1,0 +1,125 @@
+"""The options every replay front end shares, parsed and checked in one place.
+
+``sse-capture replay`` (through the mitmproxy addon), ``mitmdump -s scripts/replay.py`` and ``sse-capture
+serve`` take the same timing, byte-exact and fault options and the same recording arguments; each front end
+only turns an ``OptionValueError`` into its own kind of error, so they accept and refuse the same values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..recording import Recording, RecordingError, find_recordings, read_recording
+from .faults import Faults, check_byte_exact, parse_swap
+from .schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
+
+#: Requests with no recording: as mitmproxy's ``server_replay_extra``.
+EXTRA_CHOICES = ("forward", "kill", "204", "400", "404", "500")
+
+
+class OptionValueError(ValueError):
+    """A bad option value; ``option`` is the addon's name for it (``sse_replay_speed``)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    timing: Timing = Timing()
+    faults: Faults = Faults()
+    byte_exact: bool = False
+
+
+@contextlib.contextmanager
+def _option(name: str):
+    try:
+        yield
+    except RecordingError:
+        raise
+    except ValueError as e:
+        raise OptionValueError(name, str(e)) from None
+
+
+def parse_settings(*, speed: str = "1", max_pause: str | None = None, byte_exact: bool = False,
+                   cut_after: int | None = None, stall_after: int | None = None, drop: Iterable[str] = (),
+                   stop_mid_event: int | None = None, rechunk: int | None = None,
+                   swap: str | None = None) -> ReplaySettings:
+    """Option values as given (text where the user types text) -> settings, or ``OptionValueError``."""
+    with _option("sse_replay_speed"):
+        parsed_speed = parse_speed(speed)
+    with _option("sse_replay_max_pause"):
+        pause = parse_seconds(max_pause)
+    with _option("sse_replay_swap"):
+        parsed_swap = parse_swap(swap) if swap else None
+    with _option("sse_replay faults"):
+        faults = Faults(cut_after=cut_after, stall_after=stall_after, drop_types=frozenset(drop),
+                        stop_mid_event=stop_mid_event, rechunk=rechunk, swap=parsed_swap)
+    if byte_exact:
+        with _option("sse_replay_bytes"):
+            check_byte_exact(faults)
+    return ReplaySettings(Timing(parsed_speed, pause), faults, byte_exact)
+
+
+def parse_seconds(text: str | None) -> float | None:
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= 0:  # also NaN
+        raise ValueError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def parse_extra(text: str) -> str:
+    if text not in EXTRA_CHOICES:
+        raise OptionValueError("sse_replay_extra", f"must be one of {', '.join(EXTRA_CHOICES)}, got {text!r}")
+    return text
+
+
+def load_recordings(args: Iterable[str | os.PathLike]) -> list[Recording]:
+    """Every recording the arguments name (files, or directories: every ``*.jsonl`` below them), each once
+    however many arguments reach it, in the order first reached. ``RecordingError`` for a bad one."""
+    seen: set[str] = set()
+    recordings = []
+    for arg in args:
+        for path in find_recordings(arg):
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                recordings.append(read_recording(path))
+    return recordings
+
+
+def check_found(args: Iterable[str | os.PathLike], recordings: list, mapped: list) -> None:
+    if not recordings and not mapped:
+        raise OptionValueError("sse_replay", f"no recordings (*.jsonl) in {', '.join(map(os.fspath, args))}")
+
+
+def check_recordings(settings: ReplaySettings, recordings: Iterable[Recording]) -> None:
+    """What the settings need of every recording (``RecordingError``, naming the file, if one lacks it)."""
+    if settings.byte_exact:
+        for rec in recordings:
+            check_raw_chunks(rec)
+
+
+class Plans:
+    """The plan of each recording under the settings, built on first use: a long one takes milliseconds, which
+    every other stream playing in the event loop would wait."""
+
+    def __init__(self, settings: ReplaySettings):
+        self.settings = settings
+        self._plans: dict[int, Plan] = {}  # id(recording) -> plan
+
+    def __getitem__(self, rec: Recording) -> Plan:
+        plan = self._plans.get(id(rec))
+        if plan is None:
+            s = self.settings
+            plan = self._plans[id(rec)] = build_plan(rec, s.timing, s.faults, s.byte_exact)
+        return plan
