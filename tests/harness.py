@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "sse_capture_addon" / "addon.py"
 BIN = Path(sys.executable).parent
 MITMDUMP = BIN / "mitmdump"
+#: for subprocesses: mitmdump (whose -s scripts import the package) and ``python -m`` import this checkout's package,
+#: not the one installed in the venv (which may be another checkout's, e.g. from a git worktree)
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -116,7 +119,7 @@ class Mitmdump:
         self.cmd = cmd
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir,
-                                     env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
+                                     env={**CHECKOUT_ENV, **(env or {})}, preexec_fn=preexec_fn)
         if wait:
             wait_for_port(self.port, proc=self.proc, log=self.log_path)
 
@@ -166,7 +169,8 @@ def run_mitmdump_expect_failure(certs: Certs, workdir: Path, args: Iterable[str]
     cmd = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", str(free_port()),
            "--set", f"confdir={certs.mitm_confdir}", *(a for s in scripts_before for a in ("-s", str(s))),
            "-s", str(ADDON), *args]
-    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=workdir, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=workdir, stdin=subprocess.DEVNULL,
+                          env=CHECKOUT_ENV)
     return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")
 
 

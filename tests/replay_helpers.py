@@ -5,20 +5,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness import PAGE_EVENTSOURCE, PAGE_FETCH, ROOT, Certs, Mitmdump, free_port, stop_process, wait_for_port
+from harness import (CHECKOUT_ENV, PAGE_EVENTSOURCE, PAGE_FETCH, ROOT, Certs, Mitmdump, free_port, stop_process,
+                     wait_for_port)
 
 from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, encode_data, line
 from sse_capture_addon.sse import Comment, Event, SSEParser
 
 REPLAY_SCRIPT = ROOT / "scripts" / "replay.py"
-#: for subprocesses: mitmdump and ``python -m`` import this checkout's package, not the one installed in the venv
-CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SSE_HEADERS = [["content-type", "text/event-stream"], ["cache-control", "no-cache"]]
 
 
@@ -87,7 +85,7 @@ def replay_proxy(certs: Certs, workdir: Path, *recordings: Path, **options) -> M
     for name, value in options.items():
         for v in value if isinstance(value, list) else [value]:
             args += ["--set", f"sse_replay_{name}={str(v).lower() if isinstance(v, bool) else v}"]
-    return Mitmdump(certs, workdir, scripts=[REPLAY_SCRIPT], args=args, env=CHECKOUT_ENV)
+    return Mitmdump(certs, workdir, scripts=[REPLAY_SCRIPT], args=args)
 
 
 # --- sse-capture serve ------------------------------------------------------------------------------------

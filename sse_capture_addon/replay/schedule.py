@@ -172,7 +172,9 @@ def replay_headers(recorded: list[list[str]], keep_encoding: bool) -> list[tuple
 
 
 def check_raw_chunks(rec: Recording) -> None:
-    if not rec.header.get("raw_chunks") or not any(r["kind"] == "chunk" for r in rec.records):
+    # (a stream whose server sent nothing has no chunk line: its bytes, none, are known)
+    sent_nothing = not rec.records and (rec.end is None or rec.end["bytes"] == 0)
+    if not rec.header.get("raw_chunks") or not (sent_nothing or any(r["kind"] == "chunk" for r in rec.records)):
         raise RecordingError(rec.path, 1, "byte-exact replay needs raw chunks, and this recording has none "
                                           "(record with sse_capture_raw_chunks=on)")
 
