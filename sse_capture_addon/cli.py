@@ -7,6 +7,7 @@ import shutil
 import sys
 
 import click
+from click.core import ParameterSource
 
 ADDON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "addon.py")
 
@@ -42,11 +43,24 @@ def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
       sse-capture record --mode reverse:https://staging.example --listen-port 9000
       sse-capture record --set sse_capture_filter='~u /chat'
     """
-    argv = [find_mitmproxy_tool(tool), "-s", ADDON, "--set", f"sse_capture_dir={directory}"]
-    if not any(a == "--listen-host" or a.startswith(("--listen-host=", "listen_host=")) for a in mitm_args):
+    argv = [find_mitmproxy_tool(tool), "-s", ADDON]
+    if _sets(mitm_args, "sse_capture_dir"):
+        if click.get_current_context().get_parameter_source("directory") is not ParameterSource.DEFAULT:
+            raise click.UsageError("the recordings directory is given twice: -d and --set sse_capture_dir; "
+                                   "give one")
+    else:
+        argv += ["--set", f"sse_capture_dir={directory}"]
+    if not any(a == "--listen-host" or a.startswith("--listen-host=") for a in mitm_args) \
+            and not _sets(mitm_args, "listen_host"):
         argv += ["--listen-host", "127.0.0.1"]  # recordings hold production data: stay local unless asked
     argv += mitm_args
     os.execv(argv[0], argv)
+
+
+def _sets(mitm_args: tuple[str, ...], option: str) -> bool:
+    """Whether mitmproxy arguments set ``option`` (``--set option=...`` or ``--set=option=...``)."""
+    return any(a.startswith(f"{option}=") and i and mitm_args[i - 1] == "--set" or a.startswith(f"--set={option}=")
+               for i, a in enumerate(mitm_args))
 
 
 @main.command()

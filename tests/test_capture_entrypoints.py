@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ADDON, ROOT, Scenario, free_port, httpx_client, stop_process, wait_for_port, wait_until
+from harness import ADDON, CHECKOUT_ENV, ROOT, Scenario, free_port, httpx_client, stop_process, wait_for_port, wait_until
 from sse_capture_addon.recording import decode_data, find_recordings, read_recording
 
 BIN = Path(sys.executable).parent
@@ -23,7 +23,7 @@ class _Proc:
         self.log_path = Path(cwd) / f"proc-{port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                                     stdin=subprocess.DEVNULL, env={**CHECKOUT_ENV, **(env or {})})
         wait_for_port(port, timeout=120, proc=self.proc, log=self.log_path)
 
     def stop(self):
@@ -50,6 +50,21 @@ def test_scripts_record_starts_a_capturing_proxy(certs, tmp_path, servers, upstr
         _stream_once(proxy, certs, servers["h1-tls"], upstream_app, scenario_name, tmp_path / "recordings")
     finally:
         proxy.stop()
+
+
+def test_sse_capture_record_takes_the_directory_from_a_set_option_too(certs, tmp_path, servers, upstream_app,
+                                                                      scenario_name):
+    port = free_port()
+    proxy = _Proc([str(BIN / "sse-capture"), "record", "--listen-port", str(port), "--set",
+                   f"confdir={certs.mitm_confdir}", "--set", f"sse_capture_dir={tmp_path / 'set-dir'}"], port, tmp_path)
+    try:
+        _stream_once(proxy, certs, servers["h1"], upstream_app, scenario_name, tmp_path / "set-dir")
+    finally:
+        proxy.stop()
+    assert not (tmp_path / "recordings").exists()
+    both = subprocess.run([str(BIN / "sse-capture"), "record", "-d", "a", "--set", "sse_capture_dir=b"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=CHECKOUT_ENV, stdin=subprocess.DEVNULL)
+    assert both.returncode == 2 and "given twice" in both.stderr, both
 
 
 def test_mitmweb_records_too(certs, tmp_path, servers, upstream_app, scenario_name):
