@@ -20,10 +20,15 @@ from .replay.settings import (
 PORT = click.IntRange(0, 65535)
 
 
+def _need_recordings(recordings: tuple[str, ...], mappings: tuple) -> None:
+    if not recordings and not mappings:
+        raise click.UsageError("Missing argument 'RECORDING_OR_DIR...' (or --map URL_REGEX RECORDING)")
+
+
 def replay_options(func):
     """Options shared by ``replay`` and ``serve``: timing, byte-exact, matching, faults."""
     options = [
-        click.argument("recordings", nargs=-1, required=True, metavar="RECORDING_OR_DIR..."),
+        click.argument("recordings", nargs=-1, metavar="RECORDING_OR_DIR..."),  # or --map alone
         click.option("--speed", default="1", show_default=True,
                      help="A number > 0 (0.5 = half speed, 2 = twice as fast) or 'max'."),
         click.option("--max-pause", metavar="SECONDS",
@@ -70,6 +75,7 @@ def replay(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match
     Matching requests receive the recorded stream (status, headers, events) with the recorded timing,
     even with the real backend offline; other requests go to the real server (see --extra).
     """
+    _need_recordings(recordings, mappings)
     options = {
         "sse_replay": list(recordings), "sse_replay_speed": speed,
         "sse_replay_max_pause": max_pause, "sse_replay_bytes": byte_exact,
@@ -125,6 +131,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
     Point a local dev frontend straight at it: a request for a recorded path (and query, method, ...)
     gets the recorded stream; host, port and scheme are not compared.
     """
+    _need_recordings(recordings, mappings)
     try:
         settings = parse_settings(speed=speed, max_pause=max_pause, byte_exact=byte_exact, cut_after=cut_after,
                                   stall_after=stall_after, drop=drop, stop_mid_event=stop_mid_event,
@@ -162,7 +169,8 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         except OSError as e:
             reason = os.strerror(e.errno).lower() if e.errno else str(e)
             raise click.ClickException(f"cannot listen on {LOOPBACK}:{port}: {reason}") from None
-        click.echo(f"serving {len(loaded)} recording(s) on {server.url} (Ctrl-C to stop)")
+        maps = f" and {len(mapped)} mapping(s)" if mapped else ""
+        click.echo(f"serving {len(loaded)} recording(s){maps} on {server.url} (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

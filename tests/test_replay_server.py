@@ -154,6 +154,20 @@ def test_serve_command(tmp_path):
     assert "no recording for POST /sse/other: 404" in out
 
 
+def test_serve_with_only_a_mapping(tmp_path):
+    """--map names its recording, so it needs no other (the docs' "serve this one recording for every request
+    whose URL matches")."""
+    rec = chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://api.test/sse/chat")
+    with serve_process("--map", "/any/.*", rec) as served:
+        with httpx.Client(base_url=served.base, timeout=10) as client:
+            r = client.get("/any/thing?x=1")
+            assert r.status_code == 200 and [e[0] for e in parse_events(r.content)] == ["delta"] * 2 + ["done"]
+            assert client.get("/sse/chat").status_code == 404  # mapped only, not matched as a recording too
+    assert "serving 0 recording(s) and 1 mapping(s)" in served.output
+    code, err = run_serve()
+    assert code == 2 and "Missing argument 'RECORDING_OR_DIR...' (or --map URL_REGEX RECORDING)" in err
+
+
 def test_an_error_answer_carries_the_cors_headers_too():
     """A request the server cannot replay (here: a resolver that fails) gets a 500, which a --cors server lets
     the page read; the server goes on serving."""
