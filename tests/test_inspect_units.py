@@ -352,3 +352,6 @@ def test_cat_raw_of_a_stream_that_sent_nothing_writes_nothing(tmp_path):
     rec.write_bytes(header() + end(0.002, 0))  # recorded without raw chunks: the error is right
     r = run("cat", rec, "--raw", "--speed", "max")
     assert r.code == 2 and "this recording has none (record with sse_capture_raw_chunks=on)" in r.err
+    rec.write_bytes(header(raw_chunks=False, redacted_keys=["password"]) + end(0.002, 0))
+    r = run("cat", rec, "--raw", "--speed", "max")  # key redaction never stores raw bytes: say so, not "record with"
+    assert r.code == 2 and "made with sse_capture_redact_keys, which stores no raw bytes" in r.err

@@ -175,8 +175,12 @@ def check_raw_chunks(rec: Recording) -> None:
     # (a stream whose server sent nothing has no chunk line: its bytes, none, are known)
     sent_nothing = not rec.records and (rec.end is None or rec.end["bytes"] == 0)
     if not rec.header.get("raw_chunks") or not (sent_nothing or any(r["kind"] == "chunk" for r in rec.records)):
-        raise RecordingError(rec.path, 1, "byte-exact replay needs raw chunks, and this recording has none "
-                                          "(record with sse_capture_raw_chunks=on)")
+        if rec.header.get("redacted_keys") and not rec.header.get("raw_chunks"):
+            how = ("it was made with sse_capture_redact_keys, which stores no raw bytes (they cannot be redacted); "
+                   "replay its events, without byte-exact mode")
+        else:
+            how = "record with sse_capture_raw_chunks=on"
+        raise RecordingError(rec.path, 1, f"byte-exact replay needs raw chunks, and this recording has none ({how})")
 
 
 def byte_pieces(rec: Recording) -> list[Piece]:
