@@ -10,6 +10,7 @@ import orjson
 from mitmproxy import contentviews
 from mitmproxy.contentviews import Contentview, Metadata
 
+from .inspect.fmt import event_number
 from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
 
 
@@ -32,7 +33,7 @@ def render_events(body: bytes) -> str:
     last_id = ""
     for item in items:
         if isinstance(item, (Event, Oversized)):
-            head = f"#{events} {item.type}"
+            head = f"{event_number(events)} {item.type}"
             if item.last_event_id != last_id:
                 head += f"  id={item.last_event_id}"
                 last_id = item.last_event_id

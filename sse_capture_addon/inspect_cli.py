@@ -158,8 +158,9 @@ def ls_command(directory, endpoint, bad_only, since, as_json):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (data as exact text), then the ending.")
 @friendly_errors
 def show_command(file, pretty, full, width, follow, poll, as_json):
-    """Show a recording's events in order: index, time, gap since the previous event, type, id (when it
-    changes) and data; comments dimmed; then how the stream ended and any unterminated last event.
+    """Show a recording's events in order: number (#1 is the first, as replay's --cut-after/--swap count),
+    time, gap since the previous event, type, id (when it changes) and data; comments dimmed; then how the
+    stream ended and any unterminated last event (--json: index counts from 0).
 
     \b
       sse-capture show rec.jsonl -p           # pretty JSON
@@ -264,10 +265,10 @@ def stats_command(path, totals_only, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @friendly_errors
 def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, as_json):
-    """Check recordings for spec and protocol problems, each with its event index and time: mixed line
-    endings, BOM, an unterminated last event, id with NULL, non-digit retry, events after the terminal
-    event, no terminal event, stalls, and pairing rules. Exit status 1 when there are errors (or, with
-    --strict, warnings).
+    """Check recordings for spec and protocol problems, each with its event number (#1 is the first) and
+    time: mixed line endings, BOM, an unterminated last event, id with NULL, non-digit retry, events after
+    the terminal event, no terminal event, stalls, and pairing rules. Exit status 1 when there are errors
+    (or, with --strict, warnings).
 
     \b
       sse-capture lint recordings/ --preset anthropic
@@ -296,7 +297,7 @@ def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, a
         if findings:
             echo(fmt.bold(fmt.shown_path(file)) + fmt.dim(f"  ({protocol}, {fmt.ending_label(ending)})"))
         for f in findings:
-            where = f"#{f.index}" if f.index is not None else "stream"
+            where = fmt.event_number(f.index) if f.index is not None else "stream"
             when = fmt.seconds(f.t) if f.t is not None else ""
             sev = fmt.bad("error") if f.severity == ERROR else fmt.warn("warning")
             echo(f"  {where:>7} {when:>10}  {sev} {f.code}: {fmt.printable(f.message)}")
@@ -313,8 +314,8 @@ def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, a
 
 def _event_row(index: int, record: dict | None, width: int = 110) -> str:
     if record is None:
-        return f"#{index:<4} (nothing)"
-    return f"#{index:<4} {fmt.seconds(record['t']):>9}  {fmt.style_type(record['event'])}  " \
+        return f"{fmt.event_number(index):<5} (nothing)"
+    return f"{fmt.event_number(index):<5} {fmt.seconds(record['t']):>9}  {fmt.style_type(record['event'])}  " \
            f"{fmt.shorten(data_text(record), width)}"
 
 
@@ -358,7 +359,7 @@ def diff_command(a, b, ignore, ignore_common, timing, no_ending, context, as_jso
     if d is None:
         echo(click.style("same events" + ("" if no_ending else " and ending"), fg="green"))
         return
-    where = "at the end" if d.index is None else f"at event #{d.index}"
+    where = "at the end" if d.index is None else f"at event {fmt.event_number(d.index)}"
     echo(fmt.bad(f"first difference {where} ({d.what}): ") + fmt.printable(d.detail))
     for index, record in result.before:
         echo("    " + _event_row(index, record))

@@ -62,8 +62,41 @@ def test_show_prints_events_gaps_comments_and_ending(recs):
     assert [line.split()[3] for line in events] == [
         "message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
         "content_block_stop", "message_delta", "message_stop"]
-    assert re.match(r"#3 +\d+\.\d{3}s +\+\d\.\d{3}s +content_block_delta +\{.*\"text\":\"Hel\"", events[3])
+    assert re.match(r"#4 +\d+\.\d{3}s +\+\d\.\d{3}s +content_block_delta +\{.*\"text\":\"Hel\"", events[3])
     assert lines[-1].startswith("── complete after")
+
+
+def test_show_numbers_events_as_replay_fault_options_count_them(tmp_path):
+    """The number a person reads in `show` is the one to give replay: `#k tool_use` and `--swap k,k+1` puts
+    the tool_result before exactly that tool_use; `--cut-after k` ends right after it. Comments and other
+    lines are not counted by either; `--json` keeps the 0-based position in `index`."""
+    from replay_helpers import ev, parse_events, write_recording
+
+    from sse_capture_addon.recording import read_recording
+    from sse_capture_addon.replay.faults import Faults
+    from sse_capture_addon.replay.schedule import build_plan
+
+    rec = write_recording(tmp_path / "agent.jsonl", [
+        {"t": 0.005, "kind": "comment", "text": " connected"},
+        ev(0.01, {"type": "start"}, "session_start"), ev(0.02, {"type": "ping"}, "ping"),
+        {"t": 0.025, "kind": "comment", "text": " keepalive"},
+        ev(0.03, {"id": "call_1"}, "tool_use"), ev(0.04, {"tool_use_id": "call_1"}, "tool_result"),
+        ev(0.05, "ok", "text"), ev(0.06, "[DONE]", "done")])
+    shown = [line.split() for line in run("show", rec).out.splitlines() if line.startswith("#")]
+    assert [(row[0], row[3]) for row in shown] == [
+        ("#1", "session_start"), ("#2", "ping"), ("#3", "tool_use"), ("#4", "tool_result"), ("#5", "text"),
+        ("#6", "done")]
+    k = int(next(row[0] for row in shown if row[3] == "tool_use").removeprefix("#"))
+
+    def replayed(faults: Faults) -> list[str]:
+        plan = build_plan(read_recording(rec), faults=faults)
+        assert plan.warnings == []
+        return [event_type for event_type, _, _ in parse_events(b"".join(w.data for w in plan.writes))]
+
+    assert replayed(Faults(swap=(k, k + 1))) == ["session_start", "ping", "tool_result", "tool_use", "text", "done"]
+    assert replayed(Faults(cut_after=k)) == ["session_start", "ping", "tool_use"]
+    as_json = [json.loads(line) for line in run("show", rec, "--json").out.splitlines()]
+    assert next(r["index"] for r in as_json if r.get("event") == "tool_use") == k - 1
 
 
 def test_show_pretty_full_and_shortened(recs):
@@ -144,7 +177,7 @@ def test_stats_of_a_stream_with_a_stall(recs):
     assert s["longest_stall"]["after_index"] == 0 and s["longest_stall"]["before_type"] == "b"
     assert 0 <= s["time_to_first_event"] < 0.5 and s["duration"] >= s["gap_max"]
     text = run("stats", recs["stall"]).out
-    assert re.search(r"longest stall +1\.\d\ds at \d\.\d{3}s, between event #0 \(a\) and event #1 \(b\)", text)
+    assert re.search(r"longest stall +1\.\d\ds at \d\.\d{3}s, between event #1 \(a\) and event #2 \(b\)", text)
 
 
 def test_stats_over_a_directory_has_totals(recs):
@@ -187,9 +220,9 @@ def test_lint_terminal_and_pairing_rules(recs):
             "--rule", "tool_result after tool_use by data.tool_use_id=data.id")
     assert r.code == 1
     lines = r.out.splitlines()
-    assert any(re.search(r"#2 .* error rule-follows: tool_result without an earlier tool_use with "
+    assert any(re.search(r"#3 .* error rule-follows: tool_result without an earlier tool_use with "
                          r"data\.id = 'call_9'", line) for line in lines), r.out
-    assert any(re.search(r"#4 .* error after-terminal: note after the terminal event #3 \(done\)", line)
+    assert any(re.search(r"#5 .* error after-terminal: note after the terminal event #4 \(done\)", line)
                for line in lines), r.out
     assert lines[-1] == "2 problem(s) in 1 of 1 recording(s)"
 
@@ -217,7 +250,7 @@ def test_lint_stalls(recs):
     r = run("lint", recs["stall"], "--max-stall", "1", "--json")
     [finding] = json.loads(r.out)["recordings"][0]["findings"]
     assert r.code == 1 and finding["code"] == "stall" and finding["index"] == 1
-    assert finding["message"].startswith("no event for 1.") and "after event #0" in finding["message"]
+    assert finding["message"].startswith("no event for 1.") and "after event #1" in finding["message"]
     assert run("lint", recs["stall"]).code == 0
 
 
@@ -236,7 +269,7 @@ def test_diff_same_stream_modulo_ignored_ids(recs):
     a, b = recs["anthropic-ok"], recs["anthropic-other-id"]
     r = run("diff", a, b)
     assert r.code == 1
-    assert "first difference at event #0 (data): data.message.id: 'msg_1' ≠ 'msg_2'" in r.out
+    assert "first difference at event #1 (data): data.message.id: 'msg_1' ≠ 'msg_2'" in r.out
     assert run("diff", a, b, "-i", "data.message.id").code == 0
     assert run("diff", a, b, "--ignore-common").code == 0
     slow = run("diff", a, b, "-i", "data.**.id", "--timing", "0.01", "--json")
@@ -247,9 +280,9 @@ def test_diff_shows_first_divergence_in_context(recs):
     r = run("diff", recs["anthropic-ok"], recs["anthropic-changed"], "-C", "2")
     assert r.code == 1
     lines = r.out.splitlines()
-    assert "first difference at event #4 (data): data.delta.text: 'lo' ≠ 'p'" in lines[2]
-    assert lines[3].strip().startswith("#2") and lines[4].strip().startswith("#3")
-    assert lines[5].startswith("  - A #4") and lines[6].startswith("  + B #4")
+    assert "first difference at event #5 (data): data.delta.text: 'lo' ≠ 'p'" in lines[2]
+    assert lines[3].strip().startswith("#3") and lines[4].strip().startswith("#4")
+    assert lines[5].startswith("  - A #5") and lines[6].startswith("  + B #5")
 
 
 def test_diff_against_a_stream_that_ended_badly(recs):

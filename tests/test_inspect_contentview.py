@@ -16,12 +16,12 @@ BODY = (b'event: greeting\nid: 1\ndata: {"text": "hi"}\n\n: keep-alive\ndata: pl
 
 def test_render_events_shows_each_event_comment_and_the_tail():
     assert render_events(BODY).splitlines() == [
-        "#0 greeting  id=1",
+        "#1 greeting  id=1",
         "  {",
         '    "text": "hi"',
         "  }",
         ": keep-alive",
-        "#1 message",
+        "#2 message",
         "  plain",
         "  two lines",
         "(no event; id='2')",
@@ -38,12 +38,12 @@ def test_chosen_automatically_for_event_streams_only():
         flow.response.content = BODY
         result = contentviews.prettify_message(flow.response, flow)
         assert result.view_name == "Server-Sent Events"
-        assert result.text.startswith("#0 greeting  id=1\n")
+        assert result.text.startswith("#1 greeting  id=1\n")
 
         flow.response.headers["content-type"] = "text/plain"
         assert contentviews.prettify_message(flow.response, flow).view_name != "Server-Sent Events"
         # chosen by name for a body mislabelled as text/plain
-        assert contentviews.prettify_message(flow.response, flow, "server-sent events").text.startswith("#0 greeting")
+        assert contentviews.prettify_message(flow.response, flow, "server-sent events").text.startswith("#1 greeting")
 
 
 def test_mitmdump_shows_the_parsed_events_of_a_stored_stream(certs, servers, upstream_app, tmp_path,
@@ -54,6 +54,6 @@ def test_mitmdump_shows_the_parsed_events_of_a_stored_stream(certs, servers, ups
         recording_for(mitm, scenario_name)
         mitm.stop()
         log = mitm.log()
-    assert "#0 message_start" in log and "#7 message_stop" in log
+    assert "#1 message_start" in log and "#8 message_stop" in log
     assert '"text": "Hel"' in log
     assert "── 8 event(s), 0 comment(s)" in log

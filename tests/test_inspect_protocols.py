@@ -32,8 +32,8 @@ AI_SDK_OK = [
 ]
 AI_SDK_BAD = [
     part(type="start", messageId="msg_2"),
-    part(type="text-delta", id="t1", delta="orphan"),                            # #1: no text-start
-    part(type="tool-output-available", toolCallId="call_2", output={"temp": 3}),  # #2: a result before its call
+    part(type="text-delta", id="t1", delta="orphan"),                            # #2: no text-start
+    part(type="tool-output-available", toolCallId="call_2", output={"temp": 3}),  # #3: a result before its call
     part(type="tool-input-available", toolCallId="call_2", toolName="weather", input={}),
     part(type="text-start", id="t2"),                                            # never ended
     part(type="finish"),                                                         # and no [DONE]
@@ -101,14 +101,14 @@ BAD_STREAM_FINDINGS = {  # a bad stream of each new preset: the findings lint mu
         ("rule-block", 1, "message text-delta data.id = 't1' outside an open message&data.type=text-start"),
         ("rule-follows", 2, "message tool-output-available without an earlier message&data.type=tool-input-available"
                             " with data.toolCallId = 'call_2'"),
-        ("rule-block", None, "message&data.type=text-start #4 (data.id = 't2') never closed by "
+        ("rule-block", None, "message&data.type=text-start #5 (data.id = 't2') never closed by "
                              "message&data.type=text-end"),
         ("no-terminal", None, "the stream never sent a terminal event (data=[DONE]); it ended: complete"),
     ]),
     "responses-bad": ("openai-responses", [  # a lost and a reordered event
-        ("rule-increasing", 3, "data.sequence_number 4 after 2 (#2): 1 missing"),
-        ("rule-increasing", 4, "data.sequence_number 3 after 4 (#3): out of order"),
-        ("rule-block", None, "response.output_item.added #1 (data.output_index = '0') never closed by "
+        ("rule-increasing", 3, "data.sequence_number 4 after 2 (#3): 1 missing"),
+        ("rule-increasing", 4, "data.sequence_number 3 after 4 (#4): out of order"),
+        ("rule-block", None, "response.output_item.added #2 (data.output_index = '0') never closed by "
                              "response.output_item.done"),
         ("no-terminal", None, "the stream never sent a terminal event (response.completed or response.failed or "
                               "response.incomplete or error); it ended: complete"),
@@ -127,7 +127,7 @@ def test_a_bad_stream_gives_exactly_its_findings(protocol_recs, name):
 
 def test_the_text_report_shows_the_preset(protocol_recs):
     r = run("lint", protocol_recs["aisdk-bad"])
-    assert r.code == 1 and re.search(r"#2 .* error rule-follows: message tool-output-available without", r.out), r.out
+    assert r.code == 1 and re.search(r"#3 .* error rule-follows: message tool-output-available without", r.out), r.out
 
 
 def test_detection():
@@ -154,9 +154,9 @@ def test_increasing_rule():
 
     assert findings([5, 6, 7], True) == []                                 # any start (a resumed stream)
     assert findings([1, 3, 9], False) == []
-    assert findings([1, 3], True) == [(1, "data.seq 3 after 1 (#0): 1 missing")]
-    assert findings([1, 2, 2, 3], True) == [(2, "data.seq 2 after 2 (#1): repeated")]
-    assert findings([1, 3, 2, 4], False) == [(2, "data.seq 2 after 3 (#1): out of order")]  # 4 follows 3
+    assert findings([1, 3], True) == [(1, "data.seq 3 after 1 (#1): 1 missing")]
+    assert findings([1, 2, 2, 3], True) == [(2, "data.seq 2 after 2 (#2): repeated")]
+    assert findings([1, 3, 2, 4], False) == [(2, "data.seq 2 after 3 (#2): out of order")]  # 4 follows 3
     assert findings([1, "2", True], False) == [(1, "e has no whole number at data.seq"),
                                                (2, "e has no whole number at data.seq")]
     rule = rule_from_dict({"kind": "increasing", "event": "*", "key": "data.seq", "contiguous": True})

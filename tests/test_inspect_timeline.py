@@ -45,7 +45,7 @@ def test_timeline_page_in_a_real_browser(recs, tmp_path):
         page.locator("g.lane").nth(0).locator("rect.ev").nth(3).hover()
         tip = page.locator("#tip")
         assert tip.is_visible()
-        assert tip.inner_text().startswith("#3 content_block_delta")
+        assert tip.inner_text().startswith("#4 content_block_delta")
         assert '"text": "Hel"' in tip.inner_text()
         page.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
     assert (tmp_path / "timeline.png").stat().st_size > 10_000

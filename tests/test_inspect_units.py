@@ -252,7 +252,7 @@ def test_lint_and_stats_count_the_silence_before_any_event_and_after_the_last(tm
     proxy_died.write_bytes(header() + event_line(0.1, "message", "a", "", None)
                            + line({"t": 100.0, "kind": "comment", "text": " keepalive"}))
     expected = {keepalive_only: (None, 0.0, 100.5, "from the start until the end (the stream sent no event at all)"),
-                proxy_died: (0, 0.1, 99.9, "after the last event #0, until the end")}
+                proxy_died: (0, 0.1, 99.9, "after the last event #1, until the end")}
     for rec, (index, start, seconds, where) in expected.items():
         r = run("lint", rec, "--json")
         [finding] = orjson.loads(r.out)["recordings"][0]["findings"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import MISSING, data_json, data_text, format_path, value_text
+from .fmt import event_number
 from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
 
 #: ``--ignore-common``: the usual per-response noise of LLM streaming APIs.
@@ -183,7 +184,7 @@ def diff(path_a: str, path_b: str, options: DiffOptions) -> DiffResult:
             continue  # only counting from here on
         if a is None or b is None:
             side = "A" if a is None else "B"
-            result.divergence = Divergence(index, "missing", f"{side} has no event #{index}", a, b)
+            result.divergence = Divergence(index, "missing", f"{side} has no event {event_number(index)}", a, b)
         elif (found := compare_events(a, b, options)) is not None:
             result.divergence = Divergence(index, *found, a, b)
         else:

@@ -30,6 +30,13 @@ _TYPE_COLOURS = ("cyan", "green", "magenta", "blue", "yellow", "bright_cyan", "b
                  "bright_magenta", "bright_blue")
 
 
+def event_number(index: int) -> str:
+    """An event's number as people read it: ``#1`` is the first event, as replay's fault options count them
+    (``--cut-after N``, ``--swap A,B``), so a number read in ``show`` can be passed to them. Internal indexes,
+    and ``index`` in ``--json`` output, stay 0-based positions."""
+    return f"#{index + 1}"
+
+
 def ending_label(ending: str) -> str:
     return ENDING_LABELS.get(ending, ending)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from ..recording import IN_PROGRESS, RecordingError
-from .fmt import path_text
+from .fmt import event_number, path_text
 from .protocols import PRESETS, Protocol, detect
 from .reader import EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
 from .stalls import Silences, Stall
@@ -89,7 +89,7 @@ class _Linter:
             self.after_terminal += 1
             if self.after_terminal == 1:
                 emit("after-terminal", ERROR, f"{record['event']} after the terminal event "
-                                              f"#{self.terminal[0]} ({self.terminal[1]})")
+                                              f"{event_number(self.terminal[0])} ({self.terminal[1]})")
         elif any(s.matches(record) for s in self.protocol.terminal):
             self.terminal = (index, record["event"])
         for rule in self.protocol.rules:
@@ -104,9 +104,9 @@ class _Linter:
             where = "before the first event" if stall.before_index is not None else \
                 f"from the start {until} (the stream sent no event at all)"
         elif stall.before_index is None:
-            where = f"after the last event #{stall.after_index}, {until}"
+            where = f"after the last event {event_number(stall.after_index)}, {until}"
         else:
-            where = f"after event #{stall.after_index}"
+            where = f"after event {event_number(stall.after_index)}"
         index = stall.before_index if stall.before_index is not None else stall.after_index
         self.emit_at(index, stall.start)("stall", ERROR, f"no event for {stall.seconds:.3f}s {where} "
                                                          f"(threshold {self.options.max_stall:g}s)")

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from .events import MISSING, Selector, format_path, lookup, parse_path, value_text
+from .fmt import event_number
 
 #: emit(code, severity, message) for the event being checked (or the end of the stream)
 Emit = Callable[[str, str, str], None]
@@ -112,7 +113,8 @@ class Block(Rule):
         shown = f"{format_path(self.key)} = {key!r}"
         if self.open.matches(record):
             if key in self._open:
-                emit("rule-block", "error", f"{self.open} {shown} again while still open (since #{self._open[key]})")
+                since = event_number(self._open[key])
+                emit("rule-block", "error", f"{self.open} {shown} again while still open (since {since})")
             self._open[key] = index
         elif self.close.matches(record):
             if self._open.pop(key, None) is None:
@@ -122,8 +124,8 @@ class Block(Rule):
 
     def finish(self, emit):
         for key, index in self._open.items():
-            emit("rule-block", "error", f"{self.open} #{index} ({format_path(self.key)} = {key!r}) never closed "
-                                        f"by {self.close}")
+            emit("rule-block", "error", f"{self.open} {event_number(index)} ({format_path(self.key)} = {key!r}) "
+                                        f"never closed by {self.close}")
 
 
 @dataclass
@@ -179,11 +181,11 @@ class Increasing(Rule):
         if self._last is not None:
             last, at = self._last
             if value <= last:
-                emit("rule-increasing", "error", f"{format_path(self.key)} {value} after {last} (#{at}): "
+                emit("rule-increasing", "error", f"{format_path(self.key)} {value} after {last} ({event_number(at)}): "
                                                  f"{'repeated' if value == last else 'out of order'}")
                 return
             if self.contiguous and value != last + 1:
-                emit("rule-increasing", "error", f"{format_path(self.key)} {value} after {last} (#{at}): "
+                emit("rule-increasing", "error", f"{format_path(self.key)} {value} after {last} ({event_number(at)}): "
                                                  f"{value - last - 1} missing")
         self._last = (value, index)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from ..recording import IN_PROGRESS
 from .events import MISSING, data_json, data_text
-from .fmt import (bad, bold, dim, duration, ending_label, pretty_json, printable, seconds, shorten, style_ending,
-                  style_type, utc, warn)
+from .fmt import (bad, bold, dim, duration, ending_label, event_number, pretty_json, printable, seconds, shorten,
+                  style_ending, style_type, utc, warn)
 from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
 
 
@@ -60,7 +60,7 @@ class ShowRenderer:
     def _event(self, record: dict, when: str) -> list[str]:
         gap = record["t"] - self.previous_t
         self.previous_t = record["t"]
-        parts = [f"#{self.index:<4}", when, dim(f"+{gap:.3f}s".rjust(9)), style_type(record["event"])]
+        parts = [f"{event_number(self.index):<5}", when, dim(f"+{gap:.3f}s".rjust(9)), style_type(record["event"])]
         self.index += 1
         event_id = record.get("id", "")
         if event_id != self.last_id:

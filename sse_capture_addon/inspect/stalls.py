@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fmt import path_text
+from .fmt import event_number, path_text
 
 
 @dataclass
@@ -23,8 +23,10 @@ class Stall:
     path: str | None = None
 
     def where(self) -> str:
-        after = "the start" if self.after_index is None else f"event #{self.after_index} ({self.after_type})"
-        before = "the end" if self.before_index is None else f"event #{self.before_index} ({self.before_type})"
+        after = "the start" if self.after_index is None else \
+            f"event {event_number(self.after_index)} ({self.after_type})"
+        before = "the end" if self.before_index is None else \
+            f"event {event_number(self.before_index)} ({self.before_type})"
         return f"at {self.start:.3f}s, between {after} and {before}"
 
     def to_json(self) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .events import MISSING, data_json, data_text
-from .fmt import duration, ended_badly, ending_label, path_text, pretty_json, utc
+from .fmt import duration, ended_badly, event_number, ending_label, path_text, pretty_json, utc
 from .reader import EVENT_KINDS, RecordingStream, Tail, unterminated_tail
 from ..recording import IN_PROGRESS
 
@@ -41,7 +41,7 @@ class Lane:
 
 
 def _hover(record: dict, index: int, gap: float) -> str:
-    head = f"#{index} {record['event']}  t={record['t']:.3f}s  +{gap:.3f}s"
+    head = f"{event_number(index)} {record['event']}  t={record['t']:.3f}s  +{gap:.3f}s"
     if record.get("id"):
         head += f"  id={record['id']}"
     if record["kind"] == "oversized":
