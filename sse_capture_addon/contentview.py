@@ -7,9 +7,10 @@ makes every SSE response) is stored only with ``--set store_streamed_bodies=true
 from __future__ import annotations
 
 import orjson
-from mitmproxy import contentviews
+from mitmproxy import contentviews, http
 from mitmproxy.contentviews import Contentview, Metadata
 
+from .capture import is_sse
 from .inspect.fmt import event_number
 from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
 
@@ -50,8 +51,9 @@ def render_events(body: bytes) -> str:
             out.append(f":{item.text}")
         elif isinstance(item, NoDispatch):
             last_id = item.last_event_id
-            retry = f", retry={item.retry}" if item.retry is not None else ""
-            out.append(f"(no event; id={item.last_event_id!r}{retry})")
+            fields = ([f"id={item.last_event_id!r}"] if item.id_changed else []) + \
+                ([f"retry={item.retry}"] if item.retry is not None else [])
+            out.append(f"(no event; sets {', '.join(fields)})")
         elif isinstance(item, Ignored):
             out.append(f"(ignored {item.field} {item.value!r}: {item.reason})")
     summary = f"── {events} event(s), {comments} comment(s)"
@@ -75,6 +77,8 @@ class SSEContentview(Contentview):
         return render_events(data)
 
     def render_priority(self, data: bytes, metadata: Metadata) -> float:
+        if isinstance(metadata.http_message, http.Response):  # decided as capture decides (several Content-Types)
+            return 2.0 if is_sse(metadata.http_message) else 0.0
         return 2.0 if metadata.content_type == "text/event-stream" else 0.0
 
 

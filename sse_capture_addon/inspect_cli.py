@@ -109,7 +109,7 @@ def parsed(convert):
 
 @click.command("ls", short_help="List recordings and how each stream ended.")
 @click.argument("directory", default="recordings", type=click.Path())
-@click.option("-e", "--endpoint", metavar="TEXT", help="Only URLs containing TEXT (a glob if it has * or ?).")
+@click.option("-e", "--endpoint", metavar="TEXT", help="Only URLs containing TEXT (a glob if it has *, ? or [).")
 @click.option("--bad", "bad_only", is_flag=True,
               help="Only streams that ended badly (not complete, not still running).")
 @click.option("--since", metavar="WHEN", callback=parsed(parse_since),
@@ -250,8 +250,9 @@ def stats_command(path, totals_only, as_json):
 @click.command("lint", short_help="Check recordings for spec and protocol problems.")
 @click.argument("path", type=click.Path())
 @click.option("--preset", type=click.Choice(["auto", "none", *PRESETS]), default="auto", show_default=True,
-              help="Protocol rules: openai (chat completions), anthropic (Messages), none, or auto-detect "
-                   "from the first event.")
+              help="Protocol rules: openai (chat completions), openai-responses (Responses API), anthropic "
+                   "(Messages), ai-sdk (Vercel AI SDK UI stream), none, or auto-detect from the response "
+                   "headers, the first event or the URL.")
 @click.option("--rules", "rules_file", type=click.Path(), help="A TOML/JSON file of terminal events and rules "
                                                                "(see docs/inspect.md).")
 @click.option("--rule", "rules", multiple=True, callback=parsed(parse_rule), metavar="RULE",

@@ -11,7 +11,7 @@ from inspect_helpers import anthropic_stream, recording_for, stream_through
 from sse_capture_addon.contentview import SSEContentviewAddon, render_events
 
 BODY = (b'event: greeting\nid: 1\ndata: {"text": "hi"}\n\n: keep-alive\ndata: plain\ndata: two lines\n\n'
-        b"id: 2\n\nretry: x\ndata: cut")
+        b"id: 2\n\nretry: 5\n\nretry: x\ndata: cut")
 
 
 def test_render_events_shows_each_event_comment_and_the_tail():
@@ -24,7 +24,8 @@ def test_render_events_shows_each_event_comment_and_the_tail():
         "#2 message",
         "  plain",
         "  two lines",
-        "(no event; id='2')",
+        "(no event; sets id='2')",
+        "(no event; sets retry=5)",                             # a retry alone: no id to show
         "(ignored retry 'x': retry value is not all ASCII digits)",
         "── 2 event(s), 1 comment(s)",
         "── unterminated last event (clients drop it): 'retry: x\\ndata: cut'",
@@ -42,6 +43,9 @@ def test_chosen_automatically_for_event_streams_only():
 
         flow.response.headers["content-type"] = "text/plain"
         assert contentviews.prettify_message(flow.response, flow).view_name != "Server-Sent Events"
+        flow.response.headers["content-type"] = "text/plain, text/event-stream"  # the last valid one, as capture
+        assert contentviews.prettify_message(flow.response, flow).view_name == "Server-Sent Events"
+        flow.response.headers["content-type"] = "text/plain"
         # chosen by name for a body mislabelled as text/plain
         assert contentviews.prettify_message(flow.response, flow, "server-sent events").text.startswith("#1 greeting")
 

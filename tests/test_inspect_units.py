@@ -355,3 +355,13 @@ def test_cat_raw_of_a_stream_that_sent_nothing_writes_nothing(tmp_path):
     rec.write_bytes(header(raw_chunks=False, redacted_keys=["password"]) + end(0.002, 0))
     r = run("cat", rec, "--raw", "--speed", "max")  # key redaction never stores raw bytes: say so, not "record with"
     assert r.code == 2 and "made with sse_capture_redact_keys, which stores no raw bytes" in r.err
+
+
+@pytest.mark.parametrize("length, width", [(5000, 40), (5000, 160), (100, 30), (41, 40), (10**6, 20)])
+def test_shorten_says_how_many_characters_it_left_out(length, width):
+    from sse_capture_addon.inspect.fmt import shorten
+    text = "".join(chr(ord("a") + i % 26) for i in range(length))
+    shown = shorten(text, width)
+    kept, _, note = shown.partition("… (+")
+    assert text.startswith(kept) and note == f"{length - len(kept)} chars)"
+    assert len(shown) <= max(width, len(kept) + len(f"… (+{length} chars)"))

@@ -138,8 +138,8 @@ def shorten(text: str, width: int | None) -> str:
     text = printable(text)
     if width is None or len(text) <= width:
         return text
-    more = f"… (+{len(text) - width} chars)"
-    return text[:max(width - len(more), 10)] + more
+    kept = max(width - len(f"… (+{len(text)} chars)"), 10)  # (the note as long as it can be)
+    return text[:kept] + f"… (+{len(text) - kept} chars)"
 
 
 def table(rows: list[list[str]], headings: list[str], right: set[int] = frozenset()) -> list[str]:
