@@ -118,10 +118,8 @@ def _not_recording(label: str, e: Exception) -> None:
 
 def _discard_file(created: asyncio.Future) -> None:
     if not created.cancelled() and created.exception() is None:
-        file = created.result()
-        file.close()
         try:
-            os.unlink(file.path)
+            created.result().remove()
         except OSError:
             pass
 

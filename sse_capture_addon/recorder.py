@@ -12,6 +12,8 @@ with a smaller end line whose unterminated tail is left out (its size is kept).
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections.abc import Callable
 from typing import Any
@@ -153,13 +155,17 @@ class StreamRecorder:
         self.write_error: str | None = None  # the first failed write, as reported
         self.write_errno: int | None = None  # of the last failed write
         self.finished = False
+        self._unwritten_head = b""  # the header line (and what came with it) when writing it failed
         pending = [header_line(header)]
         try:
             self.decoder = make_decoder(content_encoding)
         except UnsupportedEncoding as e:
             self.parser = None
             pending.append(self._error_line(0.0, "decode", f"cannot decode Content-Encoding: {e}; events not parsed"))
-        self._append(b"".join(pending))
+        if not self._append(b"".join(pending)):
+            # a file must start with its header to be read at all: it goes first in the next write that succeeds
+            self._unwritten_head = b"".join(pending)
+            self.lost_lines -= len(pending)
 
     # -- hot path ---------------------------------------------------------------------------------------
 
@@ -332,7 +338,7 @@ class StreamRecorder:
         in an error line at the start of the next write that succeeds."""
         if self.file is None:
             return True
-        if self.lost_lines:
+        if self.lost_lines or self._unwritten_head:
             return self._append_after_loss(data)
         try:
             self.file.append(data)
@@ -342,15 +348,18 @@ class StreamRecorder:
         return True
 
     def _append_after_loss(self, data: bytes) -> bool:
-        lost = (f"{self.lost_lines} line(s) were lost while the file could not be written "
-                f"(first error: {self.write_error})")
+        said = b""
+        if self.lost_lines:
+            lost = (f"{self.lost_lines} line(s) were lost while the file could not be written "
+                    f"(first error: {self.write_error})")
+            said = line({"t": round(self.clock() - self.t0, 6), "kind": "error", "what": "write", "message": lost})
         try:
-            self.file.append(line({"t": round(self.clock() - self.t0, 6), "kind": "error", "what": "write",
-                                   "message": lost}) + data)
+            self.file.append(self._unwritten_head + said + data)
         except OSError as e:
             self._write_failed(e, data.count(b"\n"))
             return False
         self.lost_lines = 0
+        self._unwritten_head = b""
         if self.reserve is not None:
             self.reserve.ensure()  # writes work again: take back the space kept for end lines
         return True
@@ -400,6 +409,10 @@ class StreamRecorder:
         self._end = end
         if self.file is not None:
             self.file.close()
+            if self._unwritten_head:  # not even the header could be written: an empty file, which no one can read
+                with contextlib.suppress(OSError):
+                    self.file.remove()
+                self.on_error(f"{self.file.path}: nothing could be written, not even the header line; file removed")
         return end
 
     def _end_record(self, t: float, reason: str, message: str | None, parser: SSEParser | None, tail: str | None,
@@ -448,7 +461,8 @@ class StreamRecorder:
             data = head + line(end)
             freed = False
             if nospace and self.reserve is not None and len(data) <= self.reserve.size // self._RESERVE_SHARE:
-                freed = self.reserve.release(len(data) + 1024)  # + the line saying how many lines were lost
+                # + the line saying how many lines were lost, and the header when it is still to be written
+                freed = self.reserve.release(len(data) + len(self._unwritten_head) + 1024)
             if not freed and len(data) >= failed:
                 continue
             self.lost_lines = lost_before + (0 if head else dropped)

@@ -120,6 +120,11 @@ class RecordingFile:
             finally:
                 self.fd = -1
 
+    def remove(self) -> None:
+        """Delete the file (closed first)."""
+        self.close()
+        os.unlink(self.path)
+
 
 #: Errors that giving space back can cure (a full disk, a full quota); EFBIG (RLIMIT_FSIZE) is not one.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

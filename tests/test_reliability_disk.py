@@ -127,6 +127,26 @@ def _tail(size):
     return b"data: " + b"T" * size if size else b""
 
 
+def test_disk_full_before_the_stream_starts(certs, tmp_path, small_fs, servers, upstream_app, scenario_name):
+    """Even the header line fails: the stream still passes, its recording is readable (header, then the end
+    line from the reserve), and the directory stays one that `ls` and replay read."""
+    events = [_small(i) for i in range(3)]
+    upstream_app.add("first-" + scenario_name, Scenario([_small(0)]))
+    upstream_app.add(scenario_name, Scenario(events))
+    with Mitmdump(certs, tmp_path, record_dir=small_fs) as mitm, httpx_client(mitm, certs) as client:
+        assert client.get(f"{servers['h1'].base}/sse/first-{scenario_name}").content == _small(0)  # the reserve
+        recording_for(mitm, f"/sse/first-{scenario_name}")
+        filler = fill_fs(small_fs)
+        try:
+            assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").content == b"".join(events)
+            path = recording_for(mitm, f"/sse/{scenario_name}")
+        finally:
+            filler.unlink()
+    rec = read_recording(path)
+    assert rec.ending == "recording_failed" and rec.end["stream_ended"] == "complete" and rec.end["events"] == 3
+    assert all(read_recording(p).header for p in find_recordings(small_fs))
+
+
 @pytest.mark.parametrize("tail_size", [0, 5000, 100_000], ids=["no-tail", "tail-kept", "tail-dropped"])
 def test_disk_still_full_when_the_stream_ends(certs, tmp_path, small_fs, servers, upstream_app, scenario_name,
                                               tail_size):
@@ -341,6 +361,55 @@ def test_one_reserve_serves_several_end_lines_and_comes_back(small_fs):
     assert _reserve_size(small_fs) == SpaceReserve.SIZE and reserve.full
     assert ongoing.finish("complete")["reason"] == "recording_failed"
     assert [decode_data(e["data"]) for e in read_recording(ongoing.file.path).events] == ["small 0", "T" * 5000]
+
+
+def test_a_header_the_full_disk_refused_goes_first_in_the_next_write_that_succeeds(small_fs):
+    """Without its header line a file cannot be read at all (and one such file stops `sse-capture replay DIR`)."""
+    reserve = SpaceReserve(str(small_fs))
+    assert reserve.ensure()
+    filler = fill_fs(small_fs)
+    try:
+        rec = _recorder(small_fs, "headless", reserve)   # the header line: lost
+        assert rec.file.size == 0
+        rec.feed(_big(0))                                 # a chunk line and an event line: lost
+    finally:
+        filler.unlink()
+    rec.feed(_small(1))
+    rec.finish("complete")
+    r = read_recording(rec.file.path)
+    assert r.header["stream_id"] == "headless" and r.ending == "recording_failed" and r.end["stream_ended"] == "complete"
+    [lost] = [x for x in r.records if x["kind"] == "error"]
+    assert lost["message"].startswith("2 line(s) were lost")   # the header is not among them: it was written
+    assert [decode_data(e["data"]) for e in r.events] == ["small 1"]
+
+
+def test_an_end_line_from_the_reserve_brings_the_header_it_still_needs(small_fs):
+    reserve = SpaceReserve(str(small_fs))
+    assert reserve.ensure()
+    filler = fill_fs(small_fs)
+    try:
+        rec = _recorder(small_fs, "headless", reserve)
+        rec.feed(_small(0))
+        end = rec.finish("client_disconnected")           # still full: the reserve makes room
+    finally:
+        filler.unlink()
+    r = read_recording(rec.file.path)
+    assert r.header["stream_id"] == "headless" and r.end == end and r.end["stream_ended"] == "client_disconnected"
+
+
+def test_a_recording_that_never_got_its_header_is_removed(tmp_path):
+    class NothingFits(_SizeLimitedFile):
+        limit = 0
+
+    errors = []
+    header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": "s", "started": "x",
+              "request": {}, "response": {}}
+    rec = StreamRecorder(NothingFits(str(tmp_path), "day/s.jsonl"), header, max_event_size=1 << 20,
+                         on_error=errors.append)
+    rec.feed(_small(0))
+    assert rec.finish("complete")["reason"] == "recording_failed"
+    assert not os.path.exists(rec.file.path) and find_recordings(tmp_path) == []
+    assert errors[-1].endswith("nothing could be written, not even the header line; file removed")
 
 
 class _SizeLimitedFile(RecordingFile):
