@@ -316,7 +316,16 @@ class SSECapture:
         self.active[flow.id] = (recorder, flow, label, stream)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self._finish(flow, "complete", None)
+        entry = self.active.get(flow.id)
+        note = None
+        if entry is not None and entry[0].bytes == 0 and flow.response.raw_content:
+            # mitmproxy sent a body without streaming it (server_replay, a response an addon made, a flow read
+            # from a file): the events are in the flow, their times are not
+            entry[0].feed(flow.response.raw_content)
+            note = ("unstreamed", "mitmproxy sent this body whole, not streamed through sse-capture (a response "
+                                  "from server_replay or an addon, or a flow read from a file): its events are "
+                                  "recorded at the time it ended, not at the times they were sent")
+        self._finish(flow, "complete", None, note)
 
     def error(self, flow: http.HTTPFlow) -> None:
         entry = self.active.get(flow.id)
@@ -431,18 +440,20 @@ class SSECapture:
                 out["body_base64"] = True
         return out
 
-    def _finish(self, flow: http.HTTPFlow, reason: str, message: str | None) -> None:
+    def _finish(self, flow: http.HTTPFlow, reason: str, message: str | None,
+                note: tuple[str, str] | None = None) -> None:
         entry = self.active.pop(flow.id, None)
         if entry is None:
             return
         recorder, _, label, stream = entry
-        bypassed = None
-        if flow.response is not None and flow.response.stream is not stream:
-            bypassed = ("another addon replaced flow.response.stream after sse-capture had set it, so what it "
-                        "forwarded was not recorded; load sse-capture after that addon (a later -s)")
-            log.error(f"sse-capture: {label}: {bypassed}")
+        if note is None and flow.response is not None and flow.response.stream is not stream:
+            note = ("bypassed", "another addon replaced flow.response.stream after sse-capture had set it, so what "
+                                "it forwarded was not recorded; load sse-capture after that addon (a later -s)")
+            log.error(f"sse-capture: {label}: {note[1]}")
+        elif note is not None:
+            log.warning(f"sse-capture: {label}: {note[1]}")
         try:
-            end = recorder.finish(reason, message, error=("bypassed", bypassed) if bypassed else None)
+            end = recorder.finish(reason, message, error=note)
         except Exception as e:  # noqa: BLE001
             log.error(f"sse-capture: {recorder.file.path}: finishing the recording failed: {e}")
             return

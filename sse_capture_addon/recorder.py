@@ -376,14 +376,18 @@ class StreamRecorder:
     # -- the end ----------------------------------------------------------------------------------------
 
     def finish(self, reason: str, message: str | None = None, error: tuple[str, str] | None = None) -> dict:
-        """Write the end line and close the file, with an ``error`` line (what, message) before it if given.
-        Idempotent; returns the end record."""
+        """Write the end line and close the file, with an ``error`` line (what, message) before it if given (the
+        caller reports that one itself). Idempotent; returns the end record."""
         if self.finished:
             return self._end
         self.finished = True
         t = self.clock() - self.t0
         tail = None
-        out = [self._error_line(t, *error)] if error else []
+        out = []
+        if error:
+            what, text = error
+            self.errors.append(text)
+            out.append(line({"t": round(t, 6), "kind": "error", "what": what, "message": text}))
         parser = self.parser
         if parser is not None:
             try:

@@ -168,6 +168,29 @@ def test_another_addon_that_streams_the_response_itself(certs, tmp_path, servers
         assert "another addon replaced flow.response.stream" in log
 
 
+def test_a_body_mitmproxy_sends_whole_is_recorded_too(certs, tmp_path, servers, upstream_app, scenario_name):
+    """server_replay (and a flow file read with -nr) hands mitmproxy a whole body, which never passes through
+    the stream callable: its events are recorded when it ends, and the recording says their times are lost."""
+    events = [b"data: one\n\n", b"event: two\ndata: 2\n\n"]
+    upstream_app.add(scenario_name, Scenario(events))
+    url = f"{servers['h1'].base}/sse/{scenario_name}"
+    flows = tmp_path / "flows.mitm"
+    (tmp_path / "save").mkdir()
+    with Mitmdump(certs, tmp_path / "save", scripts=[], args=["-w", str(flows)]) as plain:  # buffered, saved whole
+        with httpx_client(plain, certs) as client:
+            assert client.get(url).content == b"".join(events)
+    upstream_app.scenarios.pop(scenario_name)  # the backend no longer knows it: only server_replay can answer
+    with Mitmdump(certs, tmp_path, args=["--set", f"server_replay={flows}"]) as mitm:
+        with httpx_client(mitm, certs) as client:
+            assert client.get(url).content == b"".join(events)
+        [path] = mitm.wait_for_recordings(1)
+        log = mitm.log()
+    rec = read_recording(path)
+    assert [(e["event"], decode_data(e["data"])) for e in rec.events] == [("message", "one"), ("two", "2")]
+    assert [r["what"] for r in rec.records if r["kind"] == "error"] == ["unstreamed"]
+    assert rec.ending == "complete" and "not at the times they were sent" in log
+
+
 def test_a_recordings_directory_under_home_is_expanded(certs, tmp_path, servers, upstream_app, scenario_name):
     """``~`` reaches the option as it is when it is quoted or comes from config.yaml; mitmproxy expands it
     in its own paths, and so does the addon."""
