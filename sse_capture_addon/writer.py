@@ -13,10 +13,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import math
 import os
 import stat
 import re
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from .recording import DEFAULT_PORTS, url_host_port
@@ -143,11 +145,15 @@ class SpaceReserve:
 
     NAME = ".sse-capture-reserve"
     SIZE = 64 * 1024
+    #: seconds between looks at a whole reserve, which someone may have deleted (with its directory or alone)
+    CHECK_EVERY = 1.0
 
-    def __init__(self, directory: str, size: int = SIZE):
+    def __init__(self, directory: str, size: int = SIZE, clock: Callable[[], float] = time.monotonic):
         self.path = os.path.join(directory, self.NAME)
         self.size = size
+        self.clock = clock
         self.full = False  # as far as this process knows, the reserve holds all of ``size``
+        self._looked = -math.inf
 
     def _open(self, flags: int) -> int:
         fd = os.open(self.path, flags | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
@@ -157,17 +163,27 @@ class SpaceReserve:
         return fd
 
     def ensure(self) -> bool:
-        """Allocate the reserve unless it is already whole (then no system call at all). False when there is not
-        room for all of it yet; what could be allocated is kept, and the next call tries again."""
+        """Allocate the reserve unless it is already whole (then no system call, but one look a second that the
+        file is still there). False when there is not room for all of it yet; what could be allocated is kept,
+        and the next call tries again."""
         if self.full:
-            return True
+            now = self.clock()
+            if now - self._looked < self.CHECK_EVERY:
+                return True
+            self._looked = now
+            try:
+                if os.stat(self.path).st_size >= self.size:
+                    return True
+            except OSError:
+                pass
+            self.full = False
         try:
             fd = self._open(os.O_CREAT)
         except OSError:
             return False  # no directory (yet), no room for even an inode, ...
         try:
             _allocate(fd, self.size)
-            self.full = True
+            self.full, self._looked = True, self.clock()
         except OSError:
             pass
         finally:

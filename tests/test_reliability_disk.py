@@ -449,6 +449,19 @@ def test_finish_never_raises_when_not_even_the_end_line_fits(tmp_path):
     assert read_recording(rec.file.path).ending == "proxy_died"   # the one case left: no room at all
 
 
+def test_a_deleted_reserve_is_made_again(tmp_path):
+    """The README calls the reserve safe to delete; with it (or with the whole recordings directory) gone, the
+    next stream a second later makes it again, so later end lines on a full disk still have their room."""
+    now = [0.0]
+    reserve = SpaceReserve(str(tmp_path), clock=lambda: now[0])
+    assert reserve.ensure()
+    path = tmp_path / SpaceReserve.NAME
+    path.unlink()
+    assert reserve.ensure() and not path.exists()   # looked at once a second at most
+    now[0] = 1.5
+    assert reserve.ensure() and path.stat().st_size == SpaceReserve.SIZE
+
+
 def test_reserve_costs_no_system_call_while_whole_and_frees_in_slices(tmp_path, monkeypatch):
     reserve = SpaceReserve(str(tmp_path))
     assert reserve.ensure()
