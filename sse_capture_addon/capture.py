@@ -148,6 +148,13 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
     return ("client_disconnected" if "client" in msg.lower() else "server_error"), msg
 
 
+def _call_later(delay: float, callback: Callable[[], None]) -> None:
+    try:
+        asyncio.get_running_loop().call_later(delay, callback)
+    except RuntimeError:  # no event loop (hooks driven by hand): the next line or the shutdown says it instead
+        pass
+
+
 class RoutineLines:
     """Routine log lines (a stream recorded as it should be), at most ``per_second`` a second; beyond that they
     are counted and summed up in one line. mitmproxy turns every log record into an ``add_log`` hook through
@@ -155,8 +162,10 @@ class RoutineLines:
     short stream, so a burst of short streams must not become a burst of lines. Warnings and errors are never
     held back."""
 
-    def __init__(self, per_second: int = 10, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, per_second: int = 10, clock: Callable[[], float] = time.monotonic,
+                 call_later: Callable[[float, Callable[[], None]], object] | None = None):
         self.per_second, self.clock = per_second, clock
+        self.call_later = call_later  # so that the summary comes at the window's end, not with the next stream
         self.window = clock()
         self.used = self.held = 0
 
@@ -170,6 +179,8 @@ class RoutineLines:
             self.used += 1
             return True
         self.held += 1
+        if self.held == 1 and self.call_later is not None:
+            self.call_later(self.window + 1.0 - now, self.flush)
         return False
 
     def flush(self, now: float | None = None) -> None:
@@ -186,7 +197,7 @@ class SSECapture:
         self.redactor = Redactor()
         self.raw_chunks = True
         self.reserve: SpaceReserve | None = None  # room kept for end lines when the disk fills up
-        self.routine = RoutineLines()
+        self.routine = RoutineLines(call_later=_call_later)
         # flow id -> (recorder, flow, "METHOD url", the response.stream callable set for it)
         self.active: dict[str, tuple[StreamRecorder, http.HTTPFlow, str, Callable]] = {}
         # option values used per flow, copied here: mitmproxy deep-copies an option on every read

@@ -1,6 +1,7 @@
 """Proxy modes, compression, options and key redaction, each through a real mitmdump."""
 
 import gzip
+import re
 import time
 import zlib
 from pathlib import Path
@@ -189,6 +190,24 @@ def test_a_body_mitmproxy_sends_whole_is_recorded_too(certs, tmp_path, servers, 
     assert [(e["event"], decode_data(e["data"])) for e in rec.events] == [("message", "one"), ("two", "2")]
     assert [r["what"] for r in rec.records if r["kind"] == "error"] == ["unstreamed"]
     assert rec.ending == "complete" and "not at the times they were sent" in log
+
+
+def test_the_summary_of_a_burst_comes_when_its_second_is_over(certs, tmp_path, servers, upstream_app, scenario_name):
+    """Beyond ten lines a second, completed streams are summed up in one line: at the end of that second, not
+    whenever the next stream happens to end (hours later, or never if the proxy is killed)."""
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    with Mitmdump(certs, tmp_path) as mitm:
+        with httpx_client(mitm, certs) as client:
+            for _ in range(30):
+                assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").content == b"data: x\n\n"
+        mitm.wait_for_recordings(30)
+        deadline = time.monotonic() + 5
+        while "more stream(s) recorded completely" not in (log := mitm.log()):
+            assert time.monotonic() < deadline, log[-2000:]
+            time.sleep(0.05)
+    lines = [line for line in log.splitlines() if f"/sse/{scenario_name}:" in line and "complete GET" in line]
+    held = sum(int(m) for m in re.findall(r"(\d+) more stream\(s\) recorded completely", log))
+    assert held and len(lines) + held == 30
 
 
 def test_a_recordings_directory_under_home_is_expanded(certs, tmp_path, servers, upstream_app, scenario_name):
