@@ -25,7 +25,7 @@ from .capture import is_sse
 from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
-from .replay.server import Playback, ReplayServer, Request
+from .replay.server import Playback, ReplayServer, Request, cors_headers
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
     parse_extra, parse_settings,
@@ -130,6 +130,14 @@ class SSEReplay:
         if self.server is None:  # shutting down
             return
         req = flow.request
+        asked = req.headers.get("access-control-request-method")
+        if req.method == "OPTIONS" and asked and "origin" in req.headers and self.matcher.has(asked, req.url):
+            # a page on another origin asks first whether it may make the recorded request; the real server,
+            # which would say yes, may be offline
+            headers = [(k.encode(), v.encode("utf-8", "surrogateescape"))
+                       for k, v in cors_headers(req.headers.get, preflight=True)]
+            flow.response = http.Response.make(204, b"", headers)
+            return
         rec = self.matcher.match(RequestInfo(req.method, req.url, req.raw_content))
         if rec is None:
             self._extra(flow)

@@ -64,6 +64,21 @@ def test_swap_exchanges_two_events_and_keeps_the_time_slots(chat):
     assert [w.at for w in plan.writes] == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
 
 
+@pytest.mark.parametrize("faults, order, ending", [
+    (Faults(swap=(2, 4), cut_after=4), [0, 3, 2, 1], RESET),          # the first 4 events the client gets
+    (Faults(swap=(2, 4), cut_after=2), [0, 3], RESET),
+    (Faults(swap=(2, 4), stall_after=3), [0, 3, 2], HOLD),
+    (Faults(swap=(2, 4), stop_mid_event=2), [0], COMPLETE),           # and half of the second: event 4
+])
+def test_with_a_swap_an_ending_fault_counts_the_events_as_they_are_sent(chat, faults, order, ending):
+    plan = build_plan(chat, faults=faults)
+    assert [json.loads(data)["i"] for data in deltas(plan)] == order and plan.ending == ending
+    if faults.stop_mid_event:
+        parser = SSEParser()
+        parser.feed(sent(plan))
+        assert parser.close().startswith("event: delta\nid: 4\n")  # event 4, in the second place
+
+
 @pytest.mark.parametrize("size", [1, 7])
 def test_rechunk_splits_every_write_into_small_spaced_chunks(chat, size):
     whole = build_plan(chat, timing=Timing(speed=2))

@@ -73,6 +73,24 @@ def test_one_endpoint_is_served_in_recorded_order_then_unmatched(certs, tmp_path
         assert got == outcome
 
 
+def test_a_cors_preflight_for_a_recorded_request_is_answered_with_the_backend_offline(certs, tmp_path):
+    """A frontend on another origin POSTs JSON: the browser first sends OPTIONS, which the real server (offline)
+    would have answered. The proxy answers it for a request it has a recording for, and only then."""
+    url = f"http://{OFFLINE}/api/chat"
+    chat_recording(tmp_path / "recs" / "chat.jsonl", n=2, gap=0.01, url=url, method="POST")
+    asking = {"origin": "http://127.0.0.1:5173", "access-control-request-method": "POST",
+              "access-control-request-headers": "content-type"}
+    with replay_proxy(certs, tmp_path, tmp_path / "recs", extra="404") as mitm, httpx_client(mitm, certs) as client:
+        pre = client.options(url, headers=asking)
+        assert pre.status_code == 204
+        assert pre.headers["access-control-allow-origin"] == "http://127.0.0.1:5173"
+        assert pre.headers["access-control-allow-methods"] == "POST"
+        assert pre.headers["access-control-allow-headers"] == "content-type"
+        assert client.options(url, headers={**asking, "access-control-request-method": "PUT"}).status_code == 404
+        assert client.options(f"http://{OFFLINE}/api/other", headers=asking).status_code == 404
+        assert parse_events(client.post(url, json={"q": 1}).content) == chat_events(2)  # not used up by OPTIONS
+
+
 def test_reuse_starts_over(certs, tmp_path):
     url = f"http://{OFFLINE}/sse"
     write_recording(tmp_path / "a.jsonl", [ev(0.01, "only")], url=url)

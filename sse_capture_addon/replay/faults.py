@@ -103,8 +103,8 @@ def apply_to_records(records: list[dict], faults: Faults, warnings: list[str]) -
             warnings.append(f"{fault}={n} not applied: the recording has {total} events")
         elif n == 0:
             numbered, stop = [], Stop(fault, 0.0, False)
-        else:
-            i = next(i for i, (k, _) in enumerate(numbered) if k == n)
+        else:  # the n-th event sent: after a swap, what the client gets in the first n places
+            i = [i for i, (k, _) in enumerate(numbered) if k][n - 1]
             numbered = numbered[: i + 1]
             stop = Stop(fault, numbered[i][1]["t"], fault == "stop_mid_event")
 

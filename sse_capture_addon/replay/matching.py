@@ -139,6 +139,10 @@ class Matcher:
             query,
         )
 
+    def has(self, method: str, url: str) -> bool:
+        """Whether some recording answers ``method url`` (whatever its body; none is used up)."""
+        return any(m.pattern.search(url) for m in self.mappings) or self.key(method, url) in self._by_key
+
     def match(self, request: RequestInfo) -> Recording | None:
         for mapping in self.mappings:
             if mapping.pattern.search(request.url):

@@ -84,6 +84,21 @@ def _ignore(playback: Playback) -> None:
     pass
 
 
+def cors_headers(header: Callable[[str], str | None], preflight: bool = False) -> list[tuple[str, str]]:
+    """What lets a page on another origin read a response (``header(name)``: the request's header, or None):
+    any origin, with credentials; for a preflight, the method and headers it asks for."""
+    origin = header("origin")
+    if not origin:
+        return []
+    headers = [("access-control-allow-origin", origin), ("access-control-allow-credentials", "true"),
+               ("vary", "origin")]
+    if preflight:
+        headers += [("access-control-allow-methods", header("access-control-request-method") or "GET"),
+                    ("access-control-allow-headers", header("access-control-request-headers") or ""),
+                    ("access-control-max-age", "600")]
+    return headers
+
+
 class _Stream:
     """The writes of one response still to be sent, from ``writes[next]`` on."""
     __slots__ = ("start", "writes", "next", "transport", "chunked", "playback", "done", "loop", "spacing",
@@ -266,16 +281,7 @@ class ReplayServer:
         await _respond(writer, conn, status, headers, text.encode("utf-8", "surrogateescape"))
 
     def _cors_headers(self, request: Request, preflight: bool = False) -> list[tuple[str, str]]:
-        origin = request.header("origin")
-        if not origin:
-            return []
-        headers = [("access-control-allow-origin", origin), ("access-control-allow-credentials", "true"),
-                   ("vary", "origin")]
-        if preflight:
-            headers += [("access-control-allow-methods", request.header("access-control-request-method") or "GET"),
-                        ("access-control-allow-headers", request.header("access-control-request-headers") or ""),
-                        ("access-control-max-age", "600")]
-        return headers
+        return cors_headers(request.header, preflight)
 
     async def _play(self, playback: Playback, request: Request, conn: h11.Connection,
                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
