@@ -159,6 +159,7 @@ class SSEReplay:
                 flow.response.stream = True  # a forwarded live stream: mitmproxy would buffer it to the end
             return
         flow.response.stream = True
+        flow.response.headers.pop("connection", None)  # the replay server closes its side: not the recording's
         req = flow.request
         req.headers.pop(TOKEN_HEADER, None)
         req.scheme, req.host, req.port = meta["url"][:3]
