@@ -59,6 +59,19 @@ def test_each_ending_on_the_wire(ending, how, last_chunk):
     assert [(p.events_sent, p.outcome) for p in ended] == [(2, CLIENT_GONE if ending == HOLD else ending)]
 
 
+class Transport:
+    """A transport that notes when each write was made."""
+
+    def __init__(self, loop):
+        self.loop, self.sent = loop, []
+
+    def is_closing(self):
+        return False
+
+    def write(self, data):
+        self.sent.append((self.loop.time(), data))
+
+
 def test_a_late_write_does_not_delay_the_ones_after_it():
     # a write due every 20 ms; the event loop is blocked for 150 ms at 100 ms
     writes = [Write(0.02 * i, f"data: {i}\n\n".encode(), 1) for i in range(20)]
@@ -86,16 +99,6 @@ def test_a_late_write_does_not_delay_the_ones_after_it():
 def test_the_early_wake_up_never_sends_a_write_before_it_is_due():
     """The timeline wakes ahead of time to beat epoll's millisecond rounding; no write may go out early,
     for one stream or for several interleaved ones."""
-    class Transport:
-        def __init__(self, loop):
-            self.loop, self.sent = loop, []
-
-        def is_closing(self):
-            return False
-
-        def write(self, data):
-            self.sent.append((self.loop.time(), data))
-
     async def run():
         loop = asyncio.get_running_loop()
         timeline = Timeline(loop)
@@ -190,16 +193,6 @@ def test_an_error_answer_carries_the_cors_headers_too():
 def test_rechunked_pieces_keep_their_spacing_when_the_replay_is_behind():
     """Pieces that must reach the client one by one (re-chunking) are never written together, not even when
     the event loop was blocked past several of their due times; the rest of the stream moves later."""
-    class Transport:
-        def __init__(self, loop):
-            self.loop, self.sent = loop, []
-
-        def is_closing(self):
-            return False
-
-        def write(self, data):
-            self.sent.append((self.loop.time(), data))
-
     writes = [Write(0.001 * i, b"%d" % (i % 10), 0) for i in range(30)]  # due 1 ms apart: behind from the start
 
     async def run():
