@@ -180,8 +180,15 @@ class RoutineLines:
             return True
         self.held += 1
         if self.held == 1 and self.call_later is not None:
-            self.call_later(self.window + 1.0 - now, self.flush)
+            self.call_later(self.window + 1.0 - now, self._flush_when_due)
         return False
+
+    def _flush_when_due(self) -> None:
+        left = self.window + 1.0 - self.clock()
+        if left > 0:  # a newer window (the timer was late, or early): its own second is not over
+            self.call_later(left, self._flush_when_due)
+        elif self.held:
+            self.flush()
 
     def flush(self, now: float | None = None) -> None:
         if self.held:
@@ -329,7 +336,8 @@ class SSECapture:
     def response(self, flow: http.HTTPFlow) -> None:
         entry = self.active.get(flow.id)
         note = None
-        if entry is not None and entry[0].bytes == 0 and flow.response.raw_content:
+        if entry is not None and entry[0].bytes == 0 and flow.response.raw_content \
+                and flow.response.stream is entry[3]:  # (else a later addon took the stream over: "bypassed")
             # mitmproxy sent a body without streaming it (server_replay, a response an addon made, a flow read
             # from a file): the events are in the flow, their times are not
             entry[0].feed(flow.response.raw_content)

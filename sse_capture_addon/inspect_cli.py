@@ -20,7 +20,7 @@ from .inspect.protocols import PRESETS, Protocol, load_rules, parse_rule
 from .inspect.reader import HeaderPending, RecordingStream, each_readable, header_pending
 from .inspect.show import ShowOptions, ShowRenderer, header_lines, json_lines
 from .inspect.stats import collect
-from .recording import IN_PROGRESS, RecordingError, find_recordings
+from .recording import IN_PROGRESS, RecordingError, find_recordings, os_reason
 from .replay.schedule import parse_speed
 
 BAD_INPUT = 2
@@ -48,12 +48,6 @@ def report_bad_files(errors: list[RecordingError]) -> None:
         sys.exit(BAD_INPUT)
 
 
-def os_reason(e: OSError) -> str:
-    """"no such file or directory", "too many levels of symbolic links", "permission denied"..."""
-    reason = e.strerror or str(e)
-    return reason[:1].lower() + reason[1:]
-
-
 def existing(path: str) -> str:
     """``path``, or the reason it cannot be reached (not only "no such file": a symlink loop, a permission)."""
     try:
@@ -64,7 +58,7 @@ def existing(path: str) -> str:
 
 
 def recordings_in(path: str) -> list[str]:
-    found = find_recordings(existing(path))
+    found = find_recordings(path)  # (says why a path cannot be reached)
     if not found:
         raise RecordingError(path, 0, "no recordings (*.jsonl) here")
     return found

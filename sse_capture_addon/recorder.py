@@ -464,9 +464,9 @@ class StreamRecorder:
         for head, end in attempts:
             data = head + line(end)
             freed = False
-            if nospace and self.reserve is not None and len(data) <= self.reserve.size // self._RESERVE_SHARE:
-                # + the line saying how many lines were lost, and the header when it is still to be written
-                freed = self.reserve.release(len(data) + len(self._unwritten_head) + 1024)
+            size = len(data) + len(self._unwritten_head)
+            if nospace and self.reserve is not None and size <= self.reserve.size // self._RESERVE_SHARE:
+                freed = self.reserve.release(size + 1024)  # + the line saying how many lines were lost
             if not freed and len(data) >= failed:
                 continue
             self.lost_lines = lost_before + (0 if head else dropped)

@@ -469,7 +469,7 @@ def validate_header(path, lineno: int, obj: Any) -> dict:
     request, response = obj["request"], obj["response"]
     for name in ("redacted_params", "redacted_headers", "redacted_keys"):
         names = obj.get(name, [])
-        if not all(isinstance(item, str) for item in names) or not isinstance(names, list):
+        if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
             raise RecordingError(path, lineno, f"header.{name} must be a list of strings")
     _check_fields(path, lineno, request, {"method": (str,), "url": (str,), "headers": (list,)}, _REQUEST_OPTIONAL,
                   "header.request")
@@ -718,6 +718,12 @@ def header_of(path: str | os.PathLike) -> dict:
     return next(iter_lines(path))[1]
 
 
+def os_reason(e: OSError) -> str:
+    """"no such file or directory", "too many levels of symbolic links", "address already in use", ..."""
+    reason = os.strerror(e.errno) if e.errno else str(e)  # (asyncio's strerror has its own words around it)
+    return reason[:1].lower() + reason[1:]
+
+
 def find_recordings(path: str | os.PathLike) -> list[str]:
     """A recording file itself, or every ``*.jsonl`` below a directory, sorted by name (= by time)."""
     path = os.fspath(path)
@@ -727,5 +733,5 @@ def find_recordings(path: str | os.PathLike) -> list[str]:
     try:
         os.stat(path)
     except OSError as e:  # (a missing file, a symlink loop, no permission)
-        raise RecordingError(path, 0, (e.strerror or str(e)).lower()) from None
+        raise RecordingError(path, 0, os_reason(e)) from None
     return [path]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import signal
 
 import click
 
-from .recording import RecordingError, read_recording
+from .recording import RecordingError, os_reason, read_recording
 from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
 from .replay.server import LOOPBACK, Playback, ReplayServer, Request
 from .replay.settings import (
@@ -167,8 +166,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         try:
             await server.start()
         except OSError as e:
-            reason = os.strerror(e.errno).lower() if e.errno else str(e)
-            raise click.ClickException(f"cannot listen on {LOOPBACK}:{port}: {reason}") from None
+            raise click.ClickException(f"cannot listen on {LOOPBACK}:{port}: {os_reason(e)}") from None
         maps = f" and {len(mapped)} mapping(s)" if mapped else ""
         click.echo(f"serving {len(loaded)} recording(s){maps} on {server.url} (Ctrl-C to stop)")
         stop = asyncio.Event()

@@ -123,9 +123,11 @@ class RecordingFile:
                 self.fd = -1
 
     def remove(self) -> None:
-        """Delete the file (closed first)."""
-        self.close()
-        os.unlink(self.path)
+        """Delete the file, then close it (still locked while it has a name, so no reader takes it for a bad one)."""
+        try:
+            os.unlink(self.path)
+        finally:
+            self.close()
 
 
 #: Errors that giving space back can cure (a full disk, a full quota); EFBIG (RLIMIT_FSIZE) is not one.

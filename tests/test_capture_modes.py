@@ -146,7 +146,7 @@ def responseheaders(flow):
 """
 
 
-@pytest.mark.parametrize("order", ["other first", "addon first"])
+@pytest.mark.parametrize("order", ["other first", "addon first", "addon first, streamed bodies stored"])
 def test_another_addon_that_streams_the_response_itself(certs, tmp_path, servers, upstream_app, scenario_name, order):
     """Loaded first, what it forwards is recorded; loaded after sse-capture, it takes the stream over, and the
     recording and the log say so instead of claiming a complete, empty stream."""
@@ -154,7 +154,8 @@ def test_another_addon_that_streams_the_response_itself(certs, tmp_path, servers
     other.write_text(REWRITER)
     upstream_app.add(scenario_name, Scenario([b"data: secret\n\n", b"data: two\n\n"]))
     scripts = [other, ADDON] if order == "other first" else [ADDON, other]
-    with Mitmdump(certs, tmp_path, scripts=scripts) as mitm:
+    args = ["--set", "store_streamed_bodies=true"] if "stored" in order else []  # (the body is there at the end)
+    with Mitmdump(certs, tmp_path, scripts=scripts, args=args) as mitm:
         with httpx_client(mitm, certs) as client:
             assert client.get(f"{servers['h1'].base}/sse/{scenario_name}").text == "data: ******\n\ndata: two\n\n"
         [path] = mitm.wait_for_recordings(1)

@@ -178,6 +178,25 @@ def test_unwritable_directory_is_refused(tmp_path):
             tctx.configure(addon, sse_capture_dir=str(tmp_path / "file" / "sub"))
 
 
+def test_a_late_summary_timer_does_not_open_the_next_window_early(caplog):
+    caplog.set_level(logging.INFO, logger="sse_capture")
+    now, timers = [0.0], []
+    lines = RoutineLines(clock=lambda: now[0], call_later=lambda delay, f: timers.append((now[0] + delay, f)))
+    assert [lines.admit() for _ in range(12)] == [True] * 10 + [False] * 2
+    assert [at for at, _ in timers] == [1.0]
+    now[0] = 1.05                      # a stream ends after the second is over, before the (late) timer
+    assert lines.admit()               # a new window: the 2 held back are summed up first
+    now[0] = 1.06
+    timers.pop(0)[1]()                 # the late timer: not the new window's business
+    assert sum(lines.admit() for _ in range(20)) == 9   # the new window still allows 10 lines in all
+    messages = [r.getMessage() for r in caplog.records if "more stream(s)" in r.getMessage()]
+    assert len(messages) == 1 and messages[0].startswith("sse-capture: 2 more stream(s)")
+    at, flush = timers.pop(0)
+    now[0] = at
+    flush()                            # the new window's own timer, at its end
+    assert caplog.records[-1].getMessage().startswith("sse-capture: 11 more stream(s)")
+
+
 def test_completed_streams_log_at_most_ten_lines_a_second_then_one_summary(tmp_path, caplog):
     """Each log record costs mitmproxy a hook round through all its addons; a burst of short streams gets
     ten lines a second and a count of the rest, while every stream is still recorded and every abnormal

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from sse_capture_addon.inspect.reader import RecordingStream
 from sse_capture_addon.recorder import StreamRecorder
+from sse_capture_addon.inspect.reader import RecordingStream
 from sse_capture_addon.recording import FORMAT_VERSION, RecordingError, chunk_line, iter_lines, read_recording
 from sse_capture_addon.replay.schedule import build_plan
 from sse_capture_addon.writer import RecordingFile
@@ -314,6 +315,9 @@ def test_a_write_cut_short_inside_a_chunk_s_lines_is_left_out_whole(tmp_path, to
     assert rec.chunks == [(rec.records[0]["t"], OPENAI[0])] and len(rec.events) == 1
     assert rec.torn == (4, len(lines[3]) + len(lines[4]) + len(torn)) and rec.ending == "proxy_died"
     assert [r["kind"] for _, r in iter_lines(cut)] == ["header", "chunk", "event"]
+    for follow in (False, True):  # show and show --follow read it alike
+        stream = RecordingStream(str(cut), follow=follow, poll=0.01)
+        assert [r["kind"] for r in stream] == ["chunk", "event"] and stream.torn == rec.torn, follow
 
 
 def test_older_versions_are_still_read_and_the_next_version_is_refused(tmp_path):

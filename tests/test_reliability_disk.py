@@ -293,11 +293,11 @@ def test_directory_replaced_by_a_file_then_restored(certs, tmp_path):
 
 # --- the end line on a full disk, StreamRecorder and SpaceReserve without a proxy ----------------------------
 
-def _recorder(directory, name, reserve, file_class=RecordingFile):
+def _recorder(directory, name, reserve, file_class=RecordingFile, header_extra=None):
     header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": name,
               "started": "2026-01-01T00:00:00.000000Z",
               "request": {"method": "GET", "url": f"http://127.0.0.1/sse/{name}", "headers": []},
-              "response": {"status": 200, "headers": []}}
+              "response": {"status": 200, "headers": []}, **(header_extra or {})}
     return StreamRecorder(file_class(str(directory), f"day/{name}.jsonl"), header, max_event_size=1 << 20,
                           reserve=reserve)
 
@@ -395,6 +395,23 @@ def test_an_end_line_from_the_reserve_brings_the_header_it_still_needs(small_fs)
         filler.unlink()
     r = read_recording(rec.file.path)
     assert r.header["stream_id"] == "headless" and r.end == end and r.end["stream_ended"] == "client_disconnected"
+
+
+def test_a_header_too_big_for_its_share_of_the_reserve_leaves_the_reserve_to_the_others(small_fs):
+    """A header carries the request body (up to sse_capture_max_body): one that the full disk refused may not
+    take the space every stream's end line shares."""
+    reserve = SpaceReserve(str(small_fs))
+    assert reserve.ensure()
+    filler = fill_fs(small_fs)
+    try:
+        big = _recorder(small_fs, "big-header", reserve, header_extra={"padding": "p" * 200_000})
+        big.finish("complete")                 # nothing written: the header is more than its share
+        small = _recorder(small_fs, "small", reserve)
+        small.finish("complete")               # still has room: the header and end line of a small stream
+    finally:
+        filler.unlink()
+    assert not os.path.exists(big.file.path)
+    assert read_recording(small.file.path).end["stream_ended"] == "complete"
 
 
 def test_a_recording_that_never_got_its_header_is_removed(tmp_path):

@@ -397,6 +397,8 @@ HOSTILE_FILES = {
     "pretty_url_number": (_lines({**HEADER, "request": {**HEADER["request"], "pretty_url": 5}}), 1, "pretty_url"),
     "reason_number": (_lines({**HEADER, "response": {"status": 200, "reason": 5, "headers": []}}), 1, "reason"),
     "redacted_keys_of_numbers": (_lines({**HEADER, "redacted_keys": [1]}), 1, "redacted_keys"),
+    "redacted_params_null": (_lines({**HEADER, "redacted_params": None}), 1, "redacted_params"),
+    "redacted_headers_number": (_lines({**HEADER, "redacted_headers": 5}), 1, "redacted_headers"),
     "deep_nesting": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":' + b"[" * 100_000
                             + b"]" * 100_000 + b"}"), 2, "invalid JSON"),
     "nan": (_lines(HEADER, b'{"t":NaN,"kind":"event","event":"m","data":"x"}'), 2, "invalid JSON"),

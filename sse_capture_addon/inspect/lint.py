@@ -99,7 +99,7 @@ class _Linter:
     def stall(self, stall: Stall, live: bool = False) -> None:
         if stall.seconds <= self.options.max_stall:
             return
-        until = "until now (it is still being written)" if live else "until the end"
+        until = "until its last line so far (it is still being written)" if live else "until the end"
         if stall.after_index is None:
             where = "before the first event" if stall.before_index is not None else \
                 f"from the start {until} (the stream sent no event at all)"
