@@ -626,6 +626,8 @@ class LineCheck:
         self.lineno = 0
         self.ended = False
         self._blocks = BlocksCheck(path)
+        self._held: list[tuple[int, dict]] = []  # see ready
+        self._held_size = 0
 
     def line(self, raw: bytes) -> dict | None:
         self.lineno += 1
@@ -652,10 +654,24 @@ class LineCheck:
         self.ended = obj["kind"] == "end"
         return obj
 
-    @property
-    def in_blocks(self) -> bool:
-        """The last line was a ``blocks`` chunk line or one of its lines, and more of them are to come."""
-        return self._blocks.left > 0
+    def ready(self, obj: dict, size: int) -> list[tuple[int, dict]]:
+        """``(lineno, object)`` of the lines a reader may give out now that ``obj`` (the line just checked, ``size``
+        bytes) came: none while a ``blocks`` chunk line still waits for some of its lines. That chunk line and its
+        lines are one write, which a proxy killed mid-write leaves cut short (then ``cut`` says where): the chunk
+        was never forwarded, so none of it counts."""
+        self._held.append((self.lineno, obj))
+        self._held_size += size
+        if self._blocks.left:
+            return []
+        ready, self._held, self._held_size = self._held, [], 0
+        return ready
+
+    def cut(self, torn: int = 0) -> tuple[int, int] | None:
+        """The write cut short at the end of the file, as (its first line, its bytes): the lines held back by
+        ``ready`` and the ``torn`` bytes of a last line that is not whole JSON; None when there is none."""
+        if not self._held and not torn:
+            return None
+        return (self._held[0][0] if self._held else self.lineno), self._held_size + torn
 
 
 def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
@@ -673,27 +689,17 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
         raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
     with f:
         check = LineCheck(path, max_line)
-        held: list[tuple[int, dict]] = []  # a chunk line written as blocks, and its lines so far
-        held_bytes = 0
         while raw := f.readline(max_line + 1):
             obj = check.line(raw)
             if obj is None:
                 if on_torn is not None:
-                    on_torn(held[0][0] if held else check.lineno, held_bytes + len(raw))
+                    on_torn(*check.cut(len(raw)))
                 return
-            if check.in_blocks:
-                held.append((check.lineno, obj))
-                held_bytes += len(raw)
-                continue
-            if held:
-                yield from held
-                held, held_bytes = [], 0
-            yield check.lineno, obj
+            yield from check.ready(obj, len(raw))
         if check.lineno == 0:
             raise RecordingError(path, 1, "empty file: missing header line")
-        if held and on_torn is not None:
-            # The file ends inside a chunk's lines: one write, cut at a line boundary (never forwarded).
-            on_torn(held[0][0], held_bytes)
+        if (torn_write := check.cut()) and on_torn is not None:
+            on_torn(*torn_write)
 
 
 def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:

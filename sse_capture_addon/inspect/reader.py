@@ -127,8 +127,6 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
     with f:
         pending: list[bytes] = []  # the start of the next line, as read (joined once its end is there)
         pending_size = 0
-        held: list[tuple[int, dict]] = []  # a chunk line written as blocks, and its lines so far (see iter_lines)
-        held_size = 0
         check = LineCheck(path, max_line)
         writer_gone = False
         opened = time.monotonic()
@@ -143,14 +141,7 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
                         pending, pending_size = [], 0
                     record = check.line(raw)
                     start = cut + 1
-                    if check.in_blocks:
-                        held.append((check.lineno, record))
-                        held_size += len(raw)
-                        continue
-                    if held:
-                        yield from held
-                        held, held_size = [], 0
-                    yield check.lineno, record
+                    yield from check.ready(record, len(raw))
                     if check.ended:
                         return
                 if start < len(chunk):
@@ -171,14 +162,10 @@ def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
             record = check.line(b"".join(pending))  # whole JSON without its newline is taken, as iter_lines does
             if record is None:
                 if on_torn is not None:  # a write the dead proxy did not finish
-                    on_torn(held[0][0] if held else check.lineno, held_size + pending_size)
+                    on_torn(*check.cut(pending_size))
                 return
-            held.append((check.lineno, record))
-            held_size += pending_size
-            if not check.in_blocks:
-                yield from held
-                held = []
+            yield from check.ready(record, pending_size)
         if check.lineno == 0:
             raise RecordingError(path, 1, "empty file: missing header line")
-        if held and on_torn is not None:  # the file ends inside a chunk's lines: that write was cut
-            on_torn(held[0][0], held_size)
+        if (torn_write := check.cut()) and on_torn is not None:
+            on_torn(*torn_write)
