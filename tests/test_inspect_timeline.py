@@ -91,3 +91,29 @@ def test_timeline_output_that_cannot_be_written_is_a_bad_option(recs, tmp_path):
         r = run("timeline", recs["anthropic-ok"], "-o", read_only)
         assert r.code == 2 and r.err.splitlines()[-1] == \
             f"Error: Invalid value for '-o' / '--output': cannot write {read_only}: permission denied"
+
+
+def test_a_recording_still_being_written_is_shaded_like_lint_counts_it(tmp_path):
+    """The silence after the last event of a stream still going is a stall for lint and stats: timeline shades
+    it too, up to the last line written so far."""
+    import fcntl
+
+    import orjson
+
+    from sse_capture_addon.inspect.timeline import read_lane
+
+    path = tmp_path / "live.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [
+        {"kind": "header", "format": "sse-capture", "version": 3, "stream_id": "s", "started": "2026-01-01T00:00:00Z",
+         "request": {"method": "GET", "url": "http://x/sse", "headers": []}, "response": {"status": 200, "headers": []}},
+        {"t": 0.1, "kind": "event", "event": "message", "data": "a"},
+        {"t": 100.0, "kind": "comment", "text": " ping"}]))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a proxy still writing it holds it
+        lane = read_lane(str(path), stall=30.0)
+        lint = run("lint", path, "--max-stall", "30", "--preset", "none")
+    finally:
+        os.close(fd)
+    assert lane.ending == "in_progress" and lane.stalls == [(0.1, 99.9)]
+    assert "no event for 99.900s after the last event #1, until its last line so far" in lint.out

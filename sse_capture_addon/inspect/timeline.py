@@ -18,6 +18,7 @@ import orjson
 from .events import MISSING, data_json, data_text
 from .fmt import duration, ended_badly, event_number, ending_label, path_text, pretty_json, utc
 from .reader import EVENT_KINDS, RecordingStream, Tail, unterminated_tail
+from .stalls import Silences
 from ..recording import IN_PROGRESS
 
 MAX_MARKS = 20_000        # events drawn per lane; the rest are counted, not drawn
@@ -59,7 +60,8 @@ def read_lane(path: str, stall: float) -> Lane:
     request = stream.header["request"]
     lane = Lane(path=path, title=f"{request['method']} {request.get('pretty_url') or request['url']}",
                 subtitle="", ending="", end_t=0.0)
-    previous, last_t = 0.0, 0.0
+    silences = Silences(path)  # the stalls stats and lint count
+    last_t = 0.0
     for record in stream:
         last_t = record["t"]
         if record["kind"] == "comment":
@@ -67,17 +69,17 @@ def read_lane(path: str, stall: float) -> Lane:
                 lane.comments.append(record["t"])
         if record["kind"] not in EVENT_KINDS:
             continue
-        gap = record["t"] - previous
-        if gap > stall:
-            lane.stalls.append((previous, gap))
+        silence = silences.event(record["t"], record["event"])
+        if silence.seconds > stall:
+            lane.stalls.append((silence.start, silence.seconds))
         if len(lane.events) < MAX_MARKS:
-            lane.events.append((record["t"], record["event"], _hover(record, lane.total_events, gap)))
+            lane.events.append((record["t"], record["event"], _hover(record, lane.total_events, silence.seconds)))
         lane.total_events += 1
-        previous = record["t"]
     lane.ending = stream.ending
     lane.end_t = stream.end["t"] if stream.end else last_t
-    if stream.ending != IN_PROGRESS and lane.end_t - previous > stall:
-        lane.stalls.append((previous, lane.end_t - previous))
+    silence = silences.until_end(lane.end_t)
+    if silence.seconds > stall:
+        lane.stalls.append((silence.start, silence.seconds))
     lane.tail = unterminated_tail(stream.end)
     lane.subtitle = (f"{path_text(os.path.basename(path))} · started {utc(stream.header['started'])} UTC · "
                      f"status {stream.header['response']['status']} · {lane.total_events} events in "
