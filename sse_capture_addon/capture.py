@@ -38,7 +38,7 @@ def is_sse(response: http.Response | None) -> bool:
     # runs for every response through the proxy
     if response is None:
         return False
-    values = [value for key, value in response.headers.fields if key.lower() == b"content-type"]
+    values = _values(response.headers, b"content-type")
     if len(values) == 1 and b"," not in values[0]:  # nearly always
         return values[0].split(b";", 1)[0].strip().lower() == b"text/event-stream"
     essence = None
@@ -74,9 +74,14 @@ def _essence(value: bytes) -> bytes | None:
     return type_.lower() + b"/" + subtype.lower()
 
 
+def _values(headers: http.Headers, name: bytes) -> list[bytes]:
+    """Every value of header ``name`` (in lower case), from the raw fields: a fifth of headers.get's cost."""
+    return [value for key, value in headers.fields if key.lower() == name]
+
+
 def _field(headers: http.Headers, name: bytes) -> bytes | None:
-    """``headers.get(name)`` as bytes, from the raw fields: a fifth of headers.get's cost. ``name`` in lower case."""
-    values = [value for key, value in headers.fields if key.lower() == name]
+    """``headers.get(name)`` as bytes (see ``_values``)."""
+    values = _values(headers, name)
     if not values:
         return None
     return values[0] if len(values) == 1 else b", ".join(values)  # several are joined, as headers.get does
