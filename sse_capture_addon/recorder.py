@@ -13,7 +13,6 @@ with a smaller end line whose unterminated tail is left out (its size is kept).
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections.abc import Callable
 from typing import Any
@@ -324,9 +323,11 @@ class StreamRecorder:
 
     # -- failures ---------------------------------------------------------------------------------------
 
-    def _error_line(self, t: float, what: str, message: str) -> bytes:
+    def _error_line(self, t: float, what: str, message: str, report: bool = True) -> bytes:
+        """An error line; its message goes to the end line's ``errors``, and to ``on_error`` when ``report``."""
         self.errors.append(message)
-        self.on_error(message)
+        if report:
+            self.on_error(message)
         return line({"t": round(t, 6), "kind": "error", "what": what, "message": message})
 
     def _stop_parsing(self, t: float, what: str, message: str) -> bytes:
@@ -383,11 +384,7 @@ class StreamRecorder:
         self.finished = True
         t = self.clock() - self.t0
         tail = None
-        out = []
-        if error:
-            what, text = error
-            self.errors.append(text)
-            out.append(line({"t": round(t, 6), "kind": "error", "what": what, "message": text}))
+        out = [self._error_line(t, *error, report=False)] if error else []
         parser = self.parser
         if parser is not None:
             try:
