@@ -447,11 +447,9 @@ class SSECapture:
             # redact the whole body before cutting it; a body that is not JSON cannot be redacted, so it
             # is left out rather than stored in clear
             try:
-                value, changed = self.redactor.json_value(orjson.loads(body))
+                body = self.redactor.json_body(body)
             except orjson.JSONDecodeError:
                 return {**out, "body": None, "body_omitted": "not JSON, so sse_capture_redact_keys cannot apply"}
-            if changed:
-                body = orjson.dumps(value)
         out["body_truncated"] = truncated = len(body) > cap
         body = body[:cap]
         try:

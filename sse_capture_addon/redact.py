@@ -111,6 +111,12 @@ class Redactor:
         result = walk(value, 0)
         return result, changed
 
+    def json_body(self, body: bytes) -> bytes:
+        """A JSON request body with the configured keys' values replaced (re-serialised only when one was), as
+        recordings store it; ``orjson.JSONDecodeError`` when it is not JSON."""
+        value, changed = self.json_value(orjson.loads(body))
+        return orjson.dumps(value) if changed else body
+
     def json_text(self, text: str) -> tuple[Any, bool]:
         """Event data (text) with the configured keys' values replaced, and whether any was: the parsed value,
         redacted, when it is JSON with such a key; otherwise ``text`` unchanged. JSON here is what a browser's

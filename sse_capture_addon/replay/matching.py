@@ -178,10 +178,9 @@ def _redacted_as_recorded(body: bytes, redactor: Redactor) -> bytes:
     """The live body as the capture addon would have stored it: the values of the recording's redacted keys
     become ``[REDACTED]``, so a recorded ``"password":"[REDACTED]"`` matches whatever the live request sends."""
     try:
-        value, changed = redactor.json_value(orjson.loads(body))
+        return redactor.json_body(body)
     except orjson.JSONDecodeError:
         return body
-    return orjson.dumps(value) if changed else body
 
 
 def _body_matches(entry: _Entry, body: bytes | None) -> bool:
