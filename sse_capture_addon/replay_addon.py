@@ -28,7 +28,7 @@ from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
 from .replay.server import Playback, ReplayServer, Request, cors_headers
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
-    parse_extra, parse_settings,
+    option_value, parse_extra, parse_settings,
 )
 
 log = logging.getLogger("sse_replay")
@@ -207,12 +207,8 @@ def _load_matcher(opts) -> Matcher | None:
     if not opts.sse_replay and not opts.sse_replay_map:
         return None
     recordings = load_recordings(opts.sse_replay)
-    try:
+    with option_value("sse_replay_map"):
         mappings = [load_mapping(spec) for spec in opts.sse_replay_map]
-    except RecordingError:
-        raise
-    except ValueError as e:
-        raise OptionValueError("sse_replay_map", str(e)) from None
     check_found(opts.sse_replay, recordings, mappings)
     options = MatchOptions(ignore_host=opts.sse_replay_ignore_host, ignore_port=opts.sse_replay_ignore_port,
                            ignore_params=tuple(opts.sse_replay_ignore_params), match_body=opts.sse_replay_match_body,

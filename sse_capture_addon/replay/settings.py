@@ -36,7 +36,9 @@ class ReplaySettings:
 
 
 @contextlib.contextmanager
-def _option(name: str):
+def option_value(name: str):
+    """A ``ValueError`` in the block becomes an ``OptionValueError`` of option ``name`` (a ``RecordingError``,
+    which names its file, passes as it is)."""
     try:
         yield
     except RecordingError:
@@ -50,17 +52,17 @@ def parse_settings(*, speed: str = "1", max_pause: str | None = None, byte_exact
                    stop_mid_event: int | None = None, rechunk: int | None = None,
                    swap: str | None = None) -> ReplaySettings:
     """Option values as given (text where the user types text) -> settings, or ``OptionValueError``."""
-    with _option("sse_replay_speed"):
+    with option_value("sse_replay_speed"):
         parsed_speed = parse_speed(speed)
-    with _option("sse_replay_max_pause"):
+    with option_value("sse_replay_max_pause"):
         pause = parse_seconds(max_pause)
-    with _option("sse_replay_swap"):
+    with option_value("sse_replay_swap"):
         parsed_swap = parse_swap(swap) if swap else None
-    with _option("sse_replay faults"):
+    with option_value("sse_replay faults"):
         faults = Faults(cut_after=cut_after, stall_after=stall_after, drop_types=frozenset(drop),
                         stop_mid_event=stop_mid_event, rechunk=rechunk, swap=parsed_swap)
     if byte_exact:
-        with _option("sse_replay_bytes"):
+        with option_value("sse_replay_bytes"):
             check_byte_exact(faults)
     return ReplaySettings(Timing(parsed_speed, pause), faults, byte_exact)
 
