@@ -20,7 +20,7 @@ from .inspect.protocols import PRESETS, Protocol, load_rules, parse_rule
 from .inspect.reader import HeaderPending, RecordingStream, each_readable, header_pending
 from .inspect.show import ShowOptions, ShowRenderer, header_lines, json_lines
 from .inspect.stats import collect
-from .recording import IN_PROGRESS, RecordingError, find_recordings, os_reason
+from .recording import IN_PROGRESS, RecordingError, find_recordings, os_reason, reachable
 from .replay.schedule import parse_speed
 
 BAD_INPUT = 2
@@ -48,15 +48,6 @@ def report_bad_files(errors: list[RecordingError]) -> None:
         sys.exit(BAD_INPUT)
 
 
-def existing(path: str) -> str:
-    """``path``, or the reason it cannot be reached (not only "no such file": a symlink loop, a permission)."""
-    try:
-        os.stat(path)
-    except OSError as e:
-        raise RecordingError(path, 0, os_reason(e)) from None
-    return path
-
-
 def recordings_in(path: str) -> list[str]:
     found = find_recordings(path)  # (says why a path cannot be reached)
     if not found:
@@ -65,7 +56,7 @@ def recordings_in(path: str) -> list[str]:
 
 
 def recording_file(path: str) -> str:
-    if os.path.isdir(existing(path)):
+    if os.path.isdir(reachable(path)):
         raise RecordingError(path, 0, "is a directory; expected a recording file")
     return path
 

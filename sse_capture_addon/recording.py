@@ -407,9 +407,9 @@ _HEADER_REQUIRED: dict[str, tuple] = {
     "request": (dict,), "response": (dict,),
 }
 _HEADER_OPTIONAL: dict[str, tuple] = {
-    "started_unix": _NUMBER, "ttfb": (int, float, type(None)), "raw_chunks": (bool,), "redacted_headers": (list,),
-    "redacted_keys": (list,), "mode": _OPT_STR, "escaped_bytes": (bool,),
-}
+    "started_unix": _NUMBER, "ttfb": (int, float, type(None)), "raw_chunks": (bool,), "mode": _OPT_STR,
+    "escaped_bytes": (bool,),
+}  # (the redacted_* lists: see validate_header)
 _REQUEST_OPTIONAL: dict[str, tuple] = {"pretty_url": (str,), "http_version": (str,), "body": _OPT_STR,
                                        "body_base64": (bool,), "body_size": _OPT_INT, "body_truncated": (bool,)}
 _RESPONSE_OPTIONAL: dict[str, tuple] = {"reason": _OPT_STR, "http_version": (str,)}
@@ -736,8 +736,13 @@ def find_recordings(path: str | os.PathLike) -> list[str]:
     if os.path.isdir(path):
         found = [os.path.join(root, f) for root, _, files in os.walk(path) for f in files if f.endswith(".jsonl")]
         return sorted(found, key=lambda p: os.path.relpath(p, path))
+    return [reachable(path)]
+
+
+def reachable(path: str) -> str:
+    """``path``, or ``RecordingError`` saying why it cannot be reached (missing, a symlink loop, no permission)."""
     try:
         os.stat(path)
-    except OSError as e:  # (a missing file, a symlink loop, no permission)
+    except OSError as e:
         raise RecordingError(path, 0, os_reason(e)) from None
-    return [path]
+    return path
