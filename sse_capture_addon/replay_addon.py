@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from .capture import is_sse
 from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
-from .replay.server import Playback, ReplayServer, Request, cors_headers
+from .replay.server import CLIENT_GONE, Playback, ReplayServer, Request, cors_headers
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
     option_value, parse_extra, parse_settings,
@@ -46,6 +47,7 @@ class SSEReplay:
         self.server: ReplayServer | None = None
         self.server_ready = asyncio.Event()
         self.expected: dict[str, Playback] = {}
+        self.awaiting_head: dict[str, Playback] = {}  # token -> playback whose response head has not come
 
     def load(self, loader):
         loader.add_option("sse_replay", Sequence[str], [],
@@ -146,7 +148,8 @@ class SSEReplay:
         for warning in plan.warnings:
             log.warning(f"sse-replay: {rec.path}: {warning}")
         token = secrets.token_urlsafe(16)
-        self.expected[token] = Playback(plan, label=f"{req.method} {req.pretty_url}")
+        self.expected[token] = self.awaiting_head[token] = Playback(
+            plan, label=f"{req.method} {req.pretty_url}", give_back=functools.partial(self.matcher.give_back, rec))
         flow.metadata["sse_replay"] = {"recording": rec.path, "token": token,
                                        "url": (req.scheme, req.host, req.port, req.host_header)}
         req.scheme, req.host, req.port = "http", "127.0.0.1", self.server.port
@@ -158,6 +161,7 @@ class SSEReplay:
             if is_sse(flow.response) and not flow.response.stream:
                 flow.response.stream = True  # a forwarded live stream: mitmproxy would buffer it to the end
             return
+        self.awaiting_head.pop(meta["token"], None)
         flow.response.stream = True
         flow.response.headers.pop("connection", None)  # the replay server closes its side: not the recording's
         req = flow.request
@@ -167,8 +171,16 @@ class SSEReplay:
 
     def error(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get("sse_replay")
-        if meta is not None:
-            self.expected.pop(meta["token"], None)
+        if meta is None:
+            return
+        playback = self.awaiting_head.pop(meta["token"], None)
+        if playback is not None:
+            # The client left before the response began. Given back here, not when the replay server sees the
+            # proxy close its connection, which may come after the client's next request.
+            playback.unanswered()
+        if self.expected.pop(meta["token"], None) is not None:  # the replay server never had the request
+            playback.outcome = CLIENT_GONE
+            self._ended(playback)
 
     # -- helpers ----------------------------------------------------------------------------------------
 

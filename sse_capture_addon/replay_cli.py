@@ -158,7 +158,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         plan = plans[rec]
         for warning in plan.warnings:
             click.echo(f"{rec.path}: {warning}", err=True)
-        return Playback(plan, label=f"{request.method} {request.target}")
+        return Playback(plan, label=f"{request.method} {request.target}", give_back=lambda: matcher.give_back(rec))
 
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),

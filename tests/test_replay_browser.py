@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from harness import HypercornServer, Mitmdump, Scenario, UpstreamApp, browser, wait_until
+from harness import HypercornServer, Mitmdump, Scenario, UpstreamApp, browser, free_port, wait_until
 from replay_helpers import (
     chat_recording, ev, open_page, page_result, parse_comments, parse_events, replay_proxy, write_recording,
 )
@@ -211,3 +211,37 @@ def test_rechunk_one_byte_at_a_time(certs, tmp_path, chat):
 def test_swap_two_events(certs, tmp_path, chat):
     (es,) = chat_pages(certs, tmp_path, chat, "es", swap="2,3")
     assert [json.loads(e["data"])["i"] for e in es["log"] if e["type"] == "delta"] == [0, 2, 1, 3, 4]
+
+
+ABORT_THEN_FETCH_PAGE = """<!doctype html><meta charset=utf-8><title>strict mode</title><script>
+// React's StrictMode mounts a component twice in development: the first effect's fetch is aborted, then the
+// effect runs again
+(async () => {
+  await fetch("/warm-up").catch(() => null);  // the connection (and TLS) first, so the next request is out at once
+  const first = new AbortController();
+  const aborted = fetch(%(src)s, {signal: first.signal}).then(() => "answered", e => e.name);
+  await new Promise(resolve => setTimeout(resolve, 300));  // the request is out, waiting for its first byte
+  first.abort();
+  window.__first = await aborted;
+  const r = await fetch(%(src)s);
+  window.__text = await r.text();
+  window.__done = true;
+})();
+</script>"""
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_fetch_aborted_before_its_response_leaves_the_recording_for_the_next_fetch(certs, tmp_path, scheme):
+    origin = f"{scheme}://127.0.0.1:{free_port()}"  # nothing listens there: the backend is offline
+    for name, second in (("b", 2), ("a", 1)):
+        write_recording(tmp_path / "recs" / f"{name}.jsonl", [ev(0.01, f"recording {second}")],
+                        url=f"{origin}/sse/chat", ttfb=1.0, started=f"2026-01-01T00:00:0{second}.000000Z")
+    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm, browser(mitm.url) as ctx:
+        page = ctx.new_page()
+        html = ABORT_THEN_FETCH_PAGE % {"src": json.dumps("/sse/chat")}
+        page.route(f"{origin}/page", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
+        page.goto(f"{origin}/page")
+        page.wait_for_function("window.__done === true", timeout=20_000)
+        first, text = page.evaluate("[window.__first, window.__text]")
+    assert first == "AbortError"
+    assert parse_events(text.encode()) == [("message", "recording 1", "")]

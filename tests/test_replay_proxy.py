@@ -98,6 +98,37 @@ def test_reuse_starts_over(certs, tmp_path):
         assert [parse_events(client.get(url).content) for _ in range(3)] == [[("message", "only", "")]] * 3
 
 
+def test_a_request_the_client_aborts_before_the_response_begins_leaves_its_recording_for_the_next(certs, tmp_path):
+    """React's StrictMode runs an effect twice: the first fetch is aborted at once, the second must get the
+    first recording, not the second or nothing."""
+    url = f"http://{OFFLINE}/sse"
+    for name, second in (("b", 2), ("a", 1)):
+        write_recording(tmp_path / f"{name}.jsonl", [ev(0.01, f"recording {second}")], url=url, ttfb=1.0,
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    with replay_proxy(certs, tmp_path, tmp_path / "a.jsonl", tmp_path / "b.jsonl", extra="404") as mitm:
+        with httpx_client(mitm, certs) as client, pytest.raises(httpx.ReadTimeout):
+            client.get(url, timeout=httpx.Timeout(5, read=0.3))  # gone during the recorded 1 s to first byte
+        with httpx_client(mitm, certs) as client:
+            got = [parse_events(client.get(url).content)[0][1] for _ in range(2)]
+            assert got == ["recording 1", "recording 2"]
+            assert client.get(url).status_code == 404
+    assert f"= GET {url}: 0/1 events in" in mitm.log()
+    assert "client went away before the response began: served again next time" in mitm.log()
+
+
+def test_a_request_the_client_leaves_after_the_response_began_uses_up_its_recording(certs, tmp_path):
+    url = f"http://{OFFLINE}/sse"
+    for name, second in (("b", 2), ("a", 1)):
+        write_recording(tmp_path / f"{name}.jsonl", [ev(0.01, f"recording {second}"), ev(3.0, "late")], url=url,
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    with replay_proxy(certs, tmp_path, tmp_path / "a.jsonl", tmp_path / "b.jsonl", extra="404") as mitm:
+        with httpx_client(mitm, certs) as client, client.stream("GET", url) as r:
+            assert r.status_code == 200
+            assert b"recording 1" in next(r.iter_raw())  # the page saw the first event, then went away
+        with httpx_client(mitm, certs) as client:
+            assert parse_events(client.get(url).content)[0][1] == "recording 2"
+
+
 def test_a_mapping_serves_a_recording_for_a_url_pattern(certs, tmp_path):
     rec = chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://prod.example/api/chat")
     with replay_proxy(certs, tmp_path, map=f"|/api/v[0-9]+/stream|{rec}") as mitm, \

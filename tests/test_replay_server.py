@@ -244,6 +244,20 @@ def test_a_recording_named_twice_is_served_once(tmp_path):
     assert "serving 2 recording(s)" in served.output
 
 
+def test_serve_gives_a_request_aborted_before_the_response_its_recording_again(tmp_path):
+    directory = tmp_path / "recs"
+    for name, second in (("a", 1), ("b", 2)):
+        write_recording(directory / f"{name}.jsonl", [ev(0.01, f"recording {second}")], ttfb=1.0,
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    with serve_process(directory) as served:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(f"{served.base}/sse/chat", timeout=httpx.Timeout(5, read=0.3))
+        got = [httpx.get(f"{served.base}/sse/chat", timeout=10) for _ in range(3)]
+    assert [parse_events(r.content)[0][1] for r in got[:2]] == ["recording 1", "recording 2"]
+    assert got[2].status_code == 404
+    assert "client went away before the response began: served again next time" in served.output
+
+
 @pytest.mark.parametrize("port", ["-1", "65536"])
 def test_serve_refuses_a_port_out_of_range(tmp_path, port):
     code, err = run_serve(chat_recording(tmp_path / "chat.jsonl", n=1), "-p", port)

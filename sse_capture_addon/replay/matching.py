@@ -162,6 +162,15 @@ class Matcher:
         fresh.used = True
         return fresh.recording
 
+    def give_back(self, rec: Recording) -> bool:
+        """Serve ``rec`` again: its request was never answered (the client left before the response began)."""
+        for entries in self._by_key.values():
+            for e in entries:
+                if e.recording is rec and e.used:
+                    e.used = False
+                    return True
+        return False
+
     @property
     def count(self) -> int:
         return sum(len(entries) for entries in self._by_key.values())

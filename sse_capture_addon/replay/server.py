@@ -63,6 +63,15 @@ class Playback:
     outcome: str = ""                 # the plan's ending once reached, or CLIENT_GONE
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    answered: bool = False            # the response head went out
+    give_back: Callable[[], bool] | None = None  # serve the recording again (the client left before the head)
+    given_back: bool = False
+
+    def unanswered(self) -> None:
+        """The client left before the response began (an aborted fetch, React's StrictMode double effect): it
+        has seen nothing of the recording, so the next matching request gets it."""
+        if not self.answered and not self.given_back and self.give_back is not None:
+            self.given_back = self.give_back()
 
     @property
     def elapsed(self) -> float:
@@ -73,7 +82,8 @@ class Playback:
         return f"> {self.label} <- {plan.source} ({plan.events} events over {plan.end_at:.2f}s, ends: {plan.ending})"
 
     def end_line(self) -> str:
-        return f"= {self.label}: {self.events_sent}/{self.plan.events} events in {self.elapsed:.2f}s, {self.outcome}"
+        line = f"= {self.label}: {self.events_sent}/{self.plan.events} events in {self.elapsed:.2f}s, {self.outcome}"
+        return line + " before the response began: served again next time" if self.given_back else line
 
 
 Resolver = Callable[[Request], Playback | None]
@@ -302,6 +312,8 @@ class ReplayServer:
                 task.cancel()
             await asyncio.gather(sending, gone, return_exceptions=True)
             playback.finished = time.monotonic()
+            if playback.outcome == CLIENT_GONE:
+                playback.unanswered()
             if playback.outcome:  # not when the server is closing
                 self.on_end(playback)
 
@@ -320,6 +332,7 @@ class ReplayServer:
                                             headers=[_encode(h) for h in headers])))
         start = loop.time()
         playback.started = time.monotonic()
+        playback.answered = True
         self.on_start(playback)
         if request.method == "HEAD" or plan.status in (204, 304):
             writer.write(conn.send(h11.EndOfMessage()))
