@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,6 +18,7 @@ MAX_DEPTH = 200
 
 DEFAULT_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+    "x-goog-api-key", "x-amz-security-token", "x-auth-token",  # Gemini's key; AWS's session token
 })
 
 #: Query parameters that carry credentials. EventSource cannot send headers, so an SSE endpoint that is not
@@ -29,7 +31,13 @@ DEFAULT_PARAMS = frozenset({
 })
 
 #: Headers whose value is a URL, whose query is redacted like the request's.
-URL_HEADERS = frozenset({"referer"})
+URL_HEADERS = frozenset({"referer", "location", "content-location"})
+
+# What separates one parameter from the next when looking for credentials: "&"; ";", which some servers also
+# take (Rack 2, Go before 1.17, Perl's CGI); "#", which may be sent raw in a request target and starts OAuth's
+# implicit-flow parameters in a URL; and "?", of a URL inside a value or of a Host header that holds one.
+_PARAM_SEPARATORS = re.compile(r"([&;#?])")
+_QUERY_START = re.compile(r"[?#]")  # the path (";jsessionid=" included) is left as it is
 
 
 class Redactor:
@@ -53,7 +61,7 @@ class Redactor:
                 hit.append(lower)
                 continue
             text = value.decode("utf-8", "surrogateescape")
-            if lower in URL_HEADERS and "?" in text:
+            if lower in URL_HEADERS:
                 text, params = self.url(text)
                 if params:
                     hit.append(lower)
@@ -62,14 +70,15 @@ class Redactor:
 
     def url(self, url: str) -> tuple[str, list[str]]:
         """``url`` with the values of credential query parameters replaced (names compared case-insensitively,
-        after URL decoding); every other byte of it as it was. Also the (lower-case) names redacted."""
-        if not self.params or "?" not in url:
+        after URL decoding; parameters separated as ``_PARAM_SEPARATORS`` says, from the first ``?`` or ``#``
+        on); every other byte of it as it was. Also the (lower-case) names redacted."""
+        start = _QUERY_START.search(url) if self.params else None
+        if start is None:
             return url, []
-        base, _, query = url.partition("?")
-        query, hash_, fragment = query.partition("#")
-        parts, hit = query.split("&"), []
-        for i, part in enumerate(parts):
-            name, eq, value = part.partition("=")
+        # the separators are at the odd places; parts[0] is "", as the query starts with one
+        parts, hit = _PARAM_SEPARATORS.split(url[start.start():]), []
+        for i in range(2, len(parts), 2):
+            name, _, value = parts[i].partition("=")
             if not value:
                 continue
             lower = (unquote_plus(name) if "%" in name or "+" in name else name).lower()
@@ -78,7 +87,7 @@ class Redactor:
                 hit.append(lower)
         if not hit:
             return url, []
-        return f"{base}?{'&'.join(parts)}{hash_}{fragment}", sorted(set(hit))
+        return url[:start.start()] + "".join(parts), sorted(set(hit))
 
     def json_value(self, value: Any) -> tuple[Any, bool]:
         """``value`` with the values of the configured keys replaced, at any depth; and whether any was. A part

@@ -112,6 +112,14 @@ def test_redaction_in_headers_body_and_events(redacting, certs, servers, upstrea
     ("https://h/p?a=1&key=s3#frag", "https://h/p?a=1&key=[REDACTED]#frag", ["key"]),
     ("https://h/p?X-Amz-Signature=ab12&X-Amz-Date=1", "https://h/p?X-Amz-Signature=[REDACTED]&X-Amz-Date=1",
      ["x-amz-signature"]),                                            # a signed URL
+    ("https://h/p?x=1;token=t&a=1;sig=s", "https://h/p?x=1;token=[REDACTED]&a=1;sig=[REDACTED]",
+     ["sig", "token"]),                                               # ";" separates, as some servers take it
+    ("https://h/p?x=1#&jwt=j", "https://h/p?x=1#&jwt=[REDACTED]", ["jwt"]),  # a raw "#" in a request target
+    ("https://app/cb#access_token=t&state=1", "https://app/cb#access_token=[REDACTED]&state=1",
+     ["access_token"]),                                               # OAuth's implicit flow, in a Location
+    ("https://h?a#:1/p?token=t", "https://h?a#:1/p?token=[REDACTED]", ["token"]),  # a Host header holding "?"
+    ("https://h/p?next=/x?auth=t", "https://h/p?next=/x?auth=[REDACTED]", ["auth"]),  # a URL in a value
+    ("https://h/a;jsessionid=s/p;key=k?q=a;b", "https://h/a;jsessionid=s/p;key=k?q=a;b", []),  # the path: as is
 ])
 def test_credential_query_parameters_are_redacted_and_the_rest_kept_as_it_was(url, expected, names):
     assert Redactor().url(url) == (expected, names)
@@ -145,6 +153,27 @@ def test_a_token_in_the_url_is_redacted_in_the_file_and_the_log_and_replay_still
     with replay_proxy(certs, tmp_path / "replay", path) as mitm, httpx_client(mitm, certs) as client:
         assert client.get(url.replace("url-SECRET14", "fresh") + "&room_key=k").text == "data: x\n\n"
         assert client.get(url.replace("room=7", "room=8") + "&room_key=k").status_code != 200  # others still count
+
+
+def test_tokens_after_a_semicolon_or_a_hash_and_in_url_headers_are_redacted_over_http2(certs, tmp_path, servers,
+                                                                                      upstream_app, scenario_name):
+    upstream_app.add(scenario_name, Scenario([b"data: x\n\n"], headers=[
+        ("content-type", "text/event-stream"), ("location", "https://app.test/cb#access_token=loc-SECRET31&s=1"),
+        ("x-goog-api-key", "goog-SECRET32")]))
+    url = f"{servers['h2-tls'].base}/sse/{scenario_name}?x=1;token=semi-SECRET33&y=2"
+    with Mitmdump(certs, tmp_path) as mitm:
+        with httpx_client(mitm, certs, http2=True) as client:
+            r = client.get(url, headers={"Referer": "https://app.test/chat?y=1#&jwt=ref-SECRET34",
+                                         "X-Amz-Security-Token": "amz-SECRET35"})
+            assert r.http_version == "HTTP/2" and r.text == "data: x\n\n"
+        path = recording_for(mitm, f"/sse/{scenario_name}")
+        log = mitm.log()
+    _assert_no_secret(path, ["loc-SECRET31", "goog-SECRET32", "semi-SECRET33", "ref-SECRET34", "amz-SECRET35"])
+    assert not any("SECRET3" in line for line in log.splitlines() if "sse-capture" in line)
+    header = read_recording(path).header
+    assert header["request"]["url"].endswith("?x=1;token=[REDACTED]&y=2")
+    assert header["redacted_params"] == ["token"]
+    assert set(header["redacted_headers"]) == {"location", "referer", "x-amz-security-token", "x-goog-api-key"}
 
 
 @pytest.mark.parametrize("data, expected", [

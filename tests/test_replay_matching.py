@@ -53,6 +53,14 @@ def test_a_query_parameter_the_recording_redacted_matches_any_value(tmp_path):
     assert served(matcher, "https://api.test/sse?room=8&token=live-1", "GET") is None
 
 
+def test_a_redacted_parameter_after_a_semicolon_matches_any_value(tmp_path):
+    path = write_recording(tmp_path / "t.jsonl", [ev(0.1, "t")], url="https://api.test/sse?room=7;token=[REDACTED]")
+    path.write_bytes(path.read_bytes().replace(b'"raw_chunks"', b'"redacted_params":["token"],"raw_chunks"', 1))
+    matcher = Matcher([read_recording(path)], MatchOptions(reuse=True))
+    assert served(matcher, "https://api.test/sse?room=7;token=live-1", "GET") == "t"
+    assert served(matcher, "https://api.test/sse?room=8;token=live-1", "GET") is None
+
+
 def test_an_ipv6_upstream_as_mitmproxy_writes_its_url_matches(tmp_path):
     # mitmproxy's URL for an IPv6 host has no brackets; it used to stop the matcher being built at all
     url = "http://::1:8080/sse?x=1"

@@ -128,7 +128,9 @@ class Matcher:
         query: tuple = ()
         if "*" not in o.ignore_params:
             redacted = self._redacted_params
-            query = tuple(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            # ";" separates parameters too, as for redaction: a token after one must not be part of the key
+            pairs = parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True)
+            query = tuple(sorted((k, v) for k, v in pairs
                                  if k not in o.ignore_params and not (redacted and k.lower() in redacted)))
         return (
             method.upper(),
