@@ -25,12 +25,14 @@ from mitmproxy import ctx, exceptions, http
 from .capture import is_sse
 from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError
+from .redact import DEFAULT_PARAMS, Redactor
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
 from .replay.server import CLIENT_GONE, Playback, ReplayServer, Request, cors_headers
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
     option_value, parse_extra, parse_settings,
 )
+from .shown import printable, shown_path
 
 log = logging.getLogger("sse_replay")
 
@@ -146,10 +148,10 @@ class SSEReplay:
             return
         plan = self.plans[rec]
         for warning in plan.warnings:
-            log.warning(f"sse-replay: {rec.path}: {warning}")
+            log.warning(f"sse-replay: {shown_path(rec.path)}: {printable(warning)}")
         token = secrets.token_urlsafe(16)
         self.expected[token] = self.awaiting_head[token] = Playback(
-            plan, label=f"{req.method} {req.pretty_url}", give_back=functools.partial(self.matcher.give_back, rec))
+            plan, label=self._label(req), give_back=functools.partial(self.matcher.give_back, rec))
         flow.metadata["sse_replay"] = {"recording": rec.path, "token": token,
                                        "url": (req.scheme, req.host, req.port, req.host_header)}
         req.scheme, req.host, req.port = "http", "127.0.0.1", self.server.port
@@ -187,6 +189,11 @@ class SSEReplay:
     def _resolve(self, request: Request) -> Playback | None:
         return self.expected.pop(request.header(TOKEN_HEADER) or "", None)
 
+    def _label(self, req: http.Request) -> str:
+        """The request for the log: the live request's credentials are no more to be shown than recorded ones."""
+        params = DEFAULT_PARAMS | self.matcher.redacted_params
+        return f"{req.method} {Redactor(headers=(), params=params).url(req.pretty_url)[0]}"
+
     def _started(self, playback: Playback) -> None:
         log.info(f"sse-replay: {playback.start_line()}")
 
@@ -197,7 +204,7 @@ class SSEReplay:
         extra = ctx.options.sse_replay_extra
         if extra == "forward":
             return
-        log.warning(f"sse-replay: no recording for {flow.request.method} {flow.request.pretty_url}: {extra}")
+        log.warning(f"sse-replay: no recording for {printable(self._label(flow.request))}: {extra}")
         if extra == "kill":
             flow.kill()
         else:

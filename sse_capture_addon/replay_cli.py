@@ -10,11 +10,13 @@ import signal
 import click
 
 from .recording import RecordingError, os_reason, read_recording
+from .redact import DEFAULT_PARAMS, Redactor
 from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
 from .replay.server import LOOPBACK, Playback, ReplayServer, Request
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, check_found, check_recordings, load_recordings, parse_settings,
 )
+from .shown import printable, shown_path
 
 PORT = click.IntRange(0, 65535)
 
@@ -149,16 +151,21 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
                                            ignore_params=ignore_params, match_body=match_body, reuse=reuse), mapped)
     plans = Plans(settings)
 
+    url_redactor = Redactor(headers=(), params=DEFAULT_PARAMS | matcher.redacted_params)
+
+    def label(request: Request) -> str:  # for the output: live credentials are no more shown than recorded ones
+        return f"{request.method} {url_redactor.url(request.target)[0]}"
+
     def resolve(request: Request) -> Playback | None:
         url = f"http://{LOOPBACK}{request.target}"
         rec = matcher.match(RequestInfo(request.method, url, request.body))
         if rec is None:
-            click.echo(f"no recording for {request.method} {request.target}: 404", err=True)
+            click.echo(f"no recording for {printable(label(request))}: 404", err=True)
             return None
         plan = plans[rec]
         for warning in plan.warnings:
-            click.echo(f"{rec.path}: {warning}", err=True)
-        return Playback(plan, label=f"{request.method} {request.target}", give_back=lambda: matcher.give_back(rec))
+            click.echo(f"{shown_path(rec.path)}: {printable(warning)}", err=True)
+        return Playback(plan, label=label(request), give_back=lambda: matcher.give_back(rec))
 
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),

@@ -129,6 +129,21 @@ def test_a_request_the_client_leaves_after_the_response_began_uses_up_its_record
             assert parse_events(client.get(url).content)[0][1] == "recording 2"
 
 
+def test_the_replay_log_shows_no_live_token_and_no_raw_control_characters(certs, tmp_path):
+    url = f"http://{OFFLINE}/sse?room=1&access_token=[REDACTED]"
+    rec = write_recording(tmp_path / "recs\x1b]0;title\x07" / "chat.jsonl",
+                          [ev(0.01, "one"), {"t": 0.02, "kind": "error", "what": "parse", "message": "\x1b[2Jgone"}],
+                          url=url)
+    rec.write_bytes(rec.read_bytes().replace(b'"raw_chunks"', b'"redacted_params":["access_token"],"raw_chunks"', 1))
+    with replay_proxy(certs, tmp_path, rec, extra="404") as mitm, httpx_client(mitm, certs) as client:
+        assert client.get(url.replace("[REDACTED]", "live-SECRET1")).status_code == 200
+        assert client.get(f"http://{OFFLINE}/other?sig=live-SECRET2").status_code == 404
+    ours = "\n".join(line for line in mitm.log().splitlines() if "sse-replay" in line)
+    assert "live-SECRET" not in ours and "\x1b" not in ours
+    assert f"> GET {url} <- " in ours and f"no recording for GET http://{OFFLINE}/other?sig=[REDACTED]: 404" in ours
+    assert "stopped parsing events at t=0.02: \\x1b[2Jgone" in ours and "recs\\x1b]0;title\\x07" in ours
+
+
 def test_a_mapping_serves_a_recording_for_a_url_pattern(certs, tmp_path):
     rec = chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://prod.example/api/chat")
     with replay_proxy(certs, tmp_path, map=f"|/api/v[0-9]+/stream|{rec}") as mitm, \

@@ -258,6 +258,22 @@ def test_serve_gives_a_request_aborted_before_the_response_its_recording_again(t
     assert "client went away before the response began: served again next time" in served.output
 
 
+def test_serve_output_shows_no_live_token_and_no_raw_control_characters(tmp_path):
+    directory = tmp_path / "recs\x1b]0;title\x07"
+    rec = write_recording(directory / "chat.jsonl",
+                          [ev(0.01, "one"), {"t": 0.02, "kind": "error", "what": "parse", "message": "\x1b[2Jgone"}],
+                          url="http://api.test/sse/chat?room=1&access_token=[REDACTED]")
+    rec.write_bytes(rec.read_bytes().replace(b'"raw_chunks"', b'"redacted_params":["access_token"],"raw_chunks"', 1))
+    with serve_process(rec, "--speed", "max") as served:
+        assert httpx.get(f"{served.base}/sse/chat?room=1&access_token=live-SECRET1", timeout=10).status_code == 200
+        assert httpx.get(f"{served.base}/other?token=live-SECRET2", timeout=10).status_code == 404
+    assert "live-SECRET" not in served.output
+    assert "GET /sse/chat?room=1&access_token=[REDACTED]" in served.output
+    assert "no recording for GET /other?token=[REDACTED]: 404" in served.output
+    assert "\x1b" not in served.output and "stopped parsing events at t=0.02: \\x1b[2Jgone" in served.output
+    assert "recs\\x1b]0;title\\x07" in served.output
+
+
 @pytest.mark.parametrize("port", ["-1", "65536"])
 def test_serve_refuses_a_port_out_of_range(tmp_path, port):
     code, err = run_serve(chat_recording(tmp_path / "chat.jsonl", n=1), "-p", port)

@@ -6,8 +6,6 @@ Text is styled with ``click.style``; whether the colour reaches the terminal is 
 
 from __future__ import annotations
 
-import os
-import re
 import zlib
 from datetime import datetime, timezone
 
@@ -15,6 +13,7 @@ import click
 import orjson
 
 from ..recording import IN_PROGRESS, PROXY_DIED
+from ..shown import path_text, printable, shown_path  # noqa: F401 - the commands use them as fmt.*
 
 ENDING_LABELS = {
     "complete": "complete",
@@ -103,34 +102,6 @@ def started_at(header: dict) -> datetime:
 
 def pretty_json(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
-
-
-# C0 and C1 controls and DEL, and lone surrogates (which no terminal encoding can carry)
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(m: re.Match) -> str:
-    c = m.group()
-    return _SHORT_ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-
-
-def printable(text: str) -> str:
-    """Recorded text made safe to print, on one line: control characters written as ``\\n``, ``\\x1b``, ...
-    Raw, an ESC or BEL from a stream would drive the terminal (colours, its title, erasing what is shown), and
-    when piped click strips escape sequences, silently changing the data shown."""
-    return _UNPRINTABLE.sub(_escape, text)
-
-
-def path_text(path: str) -> str:
-    """A file name as text that can be written anywhere (JSON, HTML, a terminal): bytes that are not UTF-8
-    (surrogate-escaped by Python) as ``\\xNN``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def shown_path(path: str) -> str:
-    """A file name for a person to read."""
-    return printable(path_text(path))
 
 
 def shorten(text: str, width: int | None) -> str:

@@ -174,6 +174,11 @@ class Matcher:
         return False
 
     @property
+    def redacted_params(self) -> frozenset[str]:
+        """The query parameters some recording redacted (lower case)."""
+        return self._redacted_params
+
+    @property
     def count(self) -> int:
         return sum(len(entries) for entries in self._by_key.values())
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import h11
 
+from ..shown import printable, shown_path
 from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
 
 log = logging.getLogger("sse_replay")
@@ -79,10 +80,12 @@ class Playback:
 
     def start_line(self) -> str:
         plan = self.plan
-        return f"> {self.label} <- {plan.source} ({plan.events} events over {plan.end_at:.2f}s, ends: {plan.ending})"
+        return (f"> {printable(self.label)} <- {shown_path(plan.source)} "
+                f"({plan.events} events over {plan.end_at:.2f}s, ends: {plan.ending})")
 
     def end_line(self) -> str:
-        line = f"= {self.label}: {self.events_sent}/{self.plan.events} events in {self.elapsed:.2f}s, {self.outcome}"
+        line = (f"= {printable(self.label)}: {self.events_sent}/{self.plan.events} events in {self.elapsed:.2f}s, "
+                f"{self.outcome}")
         return line + " before the response began: served again next time" if self.given_back else line
 
 
