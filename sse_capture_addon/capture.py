@@ -24,7 +24,7 @@ from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
 from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from .sse import DEFAULT_MAX_EVENT_SIZE
-from .writer import RecordingFile, SpaceReserve, new_stream_id, recording_name, utc_timestamp
+from .writer import RecordingFile, SpaceReserve, make_private_dirs, new_stream_id, recording_name, utc_timestamp
 
 log = logging.getLogger("sse_capture")
 
@@ -502,7 +502,7 @@ def _check_writable_dir(directory: str) -> None:
     if not directory:
         raise exceptions.OptionsError("sse_capture_dir must not be empty")
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        make_private_dirs(directory)
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as e:

@@ -399,7 +399,8 @@ def writable_output(ctx, param, path: str) -> str:
 
 def write_page(output: str, page: str) -> None:
     try:
-        with open(output, "w", encoding="utf-8") as f:
+        # owner-only, as the recordings whose data it holds
+        with open(output, "w", encoding="utf-8", opener=lambda path, flags: os.open(path, flags, 0o600)) as f:
             f.write(page)
     except OSError as e:
         raise click.BadParameter(f"cannot write {fmt.shown_path(output)}: {os_reason(e)}",

@@ -78,6 +78,22 @@ def new_stream_id() -> str:
     return b.hex()
 
 
+def make_private_dirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, with every directory it creates owner-only: ``makedirs`` gives its
+    mode to the last one only, and recordings hold production data."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.normpath(path))
+        if parent == path:
+            raise
+        make_private_dirs(parent)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
 class RecordingFile:
     """An open recording: created owner-only, exclusively locked while open (readers use the lock to
     tell a stream still being written from one whose proxy died)."""
@@ -91,7 +107,7 @@ class RecordingFile:
         try:
             self.fd = os.open(self.path, flags, 0o600)
         except FileNotFoundError:  # the first stream of a new day: make its folder
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            make_private_dirs(os.path.dirname(self.path))
             self.fd = os.open(self.path, flags, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.fsync = fsync

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
+from harness import CHECKOUT_ENV, Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
 from reliability_helpers import raw_proxy_request, recording_for, whole_lines
 from replay_helpers import replay_proxy
 from sse_capture_addon.inspect.reader import RecordingStream, follow_lines
@@ -245,14 +247,18 @@ def test_redaction_of_a_compressed_request_body(redacting, certs, servers, upstr
 
 def test_files_are_owner_only_even_with_umask_0(certs, tmp_path, servers, upstream_app, scenario_name):
     upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
-    record_dir = tmp_path / "fresh" / "recordings"
+    record_dir = tmp_path / "fresh" / "parents" / "recordings"  # the addon makes all three
     with Mitmdump(certs, tmp_path, record_dir=record_dir, preexec_fn=lambda: os.umask(0)) as mitm:
         with httpx_client(mitm, certs) as client:
             client.get(f"{servers['h1'].base}/sse/{scenario_name}")
         path = recording_for(mitm, f"/sse/{scenario_name}")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    for d in (path.parent, record_dir):
-        assert stat.S_IMODE(os.stat(d).st_mode) & 0o077 == 0, oct(os.stat(d).st_mode)
+    for d in (path.parent, record_dir, record_dir.parent, record_dir.parent.parent):
+        assert stat.S_IMODE(os.stat(d).st_mode) & 0o077 == 0, (d, oct(os.stat(d).st_mode))
+    page = tmp_path / "timeline.html"  # the page holds the events' data too
+    subprocess.run([sys.executable, "-m", "sse_capture_addon.cli", "timeline", str(path), "-o", str(page)], check=True,
+                   capture_output=True, env=CHECKOUT_ENV, preexec_fn=lambda: os.umask(0))
+    assert stat.S_IMODE(os.stat(page).st_mode) == 0o600
 
 
 # --- hostile URLs --------------------------------------------------------------------------------------
