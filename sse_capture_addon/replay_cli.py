@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import signal
@@ -119,14 +120,36 @@ async def _run_proxy(host: str, port: int, options: dict, settings: tuple[str, .
     await master.run()
 
 
+def refused_host(host: str, allowed: tuple[str, ...] = ()) -> str | None:
+    """Why ``serve`` does not answer a request with this Host header, or None. A page on any site can have
+    its own name resolve to 127.0.0.1 (DNS rebinding) and then read what a loopback server answers; only
+    a loopback name, or one the user allowed, says the request was meant for this server."""
+    if host.startswith("["):  # [IPv6]:port
+        name = host.partition("]")[0] + "]"
+    else:
+        name = host.rpartition(":")[0] if ":" in host else host
+    name = name.lower().rstrip(".")
+    loopback = name in ("localhost", "[::1]") or name.endswith(".localhost") or (
+        name.startswith("127.") and name.replace(".", "").isdigit())
+    if loopback or name in (h.lower() for h in allowed):
+        return None
+    shown = printable(host) if host else "(none)"
+    return (f"sse-capture serve answers requests for loopback names only, not Host {shown}: a web page could "
+            f"otherwise read the recordings through DNS rebinding. Allow it with --allow-host {printable(name)}")
+
+
 @click.command()
 @replay_options
 @click.option("-p", "--port", type=PORT, default=8000, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--cors", is_flag=True, help="Allow cross-origin requests from any origin (for a dev frontend "
                                            "on another port).")
+@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (the Host header without its port; repeatable). "
+                   "By default only 127.0.0.1, [::1], localhost and *.localhost are answered, so that no web "
+                   "page can read the recordings through DNS rebinding.")
 def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_body, mappings, cut_after,
-          stall_after, drop, stop_mid_event, rechunk, swap, port, cors) -> None:
+          stall_after, drop, stop_mid_event, rechunk, swap, port, cors, allowed_hosts) -> None:
     """Serve recordings as a plain HTTP server on 127.0.0.1, no proxy.
 
     Point a local dev frontend straight at it: a request for a recorded path (and query, method, ...)
@@ -169,7 +192,8 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
 
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),
-                              on_end=lambda p: click.echo(p.end_line()))
+                              on_end=lambda p: click.echo(p.end_line()),
+                              refuse_host=functools.partial(refused_host, allowed=allowed_hosts))
         try:
             await server.start()
         except OSError as e:

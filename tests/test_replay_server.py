@@ -274,6 +274,20 @@ def test_serve_output_shows_no_live_token_and_no_raw_control_characters(tmp_path
     assert "recs\\x1b]0;title\\x07" in served.output
 
 
+def test_serve_answers_only_requests_meant_for_a_loopback_name_unless_allowed(tmp_path):
+    """DNS rebinding: a page on attacker.example has its name resolve to 127.0.0.1 and reads what serve answers
+    (Chromium blocks that, Firefox does not); its requests carry Host: attacker.example."""
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    with serve_process(rec, "--reuse", "--allow-host", "App.Test") as served:
+        url = f"{served.base}/sse/chat"
+        for host in (f"127.0.0.1:{served.port}", f"localhost:{served.port}", "web.localhost", "app.test:5173"):
+            assert httpx.get(url, headers={"host": host}, timeout=10).status_code == 200, host
+        refused = httpx.get(url, headers={"host": f"attacker.example:{served.port}"}, timeout=10)
+        assert refused.status_code == 403
+        assert "--allow-host attacker.example" in refused.text
+        assert httpx.get(url, headers={"host": "127.0.0.1.attacker.example"}, timeout=10).status_code == 403
+
+
 @pytest.mark.parametrize("port", ["-1", "65536"])
 def test_serve_refuses_a_port_out_of_range(tmp_path, port):
     code, err = run_serve(chat_recording(tmp_path / "chat.jsonl", n=1), "-p", port)

@@ -218,8 +218,9 @@ class ReplayServer:
     every stream still playing."""
 
     def __init__(self, resolve: Resolver, *, port: int = 0, on_start: Observer = _ignore,
-                 on_end: Observer = _ignore, cors: bool = False):
+                 on_end: Observer = _ignore, cors: bool = False, refuse_host: Callable[[str], str | None] = None):
         self.resolve = resolve
+        self.refuse_host = refuse_host  # the reason to refuse a request for this Host header, or None
         self.port = port
         self.on_start = on_start
         self.on_end = on_end
@@ -262,6 +263,9 @@ class ReplayServer:
         try:
             request = await _read_request(conn, reader)
             if request is None:
+                return
+            if self.refuse_host is not None and (reason := self.refuse_host(request.header("host") or "")):
+                await self._respond_text(writer, conn, request, 403, reason + "\n")
                 return
             if self.cors and request.method == "OPTIONS":
                 await _respond(writer, conn, 204, self._cors_headers(request, preflight=True))
