@@ -165,8 +165,14 @@ class SSEReplay:
             return
         self.awaiting_head.pop(meta["token"], None)
         flow.response.stream = True
-        flow.response.headers.pop("connection", None)  # the replay server closes its side: not the recording's
+        resp = flow.response
+        resp.headers.pop("connection", None)  # the replay server closes its side: not the recording's
         req = flow.request
+        origin, allowed = req.headers.get("origin"), resp.headers.get("access-control-allow-origin")
+        if origin and allowed and allowed not in ("*", origin):
+            # recorded from another origin (staging's frontend, another dev port): the server allowed the page
+            # it served then, and the proxy stands in for it now (its preflight answer allowed this origin)
+            resp.headers["access-control-allow-origin"] = origin
         req.headers.pop(TOKEN_HEADER, None)
         req.scheme, req.host, req.port = meta["url"][:3]
         req.host_header = meta["url"][3]

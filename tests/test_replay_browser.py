@@ -245,3 +245,36 @@ def test_a_fetch_aborted_before_its_response_leaves_the_recording_for_the_next_f
         first, text = page.evaluate("[window.__first, window.__text]")
     assert first == "AbortError"
     assert parse_events(text.encode()) == [("message", "recording 1", "")]
+
+
+CROSS_ORIGIN_POST_PAGE = """<!doctype html><meta charset=utf-8><title>cross-origin</title><script>
+(async () => {
+  try {
+    const r = await fetch(%(src)s, {method: "POST", headers: {"content-type": "application/json"},
+                                    credentials: "include", body: JSON.stringify({q: "hi"})});
+    window.__text = await r.text();
+  } catch (e) { window.__error = String(e); }
+  window.__done = true;
+})();
+</script>"""
+
+
+def test_a_recording_made_from_another_frontend_origin_replays_to_this_one(certs, tmp_path):
+    """Recorded with the frontend on staging; replayed with it on localhost: the recorded Allow-Origin names
+    staging's frontend, which the browser would hold against the page."""
+    api = f"http://127.0.0.1:{free_port()}"  # offline
+    page_origin = f"http://localhost:{free_port()}"
+    headers = [["content-type", "text/event-stream"],
+               ["access-control-allow-origin", "https://app.staging.test"],
+               ["access-control-allow-credentials", "true"]]
+    write_recording(tmp_path / "recs" / "chat.jsonl", [ev(0.01, "hello"), ev(0.02, "[DONE]", event="done")],
+                    url=f"{api}/v1/chat", method="POST", headers=headers, body='{"q":"hi"}')
+    with replay_proxy(certs, tmp_path, tmp_path / "recs") as mitm, browser(mitm.url) as ctx:
+        page = ctx.new_page()
+        html = CROSS_ORIGIN_POST_PAGE % {"src": json.dumps(f"{api}/v1/chat")}
+        page.route(f"{page_origin}/page", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
+        page.goto(f"{page_origin}/page")
+        page.wait_for_function("window.__done === true", timeout=20_000)
+        error, text = page.evaluate("[window.__error, window.__text]")
+    assert error is None
+    assert parse_events(text.encode()) == [("message", "hello", ""), ("done", "[DONE]", "")]
