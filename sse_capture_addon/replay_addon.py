@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import secrets
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError
 from .redact import DEFAULT_PARAMS, Redactor
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
-from .replay.server import CLIENT_GONE, Playback, ReplayServer, Request, cors_headers
+from .replay.server import CLIENT_GONE, Playback, ReplayServer, Request, book_in_turn, cors_headers
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
     option_value, parse_extra, parse_settings,
@@ -142,16 +141,19 @@ class SSEReplay:
                        for k, v in cors_headers(req.headers.get, preflight=True)]
             flow.response = http.Response.make(204, b"", headers)
             return
-        rec = self.matcher.match(RequestInfo(req.method, req.url, req.raw_content))
-        if rec is None:
+        booking = await book_in_turn(self.matcher, RequestInfo(req.method, req.url, req.raw_content))
+        if booking is not None and (self.server is None or flow.error):  # shut down, or the client left, meanwhile
+            booking.give_back()
+            return
+        if booking is None:
             self._extra(flow)
             return
+        rec = booking.recording
         plan = self.plans[rec]
         for warning in plan.warnings:
             log.warning(f"sse-replay: {shown_path(rec.path)}: {printable(warning)}")
         token = secrets.token_urlsafe(16)
-        self.expected[token] = self.awaiting_head[token] = Playback(
-            plan, label=self._label(req), give_back=functools.partial(self.matcher.give_back, rec))
+        self.expected[token] = self.awaiting_head[token] = Playback(plan, label=self._label(req), booking=booking)
         flow.metadata["sse_replay"] = {"recording": rec.path, "token": token,
                                        "url": (req.scheme, req.host, req.port, req.host_header)}
         req.scheme, req.host, req.port = "http", "127.0.0.1", self.server.port
@@ -192,7 +194,7 @@ class SSEReplay:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _resolve(self, request: Request) -> Playback | None:
+    async def _resolve(self, request: Request) -> Playback | None:
         return self.expected.pop(request.header(TOKEN_HEADER) or "", None)
 
     def _label(self, req: http.Request) -> str:

@@ -13,7 +13,7 @@ import click
 from .recording import RecordingError, os_reason, read_recording
 from .redact import DEFAULT_PARAMS, Redactor
 from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
-from .replay.server import LOOPBACK, Playback, ReplayServer, Request
+from .replay.server import LOOPBACK, Playback, ReplayServer, Request, book_in_turn
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, check_found, check_recordings, load_recordings, parse_settings,
 )
@@ -179,16 +179,17 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
     def label(request: Request) -> str:  # for the output: live credentials are no more shown than recorded ones
         return f"{request.method} {url_redactor.url(request.target)[0]}"
 
-    def resolve(request: Request) -> Playback | None:
+    async def resolve(request: Request) -> Playback | None:
         url = f"http://{LOOPBACK}{request.target}"
-        rec = matcher.match(RequestInfo(request.method, url, request.body))
-        if rec is None:
+        booking = await book_in_turn(matcher, RequestInfo(request.method, url, request.body))
+        if booking is None:
             click.echo(f"no recording for {printable(label(request))}: 404", err=True)
             return None
+        rec = booking.recording
         plan = plans[rec]
         for warning in plan.warnings:
             click.echo(f"{shown_path(rec.path)}: {printable(warning)}", err=True)
-        return Playback(plan, label=label(request), give_back=lambda: matcher.give_back(rec))
+        return Playback(plan, label=label(request), booking=booking)
 
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),

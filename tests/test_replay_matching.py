@@ -163,3 +163,33 @@ def test_parse_mapping():
     for bad, message in [("|/api/chat|", "must look like"), ("|a|b|c", "must look like"), ("|[|x.jsonl", "invalid regex")]:
         with pytest.raises(ValueError, match=message):
             parse_mapping(bad)
+
+
+def test_a_booking_holds_its_sequence_until_answered_or_given_back(tmp_path):
+    """The abort of a first fetch may reach the proxy after its retry: the retry waits while an earlier booking
+    of its sequence is unsettled, and then gets the recording given back, not the next one."""
+    turns = [rec(tmp_path, name, started=f"2026-01-01T00:00:0{i}.000000Z") for i, name in enumerate("abc")]
+    matcher = Matcher(turns)
+    request = RequestInfo("POST", "https://api.test/v1/chat?model=a&stream=1")
+    aborted = matcher.book(request)
+    settled = []
+    aborted.on_settle.append(lambda: settled.append("aborted"))
+    assert aborted.recording is turns[0] and matcher.unsettled(request) == [aborted]
+    assert matcher.unsettled(RequestInfo("POST", "https://api.test/other")) == []  # another sequence
+    assert aborted.give_back() and not aborted.give_back() and settled == ["aborted"]
+    assert matcher.unsettled(request) == []
+    retry = matcher.book(request)
+    assert retry.recording is turns[0]  # given back: served again
+    retry.answer()
+    assert not retry.give_back() and matcher.unsettled(request) == []  # its response began: served
+    assert served(matcher) == "b" and served(matcher) == "c" and served(matcher) is None
+
+
+def test_only_bookings_of_recordings_a_request_can_match_hold_it(tmp_path):
+    turns = [rec(tmp_path, name, body=json.dumps({"q": q}), started=f"2026-01-01T00:00:0{i}.000000Z")
+             for i, (name, q) in enumerate([("a", 1), ("b", 2)])]
+    matcher = Matcher(turns, MatchOptions(match_body=True))
+    url = "https://api.test/v1/chat?model=a&stream=1"
+    first = matcher.book(RequestInfo("POST", url, b'{"q":1}'))
+    assert matcher.unsettled(RequestInfo("POST", url, b'{"q":2}')) == []
+    assert matcher.unsettled(RequestInfo("POST", url, b'{"q":1}')) == [first]

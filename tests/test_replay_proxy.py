@@ -3,15 +3,17 @@
 import gzip
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure
+from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure, wait_until
 from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
 
@@ -114,6 +116,29 @@ def test_a_request_the_client_aborts_before_the_response_begins_leaves_its_recor
             assert client.get(url).status_code == 404
     assert f"= GET {url}: 0/1 events in" in mitm.log()
     assert "client went away before the response began: served again next time" in mitm.log()
+
+
+def test_a_retry_that_arrives_before_the_abort_still_gets_the_first_recording(certs, tmp_path):
+    """The abort may reach the proxy after the retry (another connection): the retry waits while the first is
+    still waiting for its first byte, and gets the recording the first gives back."""
+    url = f"http://{OFFLINE}/sse"
+    for name, second in (("b", 2), ("a", 1)):
+        write_recording(tmp_path / f"{name}.jsonl", [ev(0.01, f"recording {second}")], url=url, ttfb=1.0,
+                        started=f"2026-01-01T00:00:0{second}.000000Z")
+    got = {}
+    with replay_proxy(certs, tmp_path, tmp_path / "a.jsonl", tmp_path / "b.jsonl", extra="404") as mitm:
+        first = socket.create_connection(("127.0.0.1", mitm.port))
+        first.sendall(f"GET {url} HTTP/1.1\r\nHost: {OFFLINE}\r\n\r\n".encode())
+        wait_until(lambda: "server connect" in mitm.log(), timeout=10)  # booked: it waits 1 s for its head
+        retry = threading.Thread(target=lambda: got.setdefault("retry", httpx.get(url, proxy=mitm.url, timeout=10)))
+        retry.start()
+        time.sleep(0.3)  # the retry is in, waiting for its turn
+        first.close()  # now the first one's client goes away
+        retry.join(10)
+        with httpx_client(mitm, certs) as client:
+            third = client.get(url)
+    assert parse_events(got["retry"].content)[0][1] == "recording 1"
+    assert parse_events(third.content)[0][1] == "recording 2"
 
 
 def test_a_request_the_client_leaves_after_the_response_began_uses_up_its_recording(certs, tmp_path):

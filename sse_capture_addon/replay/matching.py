@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -105,6 +106,41 @@ def recorded_body(rec: Recording) -> bytes | None:
     return base64.b64decode(body) if request.get("body_base64") else body.encode("utf-8", "surrogatepass")
 
 
+@dataclass(eq=False)
+class Booking:
+    """A request's hold on a recording until its response begins (``answer``). A client that leaves before
+    then has seen nothing of it, so ``give_back`` serves it again, to the next matching request."""
+    recording: Recording
+    entry: _Entry | None  # None: a mapping's recording, which is never used up
+    request: RequestInfo
+    answered: bool = False
+    given_back: bool = False
+    on_settle: list[Callable[[], None]] = field(default_factory=list)  # called once answered or given back
+
+    @property
+    def settled(self) -> bool:
+        return self.answered or self.given_back
+
+    def answer(self) -> None:
+        if not self.settled:
+            self.answered = True
+            self._settle()
+
+    def give_back(self) -> bool:
+        if self.settled:
+            return False
+        self.given_back = True
+        if self.entry is not None:
+            self.entry.used = False
+        self._settle()
+        return True
+
+    def _settle(self) -> None:
+        callbacks, self.on_settle = self.on_settle, []
+        for callback in callbacks:
+            callback()
+
+
 @dataclass
 class Matcher:
     recordings: list[Recording]
@@ -113,6 +149,7 @@ class Matcher:
 
     def __post_init__(self):
         self._by_key: dict[tuple, list[_Entry]] = {}
+        self._waiting: list[Booking] = []  # bookings not yet answered, in the order they were made
         self._redacted_params = frozenset(name for rec in self.recordings
                                           for name in rec.header.get("redacted_params") or ())
         for rec in sorted(self.recordings, key=recorded_order):
@@ -146,12 +183,42 @@ class Matcher:
         return any(m.pattern.search(url) for m in self.mappings) or self.key(method, url) in self._by_key
 
     def match(self, request: RequestInfo) -> Recording | None:
-        for mapping in self.mappings:
-            if mapping.pattern.search(request.url):
-                return mapping.recording
+        taken = self._take(request)
+        return None if taken is None else taken[0]
+
+    def book(self, request: RequestInfo) -> Booking | None:
+        """``match``, held as a ``Booking`` until the response begins. Take ``unsettled`` first: a request
+        whose sequence has a booking still waiting for its response waits for it (see ``replay.server.book``)."""
+        taken = self._take(request)
+        if taken is None:
+            return None
+        booking = Booking(*taken, request=request)
+        if booking.entry is not None:
+            self._waiting.append(booking)
+        return booking
+
+    def unsettled(self, request: RequestInfo) -> list[Booking]:
+        """The bookings of ``request``'s sequence whose response has not begun. One of them may yet be given
+        back: an aborted request's abort can reach the proxy after the request that retried it (React's
+        StrictMode runs an effect twice, aborting the first fetch at once), and the retry must get the
+        recording the aborted one gives back, not the next one, or none."""
+        self._waiting = [b for b in self._waiting if not b.settled]
+        if not self._waiting or any(m.pattern.search(request.url) for m in self.mappings):
+            return []
+        candidates = {id(e) for e in self._candidates(request)}
+        return [b for b in self._waiting if id(b.entry) in candidates]
+
+    def _candidates(self, request: RequestInfo) -> list[_Entry]:
         candidates = self._by_key.get(self.key(request.method, request.url), [])
         if self.options.match_body:
             candidates = [e for e in candidates if _body_matches(e, request.body)]
+        return candidates
+
+    def _take(self, request: RequestInfo) -> tuple[Recording, _Entry | None] | None:
+        for mapping in self.mappings:
+            if mapping.pattern.search(request.url):
+                return mapping.recording, None
+        candidates = self._candidates(request)
         if not candidates:
             return None
         fresh = next((e for e in candidates if not e.used), None)
@@ -162,16 +229,7 @@ class Matcher:
                 e.used = False
             fresh = candidates[0]
         fresh.used = True
-        return fresh.recording
-
-    def give_back(self, rec: Recording) -> bool:
-        """Serve ``rec`` again: its request was never answered (the client left before the response began)."""
-        for entries in self._by_key.values():
-            for e in entries:
-                if e.recording is rec and e.used:
-                    e.used = False
-                    return True
-        return False
+        return fresh.recording, fresh
 
     @property
     def redacted_params(self) -> frozenset[str]:

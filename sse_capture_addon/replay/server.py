@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import itertools
 import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import h11
 
 from ..shown import printable, shown_path
+from .matching import Booking, Matcher, RequestInfo
 from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
 
 log = logging.getLogger("sse_replay")
@@ -65,14 +67,14 @@ class Playback:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     answered: bool = False            # the response head went out
-    give_back: Callable[[], bool] | None = None  # serve the recording again (the client left before the head)
+    booking: Booking | None = None    # the matcher's hold on the recording, until the head goes out
     given_back: bool = False
 
     def unanswered(self) -> None:
-        """The client left before the response began (an aborted fetch, React's StrictMode double effect): it
-        has seen nothing of the recording, so the next matching request gets it."""
-        if not self.answered and not self.given_back and self.give_back is not None:
-            self.given_back = self.give_back()
+        """The response never began (the client left: an aborted fetch, React's StrictMode double effect): the
+        client has seen nothing of the recording, so the next matching request gets it."""
+        if not self.answered and self.booking is not None:
+            self.given_back = self.booking.give_back() or self.given_back
 
     @property
     def elapsed(self) -> float:
@@ -89,7 +91,7 @@ class Playback:
         return line + " before the response began: served again next time" if self.given_back else line
 
 
-Resolver = Callable[[Request], Playback | None]
+Resolver = Callable[[Request], Playback | None | Awaitable[Playback | None]]
 Observer = Callable[[Playback], None]
 
 
@@ -213,6 +215,28 @@ class Timeline:
             self._wake_for(heap[0][0])
 
 
+async def book_in_turn(matcher: Matcher, request: RequestInfo, limit: float = 30.0) -> Booking | None:
+    """``matcher.book(request)`` once every booking of its sequence still waiting for its response has begun
+    it or been given back (``Matcher.unsettled``), so that recordings are served in order even when an
+    aborted request's abort arrives after its retry. ``limit`` seconds at most."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while earlier := matcher.unsettled(request):
+        turn = loop.create_future()
+
+        def wake(turn=turn) -> None:
+            if not turn.done():
+                turn.set_result(None)
+
+        for booking in earlier:
+            booking.on_settle.append(wake)
+        try:
+            await asyncio.wait_for(turn, deadline - loop.time())
+        except TimeoutError:
+            break
+    return matcher.book(request)
+
+
 class ReplayServer:
     """``await start()`` listens on 127.0.0.1 (``port`` 0: any free port); ``await close()`` stops it and
     every stream still playing."""
@@ -272,6 +296,8 @@ class ReplayServer:
                 return
             try:
                 playback = self.resolve(request)
+                if inspect.isawaitable(playback):
+                    playback = await playback
             except Exception as e:  # a recording the plan builder cannot handle: one failed request, not the server
                 log.error(f"sse-replay: {request.method} {request.target} failed: {e!r}")
                 await self._respond_text(writer, conn, request, 500, f"replay failed: {e!r}\n")
@@ -319,8 +345,7 @@ class ReplayServer:
                 task.cancel()
             await asyncio.gather(sending, gone, return_exceptions=True)
             playback.finished = time.monotonic()
-            if playback.outcome == CLIENT_GONE:
-                playback.unanswered()
+            playback.unanswered()  # whatever ended it, a response that never began served nothing
             if playback.outcome:  # not when the server is closing
                 self.on_end(playback)
 
@@ -340,6 +365,8 @@ class ReplayServer:
         start = loop.time()
         playback.started = time.monotonic()
         playback.answered = True
+        if playback.booking is not None:
+            playback.booking.answer()
         self.on_start(playback)
         if request.method == "HEAD" or plan.status in (204, 304):
             writer.write(conn.send(h11.EndOfMessage()))
