@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import threading
 import httpx
 import pytest
 from click.testing import CliRunner
-from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure
+from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure, wait_for_port
 from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
 
@@ -20,7 +21,7 @@ from mitmproxy.test import taddons
 
 from sse_capture_addon.replay_addon import SSEReplay
 from sse_capture_addon.replay_cli import serve
-from sse_capture_addon.testing import sse_replay_proxy  # noqa: F401 - the fixture
+from sse_capture_addon.testing import ReplayProxy, sse_replay_proxy  # noqa: F401 - the fixture
 
 OFFLINE = f"127.0.0.1:{free_port()}"  # nothing listens here: the backend is offline
 
@@ -225,6 +226,33 @@ def test_the_pytest_fixture_starts_a_replay_proxy(sse_replay_proxy, certs, tmp_p
     with httpx.Client(proxy=proxy.url, verify=ssl.create_default_context(cafile=certs.mitm_ca), timeout=10) as client:
         assert parse_events(client.get("https://localhost/chat").content) == chat_events(3)[:3]
     assert "HTTP(S) proxy listening at 127.0.0.1:" in proxy.log()
+
+
+def test_the_fixture_refuses_a_port_another_program_listens_on(certs, tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    with socket.socket() as dev_server:
+        dev_server.bind(("127.0.0.1", 0))
+        dev_server.listen()
+        port = dev_server.getsockname()[1]
+        with pytest.raises(RuntimeError) as e:
+            ReplayProxy(rec, port=port, confdir=certs.mitm_confdir, log_dir=tmp_path)
+    assert str(e.value).startswith(f"the replay proxy did not start: process exited with 1 before listening on {port}")
+    assert "address already in use" in str(e.value)
+
+
+def test_waiting_for_a_port_waits_for_the_process_not_for_whoever_answers(tmp_path):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            with pytest.raises(TimeoutError):
+                wait_for_port(port, timeout=1, proc=child)
+        finally:
+            child.kill()
+            child.wait()
+        wait_for_port(port, timeout=1)  # (without a process, anything listening will do)
 
 
 # --- bad input -------------------------------------------------------------------------------------------
