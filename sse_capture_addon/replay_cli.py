@@ -22,8 +22,9 @@ from .shown import printable, shown_path
 PORT = click.IntRange(0, 65535)
 
 
-def _need_recordings(recordings: tuple[str, ...], mappings: tuple) -> None:
-    if not recordings and not mappings:
+def _need_recordings(recordings: tuple[str, ...], mappings: tuple, settings: tuple[str, ...] = ()) -> None:
+    named = {s.partition("=")[0].strip() for s in settings}
+    if not recordings and not mappings and not named & {"sse_replay", "sse_replay_map"}:
         raise click.UsageError("Missing argument 'RECORDING_OR_DIR...' (or --map URL_REGEX RECORDING)")
 
 
@@ -77,7 +78,7 @@ def replay(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match
     Matching requests receive the recorded stream (status, headers, events) with the recorded timing,
     even with the real backend offline; other requests go to the real server (see --extra).
     """
-    _need_recordings(recordings, mappings)
+    _need_recordings(recordings, mappings, settings)
     options = {
         "sse_replay": list(recordings), "sse_replay_speed": speed,
         "sse_replay_max_pause": max_pause, "sse_replay_bytes": byte_exact,

@@ -153,6 +153,14 @@ def test_a_mapping_serves_a_recording_for_a_url_pattern(certs, tmp_path):
             assert parse_events(client.get(url).content) == chat_events(2)
 
 
+def test_the_fixture_replays_a_mapping_alone(sse_replay_proxy, certs, tmp_path):
+    # docs/replay.md: with a mapping, no other recording need be named; the fixture passes it as --set sse_replay_map
+    rec = chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://prod.example/api/chat")
+    proxy = sse_replay_proxy(speed="max", confdir=certs.mitm_confdir, map=f"|/api/chat|{rec}")
+    with httpx.Client(proxy=proxy.url, timeout=10) as client:
+        assert parse_events(client.get(f"http://{OFFLINE}/api/chat?session=1").content) == chat_events(2)
+
+
 def test_matching_on_the_body(certs, tmp_path):
     url = f"http://{OFFLINE}/v1/chat"
     for word in ("hello", "bye"):
