@@ -20,7 +20,7 @@ from mitmproxy.exceptions import OptionsError
 from mitmproxy.test import taddons
 
 from sse_capture_addon.replay_addon import SSEReplay
-from sse_capture_addon.replay_cli import serve
+from sse_capture_addon.replay_cli import replay, serve
 from sse_capture_addon.testing import ReplayProxy, sse_replay_proxy  # noqa: F401 - the fixture
 
 OFFLINE = f"127.0.0.1:{free_port()}"  # nothing listens here: the backend is offline
@@ -322,10 +322,17 @@ def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where,
      "sse_replay faults: cut_after and stall_after each end the stream; choose one"),
     ({"sse_replay_rechunk": 0}, "sse_replay faults: rechunk must be a chunk size >= 1 byte, got 0"),
     ({"sse_replay_map": ["|/chat|"]}, "sse_replay_map: mapping must look like |url-regex|recording.jsonl"),
-    ({"sse_replay": ["/nonexistent"]}, "/nonexistent:0: no such file or directory"),
+    ({"sse_replay": ["/nonexistent"]}, "/nonexistent: no such file or directory"),  # (no line: the whole file)
 ])
 def test_a_bad_option_is_refused(options, message):
     assert refused(**options).startswith(message)
+
+
+@pytest.mark.parametrize("command", [replay, serve], ids=["replay", "serve"])
+def test_a_missing_directory_is_named_without_a_line_number(tmp_path, command):
+    result = CliRunner().invoke(command, [f"{tmp_path}/nonexistent/", "-p", "0"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {tmp_path}/nonexistent/: no such file or directory"
 
 
 @pytest.mark.parametrize("extra", ["abc", "FORWARD", "999", "302", "200", ""])
