@@ -614,6 +614,18 @@ def writer_alive(path: str | os.PathLike) -> bool:
     return False
 
 
+def header_pending(path: str | os.PathLike) -> bool:
+    """The proxy writing ``path`` has not finished its header line yet: the file holds no whole line, and a
+    proxy holds its lock."""
+    try:
+        with open(path, "rb") as f:
+            if f.readline(DEFAULT_MAX_LINE).endswith(b"\n"):
+                return False
+    except OSError:
+        return False
+    return writer_alive(path)
+
+
 class LineCheck:
     """What every reader checks of a recording's lines in order, whatever its I/O (``iter_lines`` reads a file,
     the follow reader one still being written): the header, then records and their ``blocks`` (``BlocksCheck``),

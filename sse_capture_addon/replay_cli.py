@@ -161,7 +161,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         settings = parse_settings(speed=speed, max_pause=max_pause, byte_exact=byte_exact, cut_after=cut_after,
                                   stall_after=stall_after, drop=drop, stop_mid_event=stop_mid_event,
                                   rechunk=rechunk, swap=swap)
-        loaded = load_recordings(recordings)
+        loaded = load_recordings(recordings, warn=lambda message: click.echo(message, err=True))
         mapped = [Mapping(re.compile(regex), read_recording(path)) for regex, path in mappings]
         check_found(recordings, loaded, mapped)
         check_recordings(settings, loaded + [m.recording for m in mapped])
