@@ -1,7 +1,9 @@
 """The replay addon in a real mitmdump, with httpx as the client: matching, endings, headers, bad input."""
 
+import fcntl
 import gzip
 import json
+import logging
 import os
 import socket
 import ssl
@@ -16,6 +18,7 @@ from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect
 from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
 
+from mitmproxy.addons import proxyserver
 from mitmproxy.exceptions import OptionsError
 from mitmproxy.test import taddons
 
@@ -234,6 +237,7 @@ def test_the_pytest_fixture_starts_a_replay_proxy(sse_replay_proxy, certs, tmp_p
     with httpx.Client(proxy=proxy.url, verify=ssl.create_default_context(cafile=certs.mitm_ca), timeout=10) as client:
         assert parse_events(client.get("https://localhost/chat").content) == chat_events(3)[:3]
     assert "HTTP(S) proxy listening at 127.0.0.1:" in proxy.log()
+    assert proxy.log().count("recording(s)") == 1  # read once, though ignore_host came in a --set of its own
 
 
 def test_the_fixture_refuses_a_port_another_program_listens_on(certs, tmp_path):
@@ -261,6 +265,31 @@ def test_waiting_for_a_port_waits_for_the_process_not_for_whoever_answers(tmp_pa
             child.kill()
             child.wait()
         wait_for_port(port, timeout=1)  # (without a process, anything listening will do)
+
+
+def test_changing_only_how_requests_match_does_not_read_the_recordings_again(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    addon = SSEReplay()
+    with taddons.context(addon, proxyserver.Proxyserver()) as tctx:
+        tctx.configure(addon, sse_replay=[str(rec)])
+        [loaded] = addon.matcher.recordings
+        tctx.configure(addon, sse_replay_ignore_host=True, sse_replay_reuse=True)
+        assert addon.matcher.options.ignore_host and addon.matcher.recordings[0] is loaded
+        tctx.configure(addon, sse_replay=[str(rec), str(rec)])  # another value: read again
+        assert addon.matcher.recordings[0] is not loaded
+    assert [r.message for r in caplog.records if "recording(s)" in r.message] == ["sse-replay: 1 recording(s)"] * 2
+
+
+def test_the_replay_addon_leaves_out_a_recording_a_proxy_is_still_writing(tmp_path, caplog):
+    done = chat_recording(tmp_path / "recs" / "a.jsonl", n=1)
+    live = write_recording(tmp_path / "recs" / "b.jsonl", [ev(0.1, "so far")], end=None)
+    addon = SSEReplay()
+    with open(live, "rb") as held, taddons.context(addon, proxyserver.Proxyserver()) as tctx:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        tctx.configure(addon, sse_replay=[str(tmp_path / "recs")])
+    assert [r.path for r in addon.matcher.recordings] == [str(done)]
+    assert f"sse-replay: {live}: still being written by a proxy; left out" in caplog.text
 
 
 # --- bad input -------------------------------------------------------------------------------------------
