@@ -232,9 +232,14 @@ class SSEReplay:
 
     def _extra(self, flow: http.HTTPFlow) -> None:
         extra = ctx.options.sse_replay_extra
+        req = flow.request
+        why = self.matcher.why_unmatched(RequestInfo(req.method, req.url, req.raw_content))
         if extra == "forward":
+            if why:  # else a request the recordings have nothing to do with: the rest of the app
+                log.info(f"sse-replay: no recording for {printable(self._label(req))}: {printable(why)}")
             return
-        log.warning(f"sse-replay: no recording for {printable(self._label(flow.request))}: {extra}")
+        log.warning(f"sse-replay: no recording for {printable(self._label(req))}: {extra}"
+                    + (f"; {printable(why)}" if why else ""))
         if extra == "kill":
             flow.kill()
         else:

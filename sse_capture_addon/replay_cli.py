@@ -184,7 +184,9 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         url = f"http://{LOOPBACK}{request.target}"
         rec = matcher.match(RequestInfo(request.method, url, request.body))
         if rec is None:
-            click.echo(f"no recording for {printable(label(request))}: 404", err=True)
+            why = matcher.why_unmatched(RequestInfo(request.method, url, request.body))
+            click.echo(f"no recording for {printable(label(request))}: 404" + (f"; {printable(why)}" if why else ""),
+                       err=True)
             return None
         plan = plans[rec]
         for warning in plan.warnings:

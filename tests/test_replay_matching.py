@@ -189,6 +189,32 @@ def test_a_file_in_progress_named_itself_is_replayed_as_far_as_it_goes(proxy_wri
     assert str(e.value) == f"{proxy_writing}/new.jsonl: still being written by a proxy, no header line yet"
 
 
+def test_why_a_request_to_a_recorded_endpoint_is_unmatched(tmp_path):
+    def why(matcher, url="https://api.test/v1/chat?model=a&stream=1", method="POST", body=None):
+        request = RequestInfo(method, url, body)
+        assert matcher.match(request) is None
+        return matcher.why_unmatched(request)
+
+    path = write_recording(tmp_path / "a.jsonl", [ev(0.1, "a")], url="https://api.test/v1/chat?model=a&_=1&token=[REDACTED]",
+                           method="POST")
+    path.write_bytes(path.read_bytes().replace(b'"raw_chunks"', b'"redacted_params":["token"],"raw_chunks"', 1))
+    matcher = Matcher([read_recording(path)])
+    assert why(matcher, "https://api.test/v1/chat?_=2&model=a&token=live") == \
+        "recorded with other query parameters (_): try --ignore-param _"  # (token: redacted, matches any value)
+    assert why(matcher, "https://api.test/v1/chat?model=b&x=1&_=1") == \
+        "recorded with other query parameters (model, x): try --ignore-param model --ignore-param x"
+    assert why(matcher, "https://localhost:8443/v1/chat?model=a&_=1") == \
+        "recorded for another host (api.test) and for another port (443): try --ignore-host --ignore-port"
+    assert why(matcher, "https://api.test/v1/other?model=a&_=1") is None  # another path, another method:
+    assert why(matcher, "https://api.test/v1/chat?model=a&_=1", method="GET") is None  # not the recordings' business
+    assert served(matcher, "https://api.test/v1/chat?model=a&_=1") == "a"
+    assert why(matcher, "https://api.test/v1/chat?model=a&_=1") == \
+        "all 1 recording(s) for it were served: try --reuse"
+
+    matcher = Matcher([rec(tmp_path, "b", body='{"q": "hi"}')], MatchOptions(match_body=True))
+    assert why(matcher, body=b'{"q": "bye"}') == "recorded with other request bodies (--match-body)"
+
+
 def test_a_mapping_serves_its_recording_for_every_matching_url(tmp_path):
     mapped = rec(tmp_path, "mapped", url="https://elsewhere.test/x")
     matcher = Matcher([rec(tmp_path, "a")], mappings=[Mapping(re.compile(r"/v1/chat\b"), mapped)])

@@ -77,6 +77,18 @@ def test_one_endpoint_is_served_in_recorded_order_then_unmatched(certs, tmp_path
         assert got == outcome
 
 
+def test_a_forwarded_request_to_a_recorded_endpoint_is_logged_with_why_it_did_not_match(certs, tmp_path):
+    """The default --extra forward: with the backend offline the user sees only mitmproxy's 502, so the log says
+    why the request had no recording, when its endpoint has some."""
+    write_recording(tmp_path / "chat.jsonl", [ev(0.01, "hi")], url=f"http://{OFFLINE}/api/chat?_=1", method="POST")
+    with replay_proxy(certs, tmp_path, tmp_path / "chat.jsonl") as mitm, httpx_client(mitm, certs) as client:
+        assert client.post(f"http://{OFFLINE}/api/chat?_=2&access_token=s3cret").status_code == 502
+        assert client.get(f"http://{OFFLINE}/favicon.ico").status_code == 502
+    said = [line.split("] ", 1)[1] for line in mitm.log().splitlines() if "sse-replay: no recording" in line]
+    assert said == [f"sse-replay: no recording for POST http://{OFFLINE}/api/chat?_=2&access_token=[REDACTED]: recorded "
+                    "with other query parameters (_, access_token): try --ignore-param _ --ignore-param access_token"]
+
+
 def test_a_cors_preflight_for_a_recorded_request_is_answered_with_the_backend_offline(certs, tmp_path):
     """A frontend on another origin POSTs JSON: the browser first sends OPTIONS, which the real server (offline)
     would have answered. The proxy answers it for a request it has a recording for, and only then."""

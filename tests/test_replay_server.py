@@ -146,6 +146,7 @@ def test_serve_command(tmp_path):
             assert preflight.status_code == 204
             assert preflight.headers["access-control-allow-headers"] == "content-type"
             assert client.post("/sse/other").status_code == 404
+            assert client.post("/sse/chat?x=2&token=s3cret").status_code == 404
             # a page may read the 404 too (a browser hides a response without the header, even an error)
             missing = client.get("/sse/other", headers={"origin": "http://localhost:3000"})
             assert missing.status_code == 404
@@ -155,7 +156,9 @@ def test_serve_command(tmp_path):
         out = proc.communicate(timeout=10)[0].decode()
     assert f"serving 1 recording(s) on http://127.0.0.1:{port}" in out
     assert "= POST /sse/chat?x=1: 4/4 events" in out and "complete" in out
-    assert "no recording for POST /sse/other: 404" in out
+    assert "no recording for POST /sse/other: 404\n" in out  # (a path with no recording: nothing more to say)
+    assert ("no recording for POST /sse/chat?x=2&token=[REDACTED]: 404; recorded with other query parameters (token, x): "
+            "try --ignore-param token --ignore-param x\n") in out
 
 
 def test_serve_with_only_a_mapping(tmp_path):
