@@ -257,7 +257,8 @@ class SSECapture:
                 try:
                     self.filter = flowfilter.parse(spec)
                 except ValueError as e:
-                    raise exceptions.OptionsError(f"sse_capture_filter: invalid filter expression {spec!r}: {e}")
+                    raise exceptions.OptionsError(
+                        f"sse_capture_filter: invalid filter expression {spec!r}: {e}") from None
             else:
                 self.filter = None
         for name in ("sse_capture_max_event_size", "sse_capture_max_body"):

@@ -54,7 +54,30 @@ def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
             and not _sets(mitm_args, "listen_host"):
         argv += ["--listen-host", "127.0.0.1"]  # recordings hold production data: stay local unless asked
     argv += mitm_args
+    _check_capture_options(argv)
     os.execv(argv[0], argv)
+
+
+def _check_capture_options(argv: list[str]) -> None:
+    """Refuse a bad ``sse_capture_*`` value here, in one line: mitmproxy reports an error in a ``-s`` script's
+    ``configure`` under a traceback, once its servers already listen, and only then exits."""
+    import asyncio
+
+    from mitmproxy import exceptions, master, options
+
+    from .capture import SSECapture
+
+    specs = [a for i, a in enumerate(argv) if i and argv[i - 1] == "--set" and a.startswith("sse_capture")]
+    specs += [a.removeprefix("--set=") for a in argv if a.startswith("--set=sse_capture")]
+    loop = asyncio.new_event_loop()
+    try:
+        checking = master.Master(options.Options(), event_loop=loop)
+        checking.addons.add(SSECapture())
+        checking.options.set(*specs)
+    except exceptions.OptionsError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        loop.close()
 
 
 def _sets(mitm_args: tuple[str, ...], option: str) -> bool:

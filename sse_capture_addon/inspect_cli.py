@@ -10,13 +10,14 @@ import sys
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from .inspect import fmt
 from .inspect.diff import COMMON_IGNORES, DiffOptions, diff as diff_recordings
 from .inspect.events import Selector, data_text, parse_path
 from .inspect.lint import DEFAULT_MAX_STALL, ERROR, LintOptions, lint_paths
 from .inspect.listing import Filters, list_recordings, parse_since
-from .inspect.protocols import PRESETS, Protocol, load_rules, parse_rule
+from .inspect.protocols import PRESET_CHOICES, Protocol, load_rules, parse_rule
 from .inspect.reader import HeaderPending, RecordingStream, each_readable, header_pending
 from .inspect.show import ShowOptions, ShowRenderer, header_lines, json_lines
 from .inspect.stats import collect
@@ -234,7 +235,7 @@ def stats_command(path, totals_only, as_json):
 
 @click.command("lint", short_help="Check recordings for spec and protocol problems.")
 @click.argument("path", type=click.Path())
-@click.option("--preset", type=click.Choice(["auto", "none", *PRESETS]), default="auto", show_default=True,
+@click.option("--preset", type=click.Choice(PRESET_CHOICES), default="auto", show_default=True,
               help="Protocol rules: openai (chat completions), openai-responses (Responses API), anthropic "
                    "(Messages), ai-sdk (Vercel AI SDK UI stream), none, or auto-detect from the response "
                    "headers, the first event or the URL.")
@@ -262,12 +263,17 @@ def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, a
     """
     try:
         extra = load_rules(rules_file) if rules_file else Protocol("rules")
-        extra = extra.extended(Protocol("custom", [Selector.parse(s) for s in terminal], list(rules)))
     except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        raise click.BadParameter(str(e), param_hint="--rules") from None
+    if extra.preset is not None:  # the file's preset is the base, instead of the one detected
+        given = click.get_current_context().get_parameter_source("preset") is not ParameterSource.DEFAULT
+        if given and preset != extra.preset:
+            raise click.UsageError(f"two presets: --preset {preset} and preset = \"{extra.preset}\" in "
+                                   f"{rules_file}; give one")
+        preset = extra.preset
+    extra = extra.extended(Protocol("custom", [Selector.parse(s) for s in terminal], list(rules)))
     recordings_in(path)
-    options = LintOptions(preset=preset, extra=extra if (extra.rules or extra.terminal) else None,
-                          max_stall=max_stall)
+    options = LintOptions(preset=preset, extra=None if extra.empty else extra, max_stall=max_stall)
     errors: list[RecordingError] = []
     failing = total = files = bad_files = 0
     out = []

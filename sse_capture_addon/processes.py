@@ -18,7 +18,9 @@ def free_port() -> int:
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None,
                   log: str | os.PathLike | None = None) -> None:
-    """Until something listens on 127.0.0.1:``port``; fails early, with ``log``'s text, if ``proc`` exits."""
+    """Until something listens on 127.0.0.1:``port``: ``proc`` (or a process it started), when given. Fails
+    early, with ``log``'s text, if ``proc`` exits, as it does when another program already has the port: that
+    one answering must not pass for ``proc`` listening."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -26,10 +28,59 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | Non
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}:\n{text}")
         with socket.socket() as s:
             s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+            accepted = s.connect_ex(("127.0.0.1", port)) == 0
+        if accepted and (proc is None or listens(proc.pid, port) is not False):
+            return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` or one of its descendants has a listening TCP socket on ``port``; None where
+    /proc cannot tell (not Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    fields = row.split()
+                    if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                        inodes.add(f"socket:[{fields[9]}]")
+        except (OSError, StopIteration):
+            continue
+    if not os.path.exists("/proc/net/tcp"):
+        return None
+    for p in _with_descendants(pid):
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{p}/fd/{fd}") in inodes:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _with_descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])  # (the name may hold spaces and parens)
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, ()))
+    return found
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:

@@ -358,13 +358,14 @@ def event_line(t: float, event_type: str, data: Any, last_event_id: str, retry: 
 # --- reading -------------------------------------------------------------------------------------------
 
 class RecordingError(ValueError):
-    """A recording file is not valid; ``str()`` is ``file:line: what is wrong``."""
+    """A recording file is not valid; ``str()`` is ``file:line: what is wrong``, or ``file: what is wrong`` for
+    ``lineno`` 0 (the file as a whole: it cannot be opened, a directory holds none)."""
 
     def __init__(self, path: str | os.PathLike, lineno: int, message: str):
         self.path = os.fspath(path)
         self.lineno = lineno
         self.message = message
-        super().__init__(f"{self.path}:{lineno}: {message}")
+        super().__init__(f"{self.path}:{lineno}: {message}" if lineno else f"{self.path}: {message}")
 
 
 _TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
@@ -611,6 +612,18 @@ def writer_alive(path: str | os.PathLike) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def header_pending(path: str | os.PathLike) -> bool:
+    """The proxy writing ``path`` has not finished its header line yet: the file holds no whole line, and a
+    proxy holds its lock."""
+    try:
+        with open(path, "rb") as f:
+            if f.readline(DEFAULT_MAX_LINE).endswith(b"\n"):
+                return False
+    except OSError:
+        return False
+    return writer_alive(path)
 
 
 class LineCheck:

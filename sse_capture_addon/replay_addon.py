@@ -49,6 +49,7 @@ class SSEReplay:
         self.server_ready = asyncio.Event()
         self.expected: dict[str, Playback] = {}
         self.awaiting_head: dict[str, Playback] = {}  # token -> playback whose response head has not come
+        self.loaded: dict[str, tuple[list[str], list]] = {}  # option -> (its value, what was read for it)
 
     def load(self, loader):
         loader.add_option("sse_replay", Sequence[str], [],
@@ -101,12 +102,41 @@ class SSEReplay:
                 rechunk=opts.sse_replay_rechunk, swap=opts.sse_replay_swap)
             self.plans = Plans(self.settings)
             if updated & set(MATCH_OPTIONS):
-                self.matcher = _load_matcher(opts)
+                self.matcher = self._load_matcher(opts)
             if self.matcher is not None:
                 check_recordings(self.settings, self._all_recordings())
         if self.matcher is not None and opts.connection_strategy == "eager":
             log.info("sse-replay: connection_strategy=lazy, so replay works while the real server is offline")
             opts.update(connection_strategy="lazy")
+
+    def _load_matcher(self, opts) -> Matcher | None:
+        """The matcher for the options. Files are read again only when ``sse_replay`` or ``sse_replay_map``
+        changes value: ``sse-capture replay`` sets its command-line options, then each ``--set``, so a matching
+        option in ``--set`` would read every recording twice."""
+        read = []
+
+        def current(option: str, load) -> list:
+            value = list(getattr(opts, option))
+            if self.loaded.get(option, (None,))[0] != value:
+                self.loaded[option] = (value, load(value))
+                read.append(option)
+            return self.loaded[option][1]
+
+        if not opts.sse_replay and not opts.sse_replay_map:
+            return None
+        recordings = current("sse_replay", lambda value: load_recordings(
+            value, warn=lambda message: log.warning(f"sse-replay: {message}")))
+        with option_value("sse_replay_map"):
+            mappings = current("sse_replay_map", lambda value: [load_mapping(spec) for spec in value])
+        check_found(opts.sse_replay, recordings, mappings)
+        options = MatchOptions(ignore_host=opts.sse_replay_ignore_host, ignore_port=opts.sse_replay_ignore_port,
+                               ignore_params=tuple(opts.sse_replay_ignore_params),
+                               match_body=opts.sse_replay_match_body, reuse=opts.sse_replay_reuse)
+        if read:
+            counts = [f"{len(recordings)} recording(s)"] if "sse_replay" in read else []
+            counts += [f"{len(mappings)} mapping(s)"] if mappings and "sse_replay_map" in read else []
+            log.info(f"sse-replay: {', '.join(counts) or '0 recording(s)'}")
+        return Matcher(recordings, options, mappings)
 
     def _all_recordings(self) -> list[Recording]:
         return self.matcher.recordings + [m.recording for m in self.matcher.mappings]
@@ -210,9 +240,14 @@ class SSEReplay:
 
     def _extra(self, flow: http.HTTPFlow) -> None:
         extra = ctx.options.sse_replay_extra
+        req = flow.request
+        why = self.matcher.why_unmatched(RequestInfo(req.method, req.url, req.raw_content))
         if extra == "forward":
+            if why:  # else a request the recordings have nothing to do with: the rest of the app
+                log.info(f"sse-replay: no recording for {printable(self._label(req))}: {printable(why)}")
             return
-        log.warning(f"sse-replay: no recording for {printable(self._label(flow.request))}: {extra}")
+        log.warning(f"sse-replay: no recording for {printable(self._label(req))}: {extra}"
+                    + (f"; {printable(why)}" if why else ""))
         if extra == "kill":
             flow.kill()
         else:
@@ -228,17 +263,3 @@ def _refusing():
         raise exceptions.OptionsError(str(e)) from None
     except OptionValueError as e:
         raise exceptions.OptionsError(f"{e.option}: {e}") from None
-
-
-def _load_matcher(opts) -> Matcher | None:
-    if not opts.sse_replay and not opts.sse_replay_map:
-        return None
-    recordings = load_recordings(opts.sse_replay)
-    with option_value("sse_replay_map"):
-        mappings = [load_mapping(spec) for spec in opts.sse_replay_map]
-    check_found(opts.sse_replay, recordings, mappings)
-    options = MatchOptions(ignore_host=opts.sse_replay_ignore_host, ignore_port=opts.sse_replay_ignore_port,
-                           ignore_params=tuple(opts.sse_replay_ignore_params), match_body=opts.sse_replay_match_body,
-                           reuse=opts.sse_replay_reuse)
-    log.info(f"sse-replay: {len(recordings)} recording(s)" + (f", {len(mappings)} mapping(s)" if mappings else ""))
-    return Matcher(recordings, options, mappings)

@@ -22,8 +22,9 @@ from .shown import printable, shown_path
 PORT = click.IntRange(0, 65535)
 
 
-def _need_recordings(recordings: tuple[str, ...], mappings: tuple) -> None:
-    if not recordings and not mappings:
+def _need_recordings(recordings: tuple[str, ...], mappings: tuple, settings: tuple[str, ...] = ()) -> None:
+    named = {s.partition("=")[0].strip() for s in settings}
+    if not recordings and not mappings and not named & {"sse_replay", "sse_replay_map"}:
         raise click.UsageError("Missing argument 'RECORDING_OR_DIR...' (or --map URL_REGEX RECORDING)")
 
 
@@ -77,7 +78,7 @@ def replay(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match
     Matching requests receive the recorded stream (status, headers, events) with the recorded timing,
     even with the real backend offline; other requests go to the real server (see --extra).
     """
-    _need_recordings(recordings, mappings)
+    _need_recordings(recordings, mappings, settings)
     options = {
         "sse_replay": list(recordings), "sse_replay_speed": speed,
         "sse_replay_max_pause": max_pause, "sse_replay_bytes": byte_exact,
@@ -160,7 +161,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         settings = parse_settings(speed=speed, max_pause=max_pause, byte_exact=byte_exact, cut_after=cut_after,
                                   stall_after=stall_after, drop=drop, stop_mid_event=stop_mid_event,
                                   rechunk=rechunk, swap=swap)
-        loaded = load_recordings(recordings)
+        loaded = load_recordings(recordings, warn=lambda message: click.echo(message, err=True))
         mapped = [Mapping(re.compile(regex), read_recording(path)) for regex, path in mappings]
         check_found(recordings, loaded, mapped)
         check_recordings(settings, loaded + [m.recording for m in mapped])
@@ -183,7 +184,9 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         url = f"http://{LOOPBACK}{request.target}"
         booking = await book_in_turn(matcher, RequestInfo(request.method, url, request.body))
         if booking is None:
-            click.echo(f"no recording for {printable(label(request))}: 404", err=True)
+            why = matcher.why_unmatched(RequestInfo(request.method, url, request.body))
+            click.echo(f"no recording for {printable(label(request))}: 404" + (f"; {printable(why)}" if why else ""),
+                       err=True)
             return None
         rec = booking.recording
         plan = plans[rec]

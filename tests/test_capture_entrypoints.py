@@ -67,6 +67,21 @@ def test_sse_capture_record_takes_the_directory_from_a_set_option_too(certs, tmp
     assert both.returncode == 2 and "given twice" in both.stderr, both
 
 
+@pytest.mark.parametrize("option, message", [
+    ("sse_capture_max_body=0", "sse_capture_max_body must be a positive number of bytes, got 0"),
+    ("sse_capture_filter=~q(", "sse_capture_filter: invalid filter expression '~q(': "),
+    ("sse_capture_dir=/proc/none", "sse_capture_dir: cannot write recordings to '/proc/none': "),
+    ("sse_capture_fsync=maybe", "Failed to parse option sse_capture_fsync: "),
+])
+def test_sse_capture_record_refuses_a_bad_option_in_one_line(certs, tmp_path, option, message):
+    r = subprocess.run([str(BIN / "sse-capture"), "record", "--listen-port", str(free_port()),
+                        "--set", f"confdir={certs.mitm_confdir}", "--set", option], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env=CHECKOUT_ENV, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and r.stdout == "", r
+    [line] = r.stderr.splitlines()  # no traceback, no "proxy listening at"
+    assert line.startswith(f"Error: {message}"), line
+
+
 def test_mitmweb_records_too(certs, tmp_path, servers, upstream_app, scenario_name):
     port = free_port()
     proxy = _Proc([str(BIN / "mitmweb"), "--no-web-open-browser", "--web-port", str(free_port()),

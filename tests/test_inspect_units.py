@@ -125,6 +125,48 @@ def test_lint_anthropic_block_rules(tmp_path):
                         (5, "rule-json", "error"), (None, "rule-block", "error")]
 
 
+def _agent_on_anthropic(tmp_path):
+    """An Anthropic-shaped stream (auto-detected as anthropic) with an agent's own tool_use and done events."""
+    def ev(t, kind, **fields):
+        return (t, kind, {"type": kind, **fields})
+
+    return write(tmp_path / "agent.jsonl", ev(0.1, "message_start", message={}), ev(0.2, "tool_use", id="c1"),
+                 ev(0.3, "message_delta"), ev(0.4, "message_stop"), ev(0.5, "done"))
+
+
+def _lint(*args):
+    r = run("lint", *args, "--json")
+    [rec] = orjson.loads(r.out)["recordings"]
+    return rec["protocol"], [(f["index"], f["code"]) for f in rec["findings"]]
+
+
+def test_a_rules_files_preset_is_the_base_and_its_types_add_to_the_presets(tmp_path):
+    rec = _agent_on_anthropic(tmp_path)
+    assert _lint(rec) == ("anthropic", [(1, "unknown-type"), (4, "after-terminal"), (4, "unknown-type")])
+    rules = tmp_path / "agent.toml"
+    rules.write_text('preset = "anthropic"\nterminal = ["done"]\n[[rules]]\nkind = "types"\nknown = ["tool_use", "done"]\n')
+    # once each, not once for the preset detected and again for the file's; tool_use and done are known now
+    assert _lint(rec, "--rules", rules) == (f"anthropic+{rules}", [(4, "after-terminal")])
+    # a types rule in the file adds to the detected preset's types too
+    rules.write_text('[[rules]]\nkind = "types"\nknown = ["tool_use", "done"]\n')
+    assert _lint(rec, "--rules", rules) == (f"anthropic+{rules}", [(4, "after-terminal")])
+    assert _lint(rec, "--rules", rules, "--terminal", "done")[0] == f"anthropic+{rules}+custom"
+
+    rules.write_text('preset = "ai-sdk"\n')  # instead of the anthropic one detected
+    protocol, findings = _lint(rec, "--rules", rules)
+    assert protocol == "ai-sdk" and findings[-1] == (None, "no-terminal")
+    assert {code for _, code in findings} == {"unknown-type", "no-terminal"}
+    rules.write_text('preset = "none"\n[[rules]]\nkind = "types"\nknown = ["message_start"]\n')
+    assert _lint(rec, "--rules", rules) == (str(rules), [(1, "unknown-type"), (2, "unknown-type"),
+                                                         (3, "unknown-type"), (4, "unknown-type")])
+    assert run("lint", rec, "--rules", rules, "--preset", "none").code == 0  # the same preset twice is fine
+    r = run("lint", rec, "--rules", rules, "--preset", "openai")
+    assert r.code == 2 and f'two presets: --preset openai and preset = "none" in {rules}' in r.err
+    rules.write_text('preset = "anthropics"\n')
+    r = run("lint", rec, "--rules", rules)
+    assert r.code == 2 and "unknown preset 'anthropics' (auto, none, anthropic," in r.err
+
+
 def test_diff_compares_json_not_its_spelling(tmp_path):
     a = write(tmp_path / "a.jsonl", (0.1, "m", '{"a": 1, "b": [1, 2]}'), (0.2, "m", "text"))
     b = write(tmp_path / "b.jsonl", (0.5, "m", {"b": [1, 2], "a": 1}), (0.6, "m", "text"))
@@ -198,14 +240,19 @@ def test_stats_memory_does_not_grow_with_the_recording(tmp_path):
 
 def test_the_rules_file_example_in_the_docs_loads(tmp_path):
     from harness import ROOT
+    from sse_capture_addon.inspect.lint import LintOptions, choose_protocol
     from sse_capture_addon.inspect.protocols import Block, First, Follows, Increasing, Json, KnownTypes, load_rules
 
     docs = (ROOT / "docs" / "inspect.md").read_text()
     example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "agent.toml").write_text(example)
-    protocol = load_rules(str(tmp_path / "agent.toml"))
-    assert [type(r) for r in protocol.rules][-6:] == [Follows, First, Block, Json, KnownTypes, Increasing]
+    rules = load_rules(str(tmp_path / "agent.toml"))
+    assert rules.preset == "anthropic"
+    assert [type(r) for r in rules.rules] == [Follows, First, Block, Json, KnownTypes, Increasing]
+    protocol = choose_protocol(LintOptions(preset=rules.preset, extra=rules), None, "http://x/sse")
     assert [str(s) for s in protocol.terminal] == ["message_stop", "error", "done"]
+    [known] = [r for r in protocol.rules if isinstance(r, KnownTypes)]
+    assert {"content_block_delta", "tool_use", "session_start"} <= set(known.known)
 
 
 def test_preset_detection_needs_the_protocols_shape_not_just_an_event_name():

@@ -1,12 +1,13 @@
 """Which recording answers which request."""
 
+import fcntl
 import json
 import re
 
 import pytest
 from replay_helpers import ev, write_recording
 
-from sse_capture_addon.recording import read_recording
+from sse_capture_addon.recording import RecordingError, read_recording
 from sse_capture_addon.replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, parse_mapping
 from sse_capture_addon.replay.settings import load_recordings
 
@@ -148,6 +149,70 @@ def test_a_recording_reached_by_several_paths_is_loaded_once(tmp_path):
     (tmp_path / "link").symlink_to(directory)
     loaded = load_recordings([directory / "b.jsonl", directory, f"{directory}/", tmp_path / "link"])
     assert [r.header["stream_id"] for r in loaded] == ["b", "a"]
+
+
+@pytest.fixture
+def proxy_writing(tmp_path):
+    """recs/ with a finished recording and two a capture proxy is writing (it holds their locks): one whose
+    stream has not ended, one just created, without its header line yet."""
+    directory = tmp_path / "recs"
+    write_recording(directory / "done.jsonl", [ev(0.1, "done")])
+    live = write_recording(directory / "live.jsonl", [ev(0.1, "so far")], end=None)
+    new = directory / "new.jsonl"
+    new.write_bytes(b'{"kind":"header","format":"sse-capture"')
+    held = [open(live, "rb"), open(new, "rb")]
+    for f in held:
+        fcntl.flock(f, fcntl.LOCK_EX)
+    yield directory
+    for f in held:
+        f.close()
+
+
+def test_a_directory_being_written_into_is_replayed_without_the_files_in_progress(proxy_writing):
+    warnings = []
+    loaded = load_recordings([proxy_writing], warn=warnings.append)
+    assert [r.header["stream_id"] for r in loaded] == ["done"]
+    assert warnings == [f"{proxy_writing}/live.jsonl: still being written by a proxy; left out",
+                        f"{proxy_writing}/new.jsonl: still being written by a proxy, no header line yet; left out"]
+
+
+def test_a_file_in_progress_named_itself_is_replayed_as_far_as_it_goes(proxy_writing):
+    warnings = []
+    done, live = load_recordings([proxy_writing, proxy_writing / "live.jsonl"], warn=warnings.append)
+    assert live.ending == "in_progress" and len(live.events) == 1
+    assert warnings == [
+        f"{proxy_writing}/live.jsonl: still being written by a proxy; left out",
+        f"{proxy_writing}/new.jsonl: still being written by a proxy, no header line yet; left out",
+        f"{proxy_writing}/live.jsonl: still being written by a proxy: replayed as far as it goes now, then held open"]
+    with pytest.raises(RecordingError) as e:
+        load_recordings([proxy_writing / "new.jsonl"])
+    assert str(e.value) == f"{proxy_writing}/new.jsonl: still being written by a proxy, no header line yet"
+
+
+def test_why_a_request_to_a_recorded_endpoint_is_unmatched(tmp_path):
+    def why(matcher, url="https://api.test/v1/chat?model=a&stream=1", method="POST", body=None):
+        request = RequestInfo(method, url, body)
+        assert matcher.match(request) is None
+        return matcher.why_unmatched(request)
+
+    path = write_recording(tmp_path / "a.jsonl", [ev(0.1, "a")], url="https://api.test/v1/chat?model=a&_=1&token=[REDACTED]",
+                           method="POST")
+    path.write_bytes(path.read_bytes().replace(b'"raw_chunks"', b'"redacted_params":["token"],"raw_chunks"', 1))
+    matcher = Matcher([read_recording(path)])
+    assert why(matcher, "https://api.test/v1/chat?_=2&model=a&token=live") == \
+        "recorded with other query parameters (_): try --ignore-param _"  # (token: redacted, matches any value)
+    assert why(matcher, "https://api.test/v1/chat?model=b&x=1&_=1") == \
+        "recorded with other query parameters (model, x): try --ignore-param model --ignore-param x"
+    assert why(matcher, "https://localhost:8443/v1/chat?model=a&_=1") == \
+        "recorded for another host (api.test) and for another port (443): try --ignore-host --ignore-port"
+    assert why(matcher, "https://api.test/v1/other?model=a&_=1") is None  # another path, another method:
+    assert why(matcher, "https://api.test/v1/chat?model=a&_=1", method="GET") is None  # not the recordings' business
+    assert served(matcher, "https://api.test/v1/chat?model=a&_=1") == "a"
+    assert why(matcher, "https://api.test/v1/chat?model=a&_=1") == \
+        "all 1 recording(s) for it were served: try --reuse"
+
+    matcher = Matcher([rec(tmp_path, "b", body='{"q": "hi"}')], MatchOptions(match_body=True))
+    assert why(matcher, body=b'{"q": "bye"}') == "recorded with other request bodies (--match-body)"
 
 
 def test_a_mapping_serves_its_recording_for_every_matching_url(tmp_path):

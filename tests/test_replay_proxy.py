@@ -1,7 +1,9 @@
 """The replay addon in a real mitmdump, with httpx as the client: matching, endings, headers, bad input."""
 
+import fcntl
 import gzip
 import json
+import logging
 import os
 import socket
 import ssl
@@ -13,16 +15,17 @@ import time
 import httpx
 import pytest
 from click.testing import CliRunner
-from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure, wait_until
+from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure, wait_for_port, wait_until
 from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
 
+from mitmproxy.addons import proxyserver
 from mitmproxy.exceptions import OptionsError
 from mitmproxy.test import taddons
 
 from sse_capture_addon.replay_addon import SSEReplay
-from sse_capture_addon.replay_cli import serve
-from sse_capture_addon.testing import sse_replay_proxy  # noqa: F401 - the fixture
+from sse_capture_addon.replay_cli import replay, serve
+from sse_capture_addon.testing import ReplayProxy, sse_replay_proxy  # noqa: F401 - the fixture
 
 OFFLINE = f"127.0.0.1:{free_port()}"  # nothing listens here: the backend is offline
 
@@ -73,6 +76,18 @@ def test_one_endpoint_is_served_in_recorded_order_then_unmatched(certs, tmp_path
         except httpx.HTTPError as e:
             got = type(e).__name__
         assert got == outcome
+
+
+def test_a_forwarded_request_to_a_recorded_endpoint_is_logged_with_why_it_did_not_match(certs, tmp_path):
+    """The default --extra forward: with the backend offline the user sees only mitmproxy's 502, so the log says
+    why the request had no recording, when its endpoint has some."""
+    write_recording(tmp_path / "chat.jsonl", [ev(0.01, "hi")], url=f"http://{OFFLINE}/api/chat?_=1", method="POST")
+    with replay_proxy(certs, tmp_path, tmp_path / "chat.jsonl") as mitm, httpx_client(mitm, certs) as client:
+        assert client.post(f"http://{OFFLINE}/api/chat?_=2&access_token=s3cret").status_code == 502
+        assert client.get(f"http://{OFFLINE}/favicon.ico").status_code == 502
+    said = [line.split("] ", 1)[1] for line in mitm.log().splitlines() if "sse-replay: no recording" in line]
+    assert said == [f"sse-replay: no recording for POST http://{OFFLINE}/api/chat?_=2&access_token=[REDACTED]: recorded "
+                    "with other query parameters (_, access_token): try --ignore-param _ --ignore-param access_token"]
 
 
 def test_a_cors_preflight_for_a_recorded_request_is_answered_with_the_backend_offline(certs, tmp_path):
@@ -177,6 +192,14 @@ def test_a_mapping_serves_a_recording_for_a_url_pattern(certs, tmp_path):
             assert parse_events(client.get(url).content) == chat_events(2)
 
 
+def test_the_fixture_replays_a_mapping_alone(sse_replay_proxy, certs, tmp_path):
+    # docs/replay.md: with a mapping, no other recording need be named; the fixture passes it as --set sse_replay_map
+    rec = chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://prod.example/api/chat")
+    proxy = sse_replay_proxy(speed="max", confdir=certs.mitm_confdir, map=f"|/api/chat|{rec}")
+    with httpx.Client(proxy=proxy.url, timeout=10) as client:
+        assert parse_events(client.get(f"http://{OFFLINE}/api/chat?session=1").content) == chat_events(2)
+
+
 def test_matching_on_the_body(certs, tmp_path):
     url = f"http://{OFFLINE}/v1/chat"
     for word in ("hello", "bye"):
@@ -250,6 +273,59 @@ def test_the_pytest_fixture_starts_a_replay_proxy(sse_replay_proxy, certs, tmp_p
     with httpx.Client(proxy=proxy.url, verify=ssl.create_default_context(cafile=certs.mitm_ca), timeout=10) as client:
         assert parse_events(client.get("https://localhost/chat").content) == chat_events(3)[:3]
     assert "HTTP(S) proxy listening at 127.0.0.1:" in proxy.log()
+    assert proxy.log().count("recording(s)") == 1  # read once, though ignore_host came in a --set of its own
+
+
+def test_the_fixture_refuses_a_port_another_program_listens_on(certs, tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    with socket.socket() as dev_server:
+        dev_server.bind(("127.0.0.1", 0))
+        dev_server.listen()
+        port = dev_server.getsockname()[1]
+        with pytest.raises(RuntimeError) as e:
+            ReplayProxy(rec, port=port, confdir=certs.mitm_confdir, log_dir=tmp_path)
+    assert str(e.value).startswith(f"the replay proxy did not start: process exited with 1 before listening on {port}")
+    assert "address already in use" in str(e.value)
+
+
+def test_waiting_for_a_port_waits_for_the_process_not_for_whoever_answers(tmp_path):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            with pytest.raises(TimeoutError):
+                wait_for_port(port, timeout=1, proc=child)
+        finally:
+            child.kill()
+            child.wait()
+        wait_for_port(port, timeout=1)  # (without a process, anything listening will do)
+
+
+def test_changing_only_how_requests_match_does_not_read_the_recordings_again(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    addon = SSEReplay()
+    with taddons.context(addon, proxyserver.Proxyserver()) as tctx:
+        tctx.configure(addon, sse_replay=[str(rec)])
+        [loaded] = addon.matcher.recordings
+        tctx.configure(addon, sse_replay_ignore_host=True, sse_replay_reuse=True)
+        assert addon.matcher.options.ignore_host and addon.matcher.recordings[0] is loaded
+        tctx.configure(addon, sse_replay=[str(rec), str(rec)])  # another value: read again
+        assert addon.matcher.recordings[0] is not loaded
+    assert [r.message for r in caplog.records if "recording(s)" in r.message] == ["sse-replay: 1 recording(s)"] * 2
+
+
+def test_the_replay_addon_leaves_out_a_recording_a_proxy_is_still_writing(tmp_path, caplog):
+    done = chat_recording(tmp_path / "recs" / "a.jsonl", n=1)
+    live = write_recording(tmp_path / "recs" / "b.jsonl", [ev(0.1, "so far")], end=None)
+    addon = SSEReplay()
+    with open(live, "rb") as held, taddons.context(addon, proxyserver.Proxyserver()) as tctx:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        tctx.configure(addon, sse_replay=[str(tmp_path / "recs")])
+    assert [r.path for r in addon.matcher.recordings] == [str(done)]
+    assert f"sse-replay: {live}: still being written by a proxy; left out" in caplog.text
 
 
 # --- bad input -------------------------------------------------------------------------------------------
@@ -311,10 +387,17 @@ def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where,
      "sse_replay faults: cut_after and stall_after each end the stream; choose one"),
     ({"sse_replay_rechunk": 0}, "sse_replay faults: rechunk must be a chunk size >= 1 byte, got 0"),
     ({"sse_replay_map": ["|/chat|"]}, "sse_replay_map: mapping must look like |url-regex|recording.jsonl"),
-    ({"sse_replay": ["/nonexistent"]}, "/nonexistent:0: no such file or directory"),
+    ({"sse_replay": ["/nonexistent"]}, "/nonexistent: no such file or directory"),  # (no line: the whole file)
 ])
 def test_a_bad_option_is_refused(options, message):
     assert refused(**options).startswith(message)
+
+
+@pytest.mark.parametrize("command", [replay, serve], ids=["replay", "serve"])
+def test_a_missing_directory_is_named_without_a_line_number(tmp_path, command):
+    result = CliRunner().invoke(command, [f"{tmp_path}/nonexistent/", "-p", "0"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {tmp_path}/nonexistent/: no such file or directory"
 
 
 @pytest.mark.parametrize("extra", ["abc", "FORWARD", "999", "302", "200", ""])

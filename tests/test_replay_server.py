@@ -1,6 +1,7 @@
 """The loopback replay server on its own: endings on the wire, drift-free timing, the ``serve`` command."""
 
 import asyncio
+import fcntl
 import os
 import socket
 import subprocess
@@ -145,6 +146,7 @@ def test_serve_command(tmp_path):
             assert preflight.status_code == 204
             assert preflight.headers["access-control-allow-headers"] == "content-type"
             assert client.post("/sse/other").status_code == 404
+            assert client.post("/sse/chat?x=2&token=s3cret").status_code == 404
             # a page may read the 404 too (a browser hides a response without the header, even an error)
             missing = client.get("/sse/other", headers={"origin": "http://localhost:3000"})
             assert missing.status_code == 404
@@ -154,7 +156,9 @@ def test_serve_command(tmp_path):
         out = proc.communicate(timeout=10)[0].decode()
     assert f"serving 1 recording(s) on http://127.0.0.1:{port}" in out
     assert "= POST /sse/chat?x=1: 4/4 events" in out and "complete" in out
-    assert "no recording for POST /sse/other: 404" in out
+    assert "no recording for POST /sse/other: 404\n" in out  # (a path with no recording: nothing more to say)
+    assert ("no recording for POST /sse/chat?x=2&token=[REDACTED]: 404; recorded with other query parameters (token, x): "
+            "try --ignore-param token --ignore-param x\n") in out
 
 
 def test_serve_with_only_a_mapping(tmp_path):
@@ -242,6 +246,20 @@ def test_a_recording_named_twice_is_served_once(tmp_path):
     assert [parse_events(r.content)[0][1] for r in got[:2]] == ["recording 1", "recording 2"]
     assert got[2].status_code == 404
     assert "serving 2 recording(s)" in served.output
+
+
+def test_serve_leaves_out_a_recording_a_proxy_is_still_writing(tmp_path):
+    directory = tmp_path / "recs"
+    write_recording(directory / "a.jsonl", [ev(0.01, "finished")], started="2026-01-01T00:00:01.000000Z")
+    live = write_recording(directory / "b.jsonl", [ev(0.01, "so far")], end=None, started="2026-01-01T00:00:02.000000Z")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the capturing proxy holds it until the stream ends
+        with serve_process(directory, "--speed", "max") as served:
+            got = [httpx.get(f"{served.base}/sse/chat", timeout=3) for _ in range(2)]
+    assert parse_events(got[0].content)[0][1] == "finished"
+    assert got[1].status_code == 404  # not a stream held open forever
+    assert f"{live}: still being written by a proxy; left out" in served.output
+    assert "serving 1 recording(s)" in served.output
 
 
 def test_serve_gives_a_request_aborted_before_the_response_its_recording_again(tmp_path):

@@ -4,7 +4,7 @@ the Vercel AI SDK's UI message stream.
 
 A rules file (TOML, or JSON when it ends in ``.json``) looks like::
 
-    preset = "anthropic"                 # optional: start from a built-in preset
+    preset = "anthropic"                 # optional: check on this preset, not the detected one (or none, auto)
     terminal = ["done", "data=[DONE]"]   # selectors of events after which nothing may follow
 
     [[rules]]                            # every tool_result must follow the tool_use with the same id
@@ -17,7 +17,8 @@ A rules file (TOML, or JSON when it ends in ``.json``) looks like::
 Rule kinds: ``follows`` (above), ``first`` (the first event, ignoring ``ignore``, must match ``event``),
 ``block`` (``open``/``close`` pairs with the same ``key``, ``inside`` events only within an open one),
 ``json`` (``event`` data must be JSON having the paths in ``has``; ``type_path`` must equal the event type),
-``types`` (event types outside ``known`` are reported as warnings), ``increasing`` (the whole number at ``key``
+``types`` (event types outside ``known``, and outside the preset's and other types rules' lists, are reported
+as warnings), ``increasing`` (the whole number at ``key``
 grows from one ``event`` to the next; with ``contiguous = true`` by exactly one, so that a gap shows lost events).
 """
 
@@ -195,13 +196,35 @@ class Protocol:
     name: str
     terminal: list[Selector] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    preset: str | None = None   # a rules file's ``preset``: the base it is checked on, instead of auto-detection
 
     def fresh(self) -> "Protocol":
-        return Protocol(self.name, list(self.terminal), [r.fresh() for r in self.rules])
+        return Protocol(self.name, list(self.terminal), [r.fresh() for r in self.rules], self.preset)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rules and not self.terminal
 
     def extended(self, other: "Protocol") -> "Protocol":
-        return Protocol(f"{self.name}+{other.name}" if self.rules or self.terminal else other.name,
-                        self.terminal + other.terminal, self.rules + other.rules)
+        """This protocol plus ``other``'s terminal events and rules."""
+        if other.empty:
+            return self
+        return Protocol(other.name if self.empty else f"{self.name}+{other.name}", self.terminal + other.terminal,
+                        _types_added_up(self.rules + other.rules), self.preset or other.preset)
+
+
+def _types_added_up(rules: list[Rule]) -> list[Rule]:
+    """The rules with every ``types`` rule made one, in the first one's place, knowing the types of all: a rule
+    naming an agent's own event types widens a preset's list instead of warning about the preset's types."""
+    out, known = [], None
+    for rule in rules:
+        if isinstance(rule, KnownTypes):
+            if known is not None:
+                known.known.extend(t for t in rule.known if t not in known.known)
+                continue
+            rule = known = KnownTypes(list(rule.known))
+        out.append(rule)
+    return out
 
 
 S = Selector.parse
@@ -278,6 +301,9 @@ def ai_sdk() -> Protocol:
 
 PRESETS: dict[str, Callable[[], Protocol]] = {"anthropic": anthropic, "openai": openai,
                                               "openai-responses": openai_responses, "ai-sdk": ai_sdk}
+#: What ``--preset`` and a rules file's ``preset`` take: ``auto`` detects one per recording, ``none`` is spec
+#: checks only.
+PRESET_CHOICES = ("auto", "none", *PRESETS)
 
 #: The response header the AI SDK's UI message stream carries
 AI_SDK_HEADER = "x-vercel-ai-ui-message-stream"
@@ -385,7 +411,8 @@ def rule_from_dict(rule: dict) -> Rule:
 
 
 def load_rules(path: str) -> Protocol:
-    """A protocol from a rules file; raises ValueError naming the file and the problem."""
+    """A protocol from a rules file, with the file's ``preset`` (if any) as its ``preset``, the base to check it
+    on; raises ValueError naming the file and the problem."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -395,16 +422,13 @@ def load_rules(path: str) -> Protocol:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: rules must be a table/object")
     try:
-        base = Protocol(path)
-        if "preset" in doc:
-            if doc["preset"] not in PRESETS:
-                raise ValueError(f"unknown preset {doc['preset']!r} ({', '.join(PRESETS)})")
-            base = PRESETS[doc["preset"]]()
+        preset = doc.get("preset")
+        if preset is not None and preset not in PRESET_CHOICES:
+            raise ValueError(f"unknown preset {preset!r} ({', '.join(PRESET_CHOICES)})")
         rules = doc.get("rules", [])
         if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
             raise ValueError("rules must be a list of tables")
-        own = Protocol(path, _selectors(doc.get("terminal", []), "terminal"),
-                       [rule_from_dict(r) for r in rules])
+        return Protocol(path, _selectors(doc.get("terminal", []), "terminal"),
+                        _types_added_up([rule_from_dict(r) for r in rules]), preset)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    return base.extended(own)

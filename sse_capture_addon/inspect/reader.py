@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, find_recordings,
-                         iter_lines, writer_alive)
+                         header_pending, iter_lines, writer_alive)
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
 EVENT_KINDS = ("event", "oversized")
@@ -27,18 +27,6 @@ class HeaderPending(RecordingError):
 
     def __init__(self, path: str):
         super().__init__(path, 0, "still being written, no header line yet; left out")
-
-
-def header_pending(path: str) -> bool:
-    """The proxy writing ``path`` has not finished its header line yet: the file holds no whole line, and a
-    proxy holds its lock."""
-    try:
-        with open(path, "rb") as f:
-            if f.readline(DEFAULT_MAX_LINE).endswith(b"\n"):
-                return False
-    except OSError:
-        return False
-    return writer_alive(path)
 
 
 def each_readable(path: str, read: Callable[[str], T], errors: list[RecordingError]) -> Iterator[T]:

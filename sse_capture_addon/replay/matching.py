@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -156,6 +158,9 @@ class Matcher:
             request = rec.header["request"]
             entry = _Entry(rec, recorded_body(rec), bool(request.get("body_truncated")), body_redactor(rec))
             self._by_key.setdefault(self.key(request["method"], request["url"]), []).append(entry)
+        self._keys_by_method_path: dict[tuple, list[tuple]] = {}  # for why_unmatched
+        for key in self._by_key:
+            self._keys_by_method_path.setdefault((key[0], key[4]), []).append(key)
 
     def key(self, method: str, url: str) -> tuple:
         o = self.options
@@ -239,6 +244,46 @@ class Matcher:
     @property
     def count(self) -> int:
         return sum(len(entries) for entries in self._by_key.values())
+
+    def why_unmatched(self, request: RequestInfo) -> str | None:
+        """Why ``match`` found nothing for a request to a method and path that has recordings (a query parameter,
+        the host, the port or the body differs, or all were served), with the option that would help; None for
+        a request to any other method and path. Names no parameter values: they may be credentials."""
+        key = self.key(request.method, request.url)
+        keys = self._keys_by_method_path.get((key[0], key[4]))
+        if not keys:
+            return None
+        if key in self._by_key:
+            entries = self._by_key[key]
+            if self.options.match_body:
+                entries = [e for e in entries if _body_matches(e, request.body)]
+                if not entries:
+                    return "recorded with other request bodies (--match-body)"
+            return f"all {len(entries)} recording(s) for it were served: try --reuse"
+        return min((_differences(key, other) for other in keys), key=lambda found: found[0])[1]
+
+
+def _differences(key: tuple, recorded: tuple) -> tuple[int, str]:
+    """(how many parts differ, what differs and what to try) between a request's key and a recorded one."""
+    _, scheme, host, port, _, query = key
+    what, tries = [], []
+    if scheme != recorded[1]:
+        what.append(f"over {recorded[1]}")
+    if host != recorded[2]:
+        what.append(f"for another host ({recorded[2]})")
+        tries.append("--ignore-host")
+    if port != recorded[3]:
+        what.append(f"for another port ({recorded[3]})")
+        tries.append("--ignore-port")
+    if query != recorded[5]:
+        differ = Counter(query)
+        differ.subtract(Counter(recorded[5]))
+        names = sorted({name for (name, _), n in differ.items() if n})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        what.append(f"with other query parameters ({shown})")
+        tries += [f"--ignore-param {shlex.quote(name)}" for name in names[:5]]
+    text = "recorded " + " and ".join(what)
+    return len(what), text + (f": try {' '.join(tries)}" if tries else "")
 
 
 def body_redactor(rec: Recording) -> Redactor | None:

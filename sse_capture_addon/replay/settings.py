@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..recording import Recording, RecordingError, find_recordings, read_recording
+from ..recording import IN_PROGRESS, Recording, RecordingError, find_recordings, header_pending, read_recording
+from ..shown import shown_path
 from .faults import Faults, check_byte_exact, parse_swap
 from .schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 
@@ -85,17 +86,44 @@ def parse_extra(text: str) -> str:
     return text
 
 
-def load_recordings(args: Iterable[str | os.PathLike]) -> list[Recording]:
+def load_recordings(args: Iterable[str | os.PathLike], warn: Callable[[str], None] = lambda _: None) -> list[Recording]:
     """Every recording the arguments name (files, or directories: every ``*.jsonl`` below them), each once
-    however many arguments reach it, in the order first reached. ``RecordingError`` for a bad one."""
+    however many arguments reach it, in the order first reached. ``RecordingError`` for a bad one.
+
+    A proxy may be writing into a directory being replayed: a file it still holds (just created, or its stream not
+    ended yet) is left out, with a ``warn``ing, as ``ls`` leaves it out; replayed, its stream would hang at its
+    last line so far. Named as a file, it is replayed as far as it goes, held open after that (its stream had not
+    ended either), with a warning; one without its header line yet is a ``RecordingError``."""
     seen: set[str] = set()
+    left_out: set[str] = set()  # (still loaded if a later argument names the file itself)
     recordings = []
     for arg in args:
+        named = not os.path.isdir(arg)
         for path in find_recordings(arg):
             real = os.path.realpath(path)
-            if real not in seen:
-                seen.add(real)
-                recordings.append(read_recording(path))
+            if real in seen:
+                continue
+            try:
+                rec = read_recording(path)
+            except RecordingError:
+                if not header_pending(path):
+                    raise
+                if named:
+                    raise RecordingError(path, 0, "still being written by a proxy, no header line yet") from None
+                if real not in left_out:
+                    warn(f"{shown_path(path)}: still being written by a proxy, no header line yet; left out")
+                left_out.add(real)
+                continue
+            if rec.ending == IN_PROGRESS:
+                if not named:
+                    if real not in left_out:
+                        warn(f"{shown_path(path)}: still being written by a proxy; left out")
+                    left_out.add(real)
+                    continue
+                warn(f"{shown_path(path)}: still being written by a proxy: replayed as far as it goes now, then "
+                     f"held open")
+            seen.add(real)
+            recordings.append(rec)
     return recordings
 
 
