@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import os
 import re
@@ -14,10 +15,13 @@ import socket
 import statistics
 import subprocess
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import brotli
 import orjson
+import zstandard
 
 from harness import LoopbackServer
 from sse_capture_addon.recording import read_recording
@@ -45,6 +49,24 @@ def reset_hwm(pid: int) -> None:
 
 def log_lines(mitm, pattern: str) -> list[str]:
     return [row for row in mitm.log().splitlines() if re.search(pattern, row)]
+
+
+# --- hostile bodies --------------------------------------------------------------------------------------
+
+def decompression_bomb(encoding: str, size: int) -> bytes:
+    """A body in this Content-Encoding ("gzip, gzip", "br" or "zstd") that decodes to one event, ``data: first``,
+    and then ``size`` zero bytes (whole MiB), made in a fraction of a second. gzip: the same deflate block over and
+    over (each 1 MiB, fully flushed, so compressed alike), cut off before the stream's end, which a bomb needs not."""
+    mib, n, first = b"\0" * (1 << 20), size >> 20, b"data: first\n\n"
+    if encoding == "gzip, gzip":
+        c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        head = c.compress(first) + c.flush(zlib.Z_FULL_FLUSH)
+        return gzip.compress(head + (c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)) * n)
+    if encoding == "br":
+        c = brotli.Compressor(quality=1)
+        return c.process(first) + b"".join(c.process(mib) for _ in range(n)) + c.finish()
+    c = zstandard.ZstdCompressor(level=1).compressobj()
+    return c.compress(first) + b"".join(c.compress(mib) for _ in range(n)) + c.flush()
 
 
 # --- recordings ------------------------------------------------------------------------------------------
