@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import statistics
+import struct
 import subprocess
 import time
 import zlib
@@ -53,15 +54,26 @@ def log_lines(mitm, pattern: str) -> list[str]:
 
 # --- hostile bodies --------------------------------------------------------------------------------------
 
+def gzip_of_zeros(prefix: bytes, size: int) -> bytes:
+    """A gzip member of ``prefix`` and then ``size`` zero bytes (whole MiB), made in a fraction of a second: the same
+    deflate block over and over (1 MiB each, fully flushed, so each compresses alike), then the stream's end."""
+    mib, n = b"\0" * (1 << 20), size >> 20
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(prefix)
+    for _ in range(n):
+        crc = zlib.crc32(mib, crc)
+    end = c.flush()[:-8] + struct.pack("<II", crc, (len(prefix) + size) & 0xFFFFFFFF)  # its CRC and size, for all
+    return head + block * n + end
+
+
 def decompression_bomb(encoding: str, size: int) -> bytes:
-    """A body in this Content-Encoding ("gzip, gzip", "br" or "zstd") that decodes to one event, ``data: first``,
-    and then ``size`` zero bytes (whole MiB), made in a fraction of a second. gzip: the same deflate block over and
-    over (each 1 MiB, fully flushed, so compressed alike), cut off before the stream's end, which a bomb needs not."""
+    """An SSE body in this Content-Encoding ("gzip, gzip", "br" or "zstd") that decodes to one event, ``data:
+    first``, and then ``size`` zero bytes (whole MiB)."""
     mib, n, first = b"\0" * (1 << 20), size >> 20, b"data: first\n\n"
     if encoding == "gzip, gzip":
-        c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        head = c.compress(first) + c.flush(zlib.Z_FULL_FLUSH)
-        return gzip.compress(head + (c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)) * n)
+        return gzip.compress(gzip_of_zeros(first, size))
     if encoding == "br":
         c = brotli.Compressor(quality=1)
         return c.process(first) + b"".join(c.process(mib) for _ in range(n)) + c.finish()
