@@ -1,16 +1,30 @@
 """Incremental Content-Encoding decoders: gzip, deflate (zlib-wrapped or raw), br, zstd, and chains of them.
 
 Each Decoder turns compressed chunks into the bytes decodable so far, using the libraries' streaming APIs,
-so a long-lived response never has to be buffered whole. Sans-IO: what a decoder skipped it only counts
-(``trailing_bytes``); saying so is the caller's business.
+so a long-lived response never has to be buffered whole. It hands them on in pieces of at most about
+``PIECE_SIZE`` bytes as they are decoded, so that however far a chunk inflates (a few hundred bytes of
+``gzip, gzip`` can make 400 MB) no more than a piece is held at once; an exception from the receiver stops the
+decoding there. Sans-IO: what a decoder skipped it only counts (``trailing_bytes``); saying so is the caller's
+business.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
+from collections.abc import Callable
 
 import brotli
 import zstandard
+
+
+PIECE_SIZE = 64 * 1024  # brotli's pieces can be half as big again (its output buffer grows in steps)
+
+#: RFC 9659: a zstd content coding's Window_Size is at most 8 MB, and browsers refuse a frame that asks for more
+#: (a frame of known size asks for all of it); without a limit the decoder would allocate whatever a frame asks
+ZSTD_MAX_WINDOW = 8 * 1024 * 1024
+
+Sink = Callable[[bytes], object]
 
 
 class UnsupportedEncoding(ValueError):
@@ -27,11 +41,23 @@ class Decoder:
     #: ignore what follows a gzip member when it is not another member)
     trailing_bytes = 0
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode_to(self, chunk: bytes, sink: Sink) -> None:
+        """Decode ``chunk``, calling ``sink`` with each piece of what it decodes to (no empty ones)."""
         raise NotImplementedError
 
+    def flush_to(self, sink: Sink) -> None:
+        """The input has ended: ``sink`` gets what the decoder still held."""
+
+    def decode(self, chunk: bytes) -> bytes:
+        """``decode_to``, whole: for input known to be small."""
+        pieces: list[bytes] = []
+        self.decode_to(chunk, pieces.append)
+        return b"".join(pieces)
+
     def flush(self) -> bytes:
-        return b""
+        pieces: list[bytes] = []
+        self.flush_to(pieces.append)
+        return b"".join(pieces)
 
 
 class _Zlib(Decoder):
@@ -48,23 +74,23 @@ class _Zlib(Decoder):
         self._next_member: int | None = None  # gzip: bytes given to a later member while it has produced nothing
         self._next_head = b""  # ... and its first two, to tell junk from a broken member
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode_to(self, chunk: bytes, sink: Sink) -> None:
         if self._trailing:
             self.trailing_bytes += len(chunk)
-            return b""
+            return
         if self._obj is None:
             self._start += chunk
             if len(self._start) < 2:
-                return b""
+                return
             chunk, self._start = self._start, b""
             # RFC 1950 header: CM = 8 and the 16-bit header is a multiple of 31; otherwise it is raw deflate.
             wrapped = chunk[0] & 0x0F == 8 and (chunk[0] << 8 | chunk[1]) % 31 == 0
             self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
             self._replay = b"" if wrapped else None
-        out = []
-        while chunk:
+        more = bool(chunk)
+        while more:
             try:
-                data = self._obj.decompress(chunk)
+                data = self._obj.decompress(chunk, PIECE_SIZE)
             except zlib.error as e:
                 if self._next_member is not None and (self._next_head + chunk)[:2] != b"\x1f\x8b":
                     # what followed a member only began like another one (0x1f, not 0x1f 0x8b): junk, as above
@@ -83,8 +109,11 @@ class _Zlib(Decoder):
             if self._next_member is not None:  # a whole member, even an empty one, is not junk
                 self._next_member = None if data or self._obj.eof else self._next_member + len(chunk)
                 self._next_head = (self._next_head + chunk)[:2]
-            out.append(data)
-            chunk = b""
+            if data:
+                sink(data)
+            # a full piece can leave input unread, or output still to come from what zlib has read: ask again
+            chunk = self._obj.unconsumed_tail
+            more = bool(chunk) or (len(data) == PIECE_SIZE and not self._obj.eof)
             if self._obj.eof and self._obj.unused_data:
                 if self._name == "deflate":
                     raise DecodeError("deflate: data after the end of the stream")
@@ -94,48 +123,61 @@ class _Zlib(Decoder):
                     self.trailing_bytes += len(chunk)
                     break
                 self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                self._next_member, self._next_head = 0, b""
-        return b"".join(out)
+                self._next_member, self._next_head, more = 0, b"", True
 
-    def flush(self) -> bytes:
+    def flush_to(self, sink: Sink) -> None:
         if self._next_member:  # the stream ended inside what began like another member: nothing came of it
             self.trailing_bytes += self._next_member
             self._next_member = None
-        return b"" if self._obj is None or self._trailing else self._obj.flush()
+        if self._obj is not None and not self._trailing and (data := self._obj.flush()):
+            sink(data)  # (little or nothing: decode_to has taken out all that the input gave)
 
 
 class _Brotli(Decoder):
     def __init__(self):
         self._obj = brotli.Decompressor()
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode_to(self, chunk: bytes, sink: Sink) -> None:
         if not chunk:
-            return b""
-        try:
-            return self._obj.process(chunk)
-        except brotli.error as e:
-            raise DecodeError(f"br: {e}") from None
+            return
+        while True:
+            try:
+                data = self._obj.process(chunk, output_buffer_limit=PIECE_SIZE)
+            except brotli.error as e:
+                raise DecodeError(f"br: {e}") from None
+            if not data:
+                return
+            sink(data)
+            # What is left of the input is inside the decoder, and maybe output: only a call that returns nothing
+            # says that nothing is (can_accept_more_data() can say True while output is still to come).
+            chunk = b""
+
+
+class _Sink:
+    """What zstandard's stream_writer writes to: ``write`` is the sink of the current call."""
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("only written to during _Zstd.decode_to")
 
 
 class _Zstd(Decoder):
     """zstd, across any number of concatenated frames."""
 
     def __init__(self):
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj = self._dctx.decompressobj()
+        # zstandard's decompressobj returns all that a chunk decodes to at once; its stream_writer passes it on
+        # in write_size pieces as they come
+        self._out = _Sink()
+        dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+        self._writer = dctx.stream_writer(self._out, write_size=PIECE_SIZE, closefd=False)
 
-    def decode(self, chunk: bytes) -> bytes:
-        out = []
-        while chunk:
-            try:
-                out.append(self._obj.decompress(chunk))
-            except zstandard.ZstdError as e:
-                raise DecodeError(f"zstd: {e}") from None
-            chunk = b""
-            if self._obj.eof:  # the next frame, if any, needs a fresh decompressobj
-                chunk = self._obj.unused_data
-                self._obj = self._dctx.decompressobj()
-        return b"".join(out)
+    def decode_to(self, chunk: bytes, sink: Sink) -> None:
+        if not chunk:
+            return
+        self._out.write = sink
+        try:
+            self._writer.write(chunk)
+        except zstandard.ZstdError as e:
+            raise DecodeError(f"zstd: {e}") from None
 
 
 class _Chain(Decoder):
@@ -146,16 +188,18 @@ class _Chain(Decoder):
     def trailing_bytes(self) -> int:  # each counted in its own layer's input
         return sum(d.trailing_bytes for d in self._decoders)
 
-    def decode(self, chunk: bytes) -> bytes:
-        for d in self._decoders:
-            chunk = d.decode(chunk)
-        return chunk
+    def _through(self, first: int, sink: Sink) -> Sink:
+        """A sink that decodes its pieces with the decoders from ``first`` on and hands the result to ``sink``."""
+        for d in reversed(self._decoders[first:]):
+            sink = functools.partial(d.decode_to, sink=sink)
+        return sink
 
-    def flush(self) -> bytes:
-        data = b""
-        for d in self._decoders:
-            data = d.decode(data) + d.flush()
-        return data
+    def decode_to(self, chunk: bytes, sink: Sink) -> None:
+        self._decoders[0].decode_to(chunk, self._through(1, sink))
+
+    def flush_to(self, sink: Sink) -> None:
+        for i, d in enumerate(self._decoders):
+            d.flush_to(self._through(i + 1, sink))
 
 
 _FACTORIES = {

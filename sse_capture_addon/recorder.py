@@ -1,8 +1,8 @@
 """One stream's recording: chunks in, lines appended to the file. Knows nothing of mitmproxy.
 
 ``StreamRecorder.feed`` is called with each chunk *before* the chunk is forwarded to the client and
-appends everything the chunk completed in a single write, so the file always holds at least what the
-client has seen. It never raises: a failure is remembered, reported through ``on_error`` once, and the
+appends everything the chunk completed in a single write (a compressed chunk that decodes to more than a
+piece: one write a piece), so the file always holds at least what the client has seen. It never raises: a failure is remembered, reported through ``on_error`` once, and the
 caller keeps forwarding traffic.
 
 The end line matters most: without it readers take the recording for one whose proxy died. So when it
@@ -112,6 +112,21 @@ def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
 
 _KEPT_MAX = 64 * 1024  # the most of a block's start kept across chunks that complete nothing (see _chunk_line)
 
+# A compressed stream stops being decoded (with an error line) once it has decoded to more than _MAX_RATIO times
+# its size plus _FREE_DECODED: a few hundred bytes of "gzip, gzip" can make 400 MB, whose decoding and parsing
+# would take the proxy's only thread for seconds. No gzip or deflate layer can pass 1032:1 (a 258-byte match costs
+# at least 2 bits), and a server that streams, flushing each event, stays far below (each flush costs bytes: 25:1
+# for the same OpenAI chunk again and again, in gzip, br and zstd alike); only stacked layers, or br or zstd past
+# anything gzip could do, go beyond. Those two do on a body compressed whole: 100,000 identical OpenAI chunks (23 MB)
+# make 122,000:1 in br, 10,000:1 in zstd; hence the first 32 MiB free, which take ~0.1 s to decode and parse (as
+# zeros or such events; much longer as tiny events or comments, as uncompressed bytes would).
+_MAX_RATIO = 1100
+_FREE_DECODED = 32 * 1024 * 1024
+
+
+class _Inflated(Exception):
+    """A compressed stream decoded to more than _MAX_RATIO allows (the message says so)."""
+
 
 class StreamRecorder:
     def __init__(
@@ -172,6 +187,8 @@ class StreamRecorder:
         """Record ``chunk`` and return it unchanged (so this can be mitmproxy's ``response.stream`` callable)."""
         if self.finished or not chunk:
             return chunk
+        if self.decoder is not None:
+            return self._feed_compressed(chunk)
         t = self.last_chunk_t = self.clock() - self.t0
         self.chunks += 1
         self.bytes += len(chunk)
@@ -179,9 +196,8 @@ class StreamRecorder:
         items = t_json = None
         if self.parser is not None:
             try:
-                data = chunk if self.decoder is None else self.decoder.decode(chunk)
-                self.decoded_bytes += len(data)
-                parsed = self.parser.feed(data)
+                self.decoded_bytes += len(chunk)
+                parsed = self.parser.feed(chunk)
                 if len(parsed) == 1 and type(batch := parsed[0]) is MessageBatch and batch.blocks is chunk \
                         and self.raw_chunks and not self._rest and not batch.last_event_id and _token_chunk \
                         and (lines := _token_chunk(chunk, batch.count, t, self.chunks)) is not None:
@@ -193,8 +209,6 @@ class StreamRecorder:
                 t_json = time_json(t)  # every line a chunk completes shares its arrival time
                 self._add_lines(t_json, parsed, out)
                 items = parsed
-            except DecodeError as e:
-                out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
                 out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
         if self.raw_chunks:
@@ -216,6 +230,46 @@ class StreamRecorder:
             self._append(out[0] if len(out) == 1 else b"".join(out))
         return chunk
 
+    def _feed_compressed(self, chunk: bytes) -> bytes:
+        """``feed`` for a stream with a Content-Encoding: what a chunk decodes to is parsed piece by piece as it is
+        decoded, and the chunk line is the chunk in base64."""
+        t = self.last_chunk_t = self.clock() - self.t0
+        self.chunks += 1
+        self.bytes += len(chunk)
+        t_json = time_json(t)
+        out = [chunk_line(t_json, self.chunks, chunk)] if self.raw_chunks else []
+        if self.parser is not None:
+            try:
+                self.decoder.decode_to(chunk, self._parse_pieces(t_json, out))
+            except _Inflated as e:
+                out.append(self._stop_parsing(t, "decode", str(e)))
+            except DecodeError as e:
+                out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
+            except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
+                out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
+        if out:
+            self._append(out[0] if len(out) == 1 else b"".join(out))
+        return chunk
+
+    def _parse_pieces(self, t_json: bytes, out: list[bytes]) -> Callable[[bytes], None]:
+        """The decoder's sink for one chunk (or its flush): parses each piece into lines in ``out``. The lines of
+        the pieces before are written first, so that however far the chunk inflates only a piece and its lines
+        are held; and decoding stops (``_Inflated``) once the stream has inflated beyond ``_MAX_RATIO``."""
+        start = self.decoded_bytes
+
+        def parse(piece: bytes) -> None:
+            if self.decoded_bytes > start and out:
+                self._append(b"".join(out))
+                out.clear()
+            if self.decoded_bytes + len(piece) > self.bytes * _MAX_RATIO + _FREE_DECODED:
+                raise _Inflated(f"{self.bytes} compressed byte(s) decoded to more than {self.decoded_bytes}: over "
+                                f"{_MAX_RATIO} times their size past the first {_FREE_DECODED >> 20} MiB, as from a "
+                                "decompression bomb; no longer decoded or parsed (the client still gets every byte)")
+            self.decoded_bytes += len(piece)
+            self._add_lines(t_json, self.parser.feed(piece), out)
+
+        return parse
+
     def _chunk_line(self, t_json: bytes, chunk: bytes, items: list | None) -> bytes:
         """The chunk line. When the chunk is the blocks of the lines it completed (their ``event_block``s in some
         form) less the start of the first one that the last chunk line kept, and then the start of the next block
@@ -223,7 +277,7 @@ class StreamRecorder:
         most streams are. Anything else is written in base64. The comparison with the chunk is what makes the line
         exact; the rest only decides when to try."""
         kept, self._rest = self._rest, b""  # the start of the first block, as the last chunk line kept it
-        if items and self.decoder is None and self.plain_events:
+        if items and self.plain_events:
             first = items[0]
             if len(items) == 1 and type(first) is MessageBatch and not kept and first.blocks == chunk:
                 return blocks_chunk_line(t_json, self.chunks, first.count)  # the token stream's case
@@ -249,7 +303,7 @@ class StreamRecorder:
                     if any(type(item) is not Comment for item in items):  # not a keep-alive alone: try it first
                         self._form = None if (form, crlf) == (DEFAULT_FORM, False) else (form, crlf)
                     return line_
-        elif items == [] and self.decoder is None and self.plain_events and len(kept) + len(chunk) <= _KEPT_MAX:
+        elif items == [] and self.plain_events and len(kept) + len(chunk) <= _KEPT_MAX:
             # A piece of a block that completes nothing (a read cut inside an event): its line is base64, and
             # the block's start goes on growing, so that the chunk that ends the block is a blocks line again.
             self._rest = kept + chunk
@@ -389,8 +443,12 @@ class StreamRecorder:
         if parser is not None:
             try:
                 if self.decoder is not None:
-                    self._add_lines(time_json(t), parser.feed(self.decoder.flush()), out)
+                    self.decoder.flush_to(self._parse_pieces(time_json(t), out))
                 tail = parser.close()
+            except _Inflated as e:
+                out.append(self._error_line(t, "decode", str(e)))
+            except DecodeError as e:
+                out.append(self._error_line(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001
                 out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))
         trailing = self.decoder.trailing_bytes if self.decoder is not None else 0

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import os
 import re
 import socket
 import statistics
+import struct
 import subprocess
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import brotli
 import orjson
+import zstandard
 
 from harness import LoopbackServer
 from sse_capture_addon.recording import read_recording
@@ -45,6 +50,35 @@ def reset_hwm(pid: int) -> None:
 
 def log_lines(mitm, pattern: str) -> list[str]:
     return [row for row in mitm.log().splitlines() if re.search(pattern, row)]
+
+
+# --- hostile bodies --------------------------------------------------------------------------------------
+
+def gzip_of_zeros(prefix: bytes, size: int) -> bytes:
+    """A gzip member of ``prefix`` and then ``size`` zero bytes (whole MiB), made in a fraction of a second: the same
+    deflate block over and over (1 MiB each, fully flushed, so each compresses alike), then the stream's end."""
+    mib, n = b"\0" * (1 << 20), size >> 20
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(prefix)
+    for _ in range(n):
+        crc = zlib.crc32(mib, crc)
+    end = c.flush()[:-8] + struct.pack("<II", crc, (len(prefix) + size) & 0xFFFFFFFF)  # its CRC and size, for all
+    return head + block * n + end
+
+
+def decompression_bomb(encoding: str, size: int) -> bytes:
+    """An SSE body in this Content-Encoding ("gzip, gzip", "br" or "zstd") that decodes to one event, ``data:
+    first``, and then ``size`` zero bytes (whole MiB)."""
+    mib, n, first = b"\0" * (1 << 20), size >> 20, b"data: first\n\n"
+    if encoding == "gzip, gzip":
+        return gzip.compress(gzip_of_zeros(first, size))
+    if encoding == "br":
+        c = brotli.Compressor(quality=1)
+        return c.process(first) + b"".join(c.process(mib) for _ in range(n)) + c.finish()
+    c = zstandard.ZstdCompressor(level=1).compressobj()
+    return c.compress(first) + b"".join(c.compress(mib) for _ in range(n)) + c.flush()
 
 
 # --- recordings ------------------------------------------------------------------------------------------

@@ -1,14 +1,20 @@
 """The per-stream shortcuts of the capture addon (cached, or from raw header fields) give exactly what the
 mitmproxy or standard-library call they stand for gives."""
 
+import gzip
 import time
+import tracemalloc
 import uuid
+import zlib
 
+import brotli
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import taddons, tflow, tutils
 
+from reliability_helpers import decompression_bomb
 from sse_capture_addon.capture import SSECapture, _field, _pretty_url, _str
 from sse_capture_addon.redact import DEFAULT_HEADERS, Redactor
 from sse_capture_addon.writer import new_stream_id, recording_name, utc_timestamp
@@ -123,6 +129,64 @@ def test_a_request_body_cut_at_max_body_stays_text_when_it_was_text(body, cap, e
         req.raw_content = body
         out = addon._body(req, cap)
     assert out == {"body_size": len(body), "body_truncated": len(body) > cap, **expected}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "identity"])
+def test_a_compressed_request_body_is_recorded_as_mitmproxy_decodes_it(encoding):
+    plain = b'{"prompt":"' + "h\u00e9llo ".encode() * 50 + b'"}'
+    compress = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+                "zstd": zstandard.ZstdCompressor().compress, "identity": bytes}[encoding]
+    addon = SSECapture()
+    with taddons.context(addon):
+        req = tflow.tflow().request
+        req.headers["content-encoding"] = encoding
+        req.raw_content = compress(plain)
+        out = addon._body(req, 1 << 20)
+        assert req.get_content(strict=True) == plain
+    assert out == {"body_size": len(plain), "body_truncated": False, "body": plain.decode()}
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "br", "zstd"])
+def test_a_compressed_request_body_is_decoded_no_further_than_max_body(encoding):
+    """A few KB can decode to gigabytes: decoding stops a piece past the cap, so the size is not known."""
+    body = decompression_bomb(encoding, 64 * 1024 * 1024)
+    addon = SSECapture()
+    with taddons.context(addon):
+        req = tflow.tflow().request
+        req.headers["content-encoding"] = encoding
+        req.raw_content = body
+        tracemalloc.start()
+        try:
+            out = addon._body(req, 1000)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert out == {"body_size": None, "body_truncated": True, "body": "data: first\n\n" + "\0" * 987}
+    assert peak < 2 * 1024 * 1024
+
+
+def test_a_compressed_request_body_that_cannot_be_redacted_whole_is_left_out(tmp_path):
+    body = gzip.compress(b'{"password":"pw-SECRET","padding":"' + b"p" * 5000 + b'"}')
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path), sse_capture_redact_keys=["password"])
+        req = tflow.tflow().request
+        req.headers["content-encoding"] = "gzip"
+        req.raw_content = body
+        out = addon._body(req, 1000)
+        assert addon._body(req, 10_000)["body"] == '{"password":"[REDACTED]","padding":"' + "p" * 5000 + '"}'
+    assert out["body"] is None and out["body_size"] is None and "sse_capture_redact_keys" in out["body_omitted"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-snappy"])
+def test_a_request_body_that_is_not_what_its_content_encoding_says_is_recorded_as_it_is(encoding):
+    addon = SSECapture()
+    with taddons.context(addon):
+        req = tflow.tflow().request
+        req.headers["content-encoding"] = encoding
+        req.raw_content = b"not gzip at all, whatever the header says"
+        out = addon._body(req, 1000)
+    assert out == {"body_size": 41, "body_truncated": False, "body": "not gzip at all, whatever the header says"}
 
 
 def test_header_fields_are_the_headers_mitmproxy_gives_with_credentials_redacted():

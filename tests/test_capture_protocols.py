@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from harness import RawServer, Scenario, httpx_client
+from reliability_helpers import gzip_of_zeros, proc_status, recording_for, reset_hwm
 from sse_capture_addon.recording import decode_data, read_recording
 
 STREAM = [
@@ -158,6 +159,32 @@ def test_chunks_reach_the_client_as_they_arrive(mitm, certs, servers, upstream_a
             assert next(chunks) == b"data: one\n\n"
             gate.set()
             assert b"".join(chunks) == b"data: two\n\n"
+
+
+def test_a_compressed_request_body_is_decoded_only_as_far_as_max_body(mitm, certs, servers, upstream_app,
+                                                                     scenario_name):
+    """265 KB of gzip that decode to 256 MiB (it took the proxy to 900 MB): the upstream gets the body unchanged, the
+    recording its first sse_capture_max_body bytes."""
+    body = gzip_of_zeros(b'{"q":"', 256 * 1024 * 1024)
+    upstream_app.add(f"warm-{scenario_name}", Scenario([b"data: warm\n\n"]))
+    scenario = upstream_app.add(scenario_name, Scenario([b"data: x\n\n"]))
+    with httpx_client(mitm, certs) as client:
+        client.get(f"{servers['h1'].base}/sse/warm-{scenario_name}")   # imports, first flow
+        mitm.wait_for_recordings(1)
+        pid = mitm.proc.pid
+        before = proc_status(pid)["VmRSS"]
+        reset_hwm(pid)
+        r = client.post(f"{servers['h1'].base}/sse/{scenario_name}", content=body,
+                        headers={"content-encoding": "gzip", "content-type": "application/json"})
+        assert r.status_code == 200
+        path = recording_for(mitm, f"/sse/{scenario_name}")
+        peak = proc_status(pid)["VmHWM"]
+    print(f"gzip request body of {len(body)} bytes: RSS before {before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
+    assert scenario.requests[0]["body"] == body
+    request = read_recording(path).header["request"]
+    assert request["body"] == '{"q":"' + "\0" * (1024 * 1024 - 6)
+    assert request["body_truncated"] is True and request["body_size"] is None
+    assert peak - before < 100 * 1024, f"peak RSS grew by {(peak - before) / 1024:.0f} MiB"
 
 
 def test_request_body_and_headers_recorded_with_credentials_redacted(mitm, certs, servers, upstream_app,

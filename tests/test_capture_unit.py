@@ -4,11 +4,15 @@ import asyncio
 import gzip
 import logging
 import time
+import zlib
 
+import brotli
 import pytest
+import zstandard
 from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow, tutils
 
+from reliability_helpers import decompression_bomb
 from sse_capture_addon.capture import RoutineLines, SSECapture, is_sse
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.writer import SpaceReserve
@@ -91,14 +95,14 @@ def test_hooks_record_a_stream_and_finish_it_on_done(tmp_path):
     assert (tmp_path / SpaceReserve.NAME).stat().st_size == SpaceReserve.SIZE  # room kept for end lines
 
 
-def _capture_gzip(tmp_path, chunks):
-    """``chunks`` through the addon as a gzip-encoded SSE response, checking each is forwarded unchanged;
-    returns the recording."""
+def _capture_gzip(tmp_path, chunks, encoding="gzip"):
+    """``chunks`` through the addon as an SSE response with this Content-Encoding, checking each is forwarded
+    unchanged; returns the recording."""
     addon = SSECapture()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
         f = _sse_flow()
-        f.response.headers["content-encoding"] = "gzip"
+        f.response.headers["content-encoding"] = encoding
         _responseheaders(addon, f)
         for chunk in chunks:
             assert f.response.stream(chunk) == chunk  # traffic unchanged
@@ -126,6 +130,61 @@ def test_bytes_after_the_gzip_data_pass_through_and_are_reported_once(tmp_path, 
 def test_gzip_without_trailing_bytes_records_no_error(tmp_path):
     rec = _capture_gzip(tmp_path, [gzip.compress(b"data: a\n\n") + gzip.compress(b"data: b\n\n")])
     assert len(rec.events) == 2 and not [r for r in rec.records if r["kind"] == "error"] and not rec.end["errors"]
+
+
+# --- decompression bombs ----------------------------------------------------------------------------------
+
+OPENAI_CHUNK = (b'data: {"id":"chatcmpl-9xYz","object":"chat.completion.chunk","created":1718000000,'
+                b'"model":"gpt-4o-2024-05-13","system_fingerprint":"fp_abc","choices":[{"index":0,"delta":'
+                b'{"content":" the"},"logprobs":null,"finish_reason":null}]}\n\n')
+
+
+def _compressor(encoding, br_quality=11):
+    """(compress, flush) of a streaming compressor; flush(True) ends the stream."""
+    if encoding == "gzip":
+        c = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        return c.compress, lambda last=False: c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    if encoding == "br":
+        c = brotli.Compressor(quality=br_quality)
+        return c.process, lambda last=False: c.finish() if last else c.flush()
+    c = zstandard.ZstdCompressor().compressobj()
+    return c.compress, lambda last=False: c.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH if last
+                                                  else zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "br", "zstd"])
+def test_a_decompression_bomb_is_decoded_no_further_than_any_stream_would_be(tmp_path, caplog, encoding):
+    body = decompression_bomb(encoding, 64 * 1024 * 1024)
+    chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)] + [b"more bytes, no longer decoded"]
+    rec = _capture_gzip(tmp_path, chunks, encoding)
+    assert [decode_data(e["data"]) for e in rec.events] == ["first"]
+    [error] = [r for r in rec.records if r["kind"] == "error"]
+    assert error["what"] == "decode" and "decompression bomb" in error["message"], error
+    assert rec.ending == "complete" and rec.end["errors"] == [error["message"]]
+    assert b"".join(raw for _, raw in rec.chunks) == b"".join(chunks)   # raw chunks still recorded, to the end
+    assert 32 * 1024 * 1024 <= rec.end["decoded_bytes"] <= 32 * 1024 * 1024 + 1100 * len(body)
+    assert caplog.text.count("decompression bomb") == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+@pytest.mark.parametrize("flushed", [True, False], ids=["each event flushed", "compressed whole"])
+def test_honest_streams_are_decoded_whole_however_repetitive(tmp_path, encoding, flushed):
+    """The same OpenAI chunk 100,000 times (23 MB) compressed whole (br: 122,000:1, zstd: 10,000:1, far beyond
+    what gzip can do); or flushed after each event, as a server that streams does (brotli at the quality servers use
+    for that), which keeps it near 25:1 however long it goes on."""
+    n = 20_000 if flushed else 100_000
+    compress, flush = _compressor(encoding, br_quality=5 if flushed else 11)
+    if flushed:
+        chunks = [compress(OPENAI_CHUNK) + flush() for _ in range(n)]
+        chunks[-1] += flush(True)
+    else:
+        whole = compress(OPENAI_CHUNK * n) + flush(True)
+        chunks = [whole[i:i + 16384] for i in range(0, len(whole), 16384)]
+    if not flushed and encoding != "gzip":
+        assert n * len(OPENAI_CHUNK) > 1100 * len(b"".join(chunks))  # decoded whole for the first 32 MiB being free
+    rec = _capture_gzip(tmp_path, chunks, encoding)
+    assert rec.end["events"] == len(rec.events) == n and not rec.end["errors"], rec.end["errors"]
+    assert rec.end["decoded_bytes"] == n * len(OPENAI_CHUNK) and rec.ending == "complete"
 
 
 def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):

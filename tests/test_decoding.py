@@ -12,7 +12,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sse_capture_addon.decoding import DecodeError, Decoder, UnsupportedEncoding, make_decoder
+from sse_capture_addon.decoding import PIECE_SIZE, DecodeError, Decoder, UnsupportedEncoding, make_decoder
 
 PAYLOAD = b"".join(b'data: {"choices":[{"delta":{"content":"tok%d \xc3\xa9"}}]}\n\n' % i for i in range(300))
 
@@ -277,3 +277,89 @@ def test_random_chains_and_chunkings_round_trip(payload, names, seed, raw):
         assert set(names) == {"identity"}
         return
     assert run(d, data, random_sizes(seed, 5000)) == payload
+
+
+# --- however far the data inflates -----------------------------------------------------------------------------
+
+BOMB_SIZE = 64 * 1024 * 1024
+MAX_PIECE = PIECE_SIZE * 3 // 2  # brotli's output buffer grows in steps: its pieces can be half as big again
+
+
+def _zeros(compressor_chunk) -> bytes:
+    """What BOMB_SIZE zero bytes compress to, fed 8 MiB at a time."""
+    block = b"\0" * (8 * 1024 * 1024)
+    return b"".join(compressor_chunk(block) for _ in range(BOMB_SIZE // len(block)))
+
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    df = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    br = brotli.Compressor(quality=1)
+    zs = zstandard.ZstdCompressor(level=1).compressobj()
+    out = {"gzip": _zeros(gz.compress) + gz.flush(), "deflate": _zeros(df.compress) + df.flush(),
+           "br": _zeros(br.process) + br.finish(), "zstd": _zeros(zs.compress) + zs.flush()}
+    out["gzip, gzip"] = gzip.compress(out["gzip"])
+    out["br, gzip"] = gzip.compress(out["br"])
+    return out
+
+
+@pytest.mark.parametrize("name", ["gzip", "deflate", "br", "zstd", "gzip, gzip", "br, gzip"])
+@pytest.mark.parametrize("chunk_size", [None, 997])
+def test_what_a_chunk_decodes_to_comes_in_small_pieces_however_far_it_inflates(bombs, name, chunk_size):
+    data = bombs[name]
+    assert len(data) * 100 < BOMB_SIZE
+    d = make_decoder(name)
+    sizes = []
+    for i in range(0, len(data), chunk_size or len(data)):
+        d.decode_to(data[i:i + (chunk_size or len(data))], lambda piece: sizes.append(len(piece)))
+    d.flush_to(lambda piece: sizes.append(len(piece)))
+    assert sum(sizes) == BOMB_SIZE and 0 < min(sizes) and max(sizes) <= MAX_PIECE
+
+
+@pytest.mark.parametrize("name", ["gzip", "deflate", "br", "zstd", "gzip, gzip", "br, gzip"])
+def test_an_exception_from_the_sink_stops_the_decoding_there(bombs, name):
+    class Enough(Exception):
+        pass
+
+    got = []
+
+    def sink(piece):
+        got.append(len(piece))
+        if sum(got) > 1024 * 1024:
+            raise Enough
+
+    with pytest.raises(Enough):
+        make_decoder(name).decode_to(bombs[name], sink)
+    assert sum(got) <= 1024 * 1024 + MAX_PIECE
+
+
+def test_decode_is_decode_to_whole():
+    data = gzip.compress(PAYLOAD)
+    pieces = []
+    make_decoder("gzip").decode_to(data, pieces.append)
+    assert b"".join(pieces) == make_decoder("gzip").decode(data) == PAYLOAD
+
+
+def test_brotli_output_still_inside_the_decoder_comes_out_with_its_chunk():
+    # can_accept_more_data() says True while output of the input taken in is still to come: decode_to must not stop
+    # there, or an event would be recorded with a later chunk (and the next process() call refused)
+    plain = b"data: x\n\n" + b"\0" * (3 * 1024 * 1024) + b"\n\ndata: y\n\n"
+    data = brotli.compress(plain, quality=5)
+    for size in (1, 7, 100, len(data)):
+        d = make_decoder("br")
+        assert b"".join(d.decode(data[i:i + size]) for i in range(0, len(data), size)) == plain
+
+
+@pytest.mark.parametrize("window_log,accepted", [(23, True), (24, False)])
+def test_a_zstd_frame_may_ask_for_an_8_mib_window_no_more(window_log, accepted):
+    # RFC 9659: a zstd content coding's window is at most 8 MB; browsers refuse more, and the decoder would allocate it
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=window_log)
+    c = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    data = c.compress(PAYLOAD) + c.flush()
+    assert zstandard.get_frame_parameters(data).window_size == 1 << window_log
+    if accepted:
+        assert run(make_decoder("zstd"), data, [100] * 100) == PAYLOAD
+    else:
+        with pytest.raises(DecodeError, match="zstd"):
+            make_decoder("zstd").decode(data)

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, chunked
-from reliability_helpers import (H2RawServer, H2ThroughProxy, events_completed_by, proc_status, recording_for,
-                                 raw_proxy_request, reference_events, reference_items, reset_hwm, whole_lines)
+from reliability_helpers import (H2RawServer, H2ThroughProxy, decompression_bomb, events_completed_by, proc_status,
+                                 recording_for, raw_proxy_request, reference_events, reference_items, reset_hwm,
+                                 whole_lines)
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.sse import Event
 
@@ -490,6 +491,69 @@ def test_compressed_stream_corrupted_midway(proxy, certs, servers, upstream_app)
     assert rec.end["events"] == len(rec.events)
     # the events decoded before the corruption are kept, exactly
     assert 0 < len(rec.events) and _events(rec) == reference_events(plain)[:len(rec.events)]
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "br"])
+def test_a_decompression_bomb_neither_swells_the_proxy_nor_holds_up_other_streams(certs, tmp_path, encoding):
+    """A few KB that decode to 256 MiB (gzip, gzip: 1 KB): the client gets them unchanged, another stream keeps
+    flowing meanwhile, and the recording stops decoding them with an error line."""
+    bomb = decompression_bomb(encoding, 256 * 1024 * 1024)
+    ticks = [f"data: {i}\n\n".encode() for i in range(100)]
+
+    def respond(request):
+        path = request.split(b" ", 2)[1]
+        if path == b"/sse/bomb":
+            return [sse_response_head(f"content-encoding: {encoding}\r\n"), bomb, "close"]
+        if path == b"/sse/tick":
+            return [sse_response_head(), *_steps(ticks, 0.02), "close"]
+        return [sse_response_head(), b"data: warm\n\n", "close"]
+
+    server = RawServer(respond)
+    gaps, ticking = [], threading.Event()
+
+    def tick(url):
+        with httpx.Client(proxy=url, timeout=30) as client, client.stream("GET", f"{server.base}/sse/tick") as r:
+            last = None
+            for _ in r.iter_raw():
+                now = time.monotonic()
+                if last is not None:
+                    gaps.append(now - last)
+                last = now
+                ticking.set()
+
+    try:
+        with Mitmdump(certs, tmp_path) as mitm:
+            with httpx.Client(proxy=mitm.url, timeout=30) as client:   # warm up: imports, first flow
+                client.get(f"{server.base}/warmup")
+            recording_for(mitm, "/warmup")
+            pid = mitm.proc.pid
+            before = proc_status(pid)["VmRSS"]
+            reset_hwm(pid)
+            ticker = threading.Thread(target=tick, args=(mitm.url,))
+            ticker.start()
+            assert ticking.wait(10)
+            with httpx.Client(proxy=mitm.url, timeout=30) as client:
+                with client.stream("GET", f"{server.base}/sse/bomb", headers={"accept-encoding": encoding}) as r:
+                    got = b"".join(r.iter_raw())
+            ticker.join(30)
+            peak = proc_status(pid)["VmHWM"]
+            path = recording_for(mitm, "/sse/bomb")
+            ticked = read_recording(recording_for(mitm, "/sse/tick"))
+    finally:
+        server.stop()
+    print(f"{encoding} bomb of {len(bomb)} bytes: the other stream's longest gap {max(gaps):.2f}s, "
+          f"RSS before {before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
+    assert got == bomb   # unchanged
+    assert gaps and max(gaps) < 1.0, f"the other stream stalled for {max(gaps):.2f}s"
+    assert peak - before < 100 * 1024, f"peak RSS grew by {(peak - before) / 1024:.0f} MiB"
+    assert ticked.ending == "complete" and len(ticked.events) == len(ticks)
+    whole_lines(path)
+    rec = read_recording(path)
+    assert [decode_data(e["data"]) for e in rec.events] == ["first"]
+    [error] = [r for r in rec.records if r["kind"] == "error"]
+    assert error["what"] == "decode" and "decompression bomb" in error["message"]
+    assert rec.ending == "complete" and rec.end["errors"] == [error["message"]] and rec.end["bytes"] == len(bomb)
+    assert b"".join(b for _, b in rec.chunks) == bomb
 
 
 def test_unknown_content_encoding(proxy, certs, servers, upstream_app):
