@@ -161,6 +161,16 @@ def _call_later(delay: float, callback: Callable[[], None]) -> None:
         pass
 
 
+# Streams an unloaded instance left open (see SSECapture.done). mitmproxy runs a -s script anew when it reloads it,
+# but not this package's modules, so this outlives the instance.
+_left_open: dict[str, tuple[StreamRecorder, http.HTTPFlow, str, Callable]] = {}
+UNLOAD_GRACE = 1.0  # seconds for a reloaded script's new instance to take them
+
+
+def _forward_nothing(chunk: bytes) -> list[bytes]:
+    return []
+
+
 class RoutineLines:
     """Routine log lines (a stream recorded as it should be), at most ``per_second`` a second; beyond that they
     are counted and summed up in one line. mitmproxy turns every log record into an ``add_log`` hook through
@@ -222,6 +232,10 @@ class SSECapture:
         self._file_workers: ThreadPoolExecutor | None = None  # then create them in these threads
 
     def load(self, loader):
+        if _left_open:  # the streams of the instance this one replaces (see `done`)
+            self.active.update(_left_open)
+            _left_open.clear()
+            log.info(f"sse-capture: reloaded; {len(self.active)} open stream(s) go on being recorded")
         loader.add_option("sse_capture_dir", str, "recordings",
                           "Directory for SSE recordings (one .jsonl file per stream, in a folder per UTC day).")
         loader.add_option("sse_capture_filter", Optional[str], None,
@@ -239,8 +253,8 @@ class SSECapture:
         loader.add_option("sse_capture_max_body", int, 1024 * 1024,
                           "Largest request body (bytes) stored in a recording's header; longer ones are cut.")
         loader.add_option("sse_capture_redact", bool, True,
-                          "Redact Authorization, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key and Api-Key "
-                          "header values, and the values of credential query parameters in the URL and Referer "
+                          f"Redact the values of the headers {', '.join(sorted(DEFAULT_HEADERS))}, and of "
+                          "credential query parameters in the URL, Referer, Location and Content-Location "
                           f"({', '.join(sorted(DEFAULT_PARAMS))}), in recordings.")
         loader.add_option("sse_capture_redact_headers", Sequence[str], [],
                           "More header names whose values are redacted in recordings.")
@@ -359,12 +373,29 @@ class SSECapture:
             self._finish(flow, *_ending_of(flow, entry[0].idle_for))
 
     def done(self) -> None:
-        for flow_id in list(self.active):
-            self._finish(self.active[flow_id][1], "proxy_shutdown", "the proxy shut down mid-stream")
+        if ctx.master.addons.get(type(self).__name__.lower()) is self:  # still loaded: the proxy is shutting down
+            for _, flow, _, _ in list(self.active.values()):
+                self._finish(flow, "proxy_shutdown", "the proxy shut down mid-stream")
+                # mitmproxy may forward more chunks before it stops: none that the file does not hold
+                flow.response.stream = _forward_nothing
+        elif self.active:
+            # Unloaded while its streams go on: mitmproxy reloads a -s script whose file changed (an editor's
+            # save, a git pull), calling this before the new instance's `load`, which takes the streams over.
+            _left_open.update(self.active)
+            self.active.clear()
+            asyncio.get_running_loop().call_later(UNLOAD_GRACE, self._finish_left_open)
         self.routine.flush()
         if self._file_workers is not None:
             self._file_workers.shutdown(wait=False)
             self._file_workers = None
+
+    def _finish_left_open(self) -> None:
+        """No new instance took the streams over: the script was removed, not reloaded."""
+        self.active.update(_left_open)
+        _left_open.clear()
+        for _, flow, _, _ in list(self.active.values()):
+            self._finish(flow, "recording_failed", "sse-capture was unloaded mid-stream (its script was removed "
+                                                   "from mitmproxy): the rest of the stream is not recorded")
 
     # -- helpers ----------------------------------------------------------------------------------------
 

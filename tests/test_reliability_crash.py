@@ -4,13 +4,15 @@ SIGKILL: no end line, and the reader reports "proxy_died" (the lock is gone with
 SIGINT / SIGTERM: mitmproxy shuts down cleanly and the addon writes the end line "proxy_shutdown".
 """
 
+import os
+import shutil
 import signal
 import threading
 
 import httpx
 import pytest
 
-from harness import Mitmdump, Scenario, httpx_client
+from harness import ADDON, Mitmdump, Scenario, httpx_client, wait_until
 from reliability_helpers import reference_events, whole_lines
 from sse_capture_addon.recording import decode_data, read_recording
 
@@ -105,3 +107,99 @@ def test_clean_shutdown_mid_stream_writes_proxy_shutdown(certs, tmp_path, server
     assert rec.end["bytes"] == len(sent)
     assert rec.end["tail"] == "data: unfinished"
     assert "proxy_shutdown" in mitm.log()
+
+
+SLOW_DONE = "import asyncio\n\nclass SlowDone:\n    async def done(self):\n        await asyncio.sleep(0.3)\n\naddons = [SlowDone()]\n"
+
+
+def _steady(n: int, gap: float) -> list:
+    steps = []
+    for i in range(n):
+        steps += [f"id: {i}\ndata: ev {i}\n\n".encode(), gap]
+    return steps
+
+
+def test_no_event_reaches_the_client_after_its_shutdown_end_line(certs, tmp_path, servers, upstream_app,
+                                                                 scenario_name):
+    """mitmproxy forwards until its event loop stops, after the addons' `done`; an addon whose `done` takes a while
+    (here 0.3 s, loaded after sse-capture) makes that window wide."""
+    upstream_app.add(scenario_name, Scenario(_steady(3000, 0.002)))
+    slow = tmp_path / "slow_done.py"
+    slow.write_text(SLOW_DONE)
+    mitm = Mitmdump(certs, tmp_path, scripts=[ADDON, slow])
+    got = bytearray()
+
+    def read() -> None:
+        try:
+            with httpx_client(mitm, certs) as client, \
+                    client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
+                for data in r.iter_raw():
+                    got.extend(data)
+        except httpx.HTTPError:
+            pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        wait_until(lambda: got.count(b"\n\n") >= 50, timeout=10)
+        mitm.proc.send_signal(signal.SIGTERM)
+        mitm.proc.wait(15)
+        reader.join(15)
+    finally:
+        mitm.stop()
+    [path] = mitm.recordings()
+    rec = read_recording(path)
+    assert rec.ending == "proxy_shutdown"
+    recorded = b"".join(data for _, data in rec.chunks)
+    assert bytes(got) == recorded  # every byte the client got is in the file, and nothing after it
+    assert got.count(b"\n\n") == len(rec.events) >= 50
+
+
+RELOADED_STREAM = 30
+
+
+def test_a_reload_of_the_addons_script_mid_stream_loses_nothing(certs, tmp_path, servers, upstream_app,
+                                                                scenario_name):
+    """mitmproxy reloads a -s script whose file changes (an editor's save, a git pull); the new instance takes the
+    open streams over, and their recordings go on to their real end."""
+    upstream_app.add(scenario_name, Scenario(_steady(RELOADED_STREAM, 0.1)))
+    script = tmp_path / "addon.py"
+    shutil.copy(ADDON, script)
+    with Mitmdump(certs, tmp_path, scripts=[script], args=["--set", f"sse_capture_dir={tmp_path / 'recordings'}"]) \
+            as mitm, httpx_client(mitm, certs) as client:
+        with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
+            got = b""
+            for data in r.iter_raw():
+                got += data
+                if got.count(b"\n\n") == 5:
+                    os.utime(script)  # mitmproxy looks for changes once a second
+        [path] = mitm.wait_for_recordings(1)
+        log = mitm.log()
+    rec = read_recording(path)
+    assert log.count("Loading script") >= 2 and "1 open stream(s) go on being recorded" in log
+    assert (rec.ending, len(rec.events)) == ("complete", RELOADED_STREAM) == ("complete", got.count(b"\n\n"))
+    assert b"".join(data for _, data in rec.chunks) == got
+
+
+def test_unloading_the_addon_mid_stream_ends_its_recordings_as_failed_and_traffic_goes_on(
+        certs, tmp_path, servers, upstream_app, scenario_name):
+    upstream_app.add(scenario_name, Scenario(_steady(20, 0.1)))
+    setter = tmp_path / "set_option.py"
+    setter.write_text(
+        "from mitmproxy import ctx, http\n\nclass SetScripts:\n    def request(self, flow):\n"
+        "        if flow.request.host == 'set.test':\n"
+        f"            ctx.options.update(scripts=[{str(setter)!r}])\n"
+        "            flow.response = http.Response.make(200, b'ok')\n\naddons = [SetScripts()]\n")
+    with Mitmdump(certs, tmp_path, scripts=[ADDON, setter]) as mitm, httpx_client(mitm, certs) as client:
+        with client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
+            got = b""
+            for data in r.iter_raw():
+                got += data
+                if got.count(b"\n\n") == 5:
+                    with httpx_client(mitm, certs) as other:
+                        assert other.get("http://set.test/").text == "ok"
+        [path] = mitm.wait_for_recordings(1)
+    rec = read_recording(path)
+    assert got.count(b"\n\n") == 20  # traffic went on
+    assert rec.ending == "recording_failed" and "unloaded mid-stream" in rec.end["message"]
+    assert 5 <= len(rec.events) < 20
