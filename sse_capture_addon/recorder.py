@@ -499,7 +499,7 @@ class StreamRecorder:
 
     #: an end line (with the lines before it) bigger than this share of the reserve is retried without its
     #: tail, so that one long unterminated event does not use up the space kept for every stream's end line
-    _RESERVE_SHARE = 4
+    _RESERVE_SHARE = 64  # 16 KiB of the 1 MiB
 
     def _rescue_end(self, lines: list[bytes], end_line: Callable[..., dict], lost_before: int, failed: int) -> dict:
         """The last write (the decoder's last lines, then the end line) failed. Retry, smallest change first:
@@ -528,6 +528,9 @@ class StreamRecorder:
             if self._append(data):
                 break
             failed = len(data)
+        else:
+            self.on_error("the end line could not be written either (the disk is still full and the space reserve "
+                          "used up): readers will take this recording for one whose proxy died")
         return end
 
     @property

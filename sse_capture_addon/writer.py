@@ -162,7 +162,7 @@ class SpaceReserve:
     """
 
     NAME = ".sse-capture-reserve"
-    SIZE = 64 * 1024
+    SIZE = 1024 * 1024  # an end line frees two blocks or more: ~128 streams ending at once on a full disk
     #: seconds between looks at a whole reserve, which someone may have deleted (with its directory or alone)
     CHECK_EVERY = 1.0
 

@@ -1,7 +1,7 @@
 """The recordings' file system fails: traffic continues, the error is logged once per stream, the
 recording is marked failed, and recording recovers when space (or the directory) comes back.
 
-Disk full uses a real 1 MiB tmpfs mounted over the recordings directory (we run as root, in CI too);
+Disk full uses a real 4 MiB tmpfs mounted over the recordings directory (we run as root, in CI too);
 the file-size limit case uses RLIMIT_FSIZE on the mitmdump process (Python ignores SIGXFSZ, so writes
 fail with EFBIG). The end line, which tells readers the stream ended rather than the proxy dying, is
 written even on a disk that is still full, from a small space reserve kept in the recordings directory;
@@ -19,7 +19,7 @@ import time
 import httpx
 import pytest
 
-from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
+from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, wait_until
 from reliability_helpers import fill_fs, log_lines, mount_tmpfs, recording_for, reference_events, umount, whole_lines
 from sse_capture_addon.recorder import StreamRecorder
 from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, decode_data, find_recordings, read_recording
@@ -29,7 +29,7 @@ from sse_capture_addon.writer import RecordingFile, SpaceReserve
 @pytest.fixture
 def small_fs(tmp_path):
     d = tmp_path / "small-fs"
-    mount_tmpfs(d, "1m")
+    mount_tmpfs(d, "4m")
     yield d
     umount(d)
 
@@ -499,3 +499,50 @@ def test_reserve_costs_no_system_call_while_whole_and_frees_in_slices(tmp_path, 
     path.symlink_to(tmp_path / "elsewhere")
     reserve.full = False
     assert not reserve.ensure() and not reserve.release(1) and not (tmp_path / "elsewhere").exists()
+
+
+def test_many_streams_ending_on_a_full_disk_all_get_their_end_line(certs, tmp_path, small_fs, servers, upstream_app,
+                                                                   scenario_name):
+    n = 60
+    go = threading.Event()
+    for i in range(n):
+        upstream_app.add(f"{scenario_name}-{i}", Scenario([f"id: {i}\ndata: {'p' * 100 * i}\n\n".encode(), go,
+                                                           f"data: {'q' * 5000}\n\n".encode(), b"data: tail"]))
+    got = {}
+
+    def read(i: int) -> None:
+        with httpx_client(mitm, certs) as client:
+            got[i] = client.get(f"{servers['h1'].base}/sse/{scenario_name}-{i}").content
+
+    with Mitmdump(certs, tmp_path, record_dir=small_fs) as mitm:
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(n)]
+        for reader in readers:
+            reader.start()
+        wait_until(lambda: len(mitm.recordings()) == n, timeout=30)
+        filler = fill_fs(small_fs)
+        go.set()
+        for reader in readers:
+            reader.join(30)
+        paths = mitm.wait_for_recordings(n, timeout=30)
+        filler.unlink()
+    assert all(got[i].endswith(b"data: tail") for i in range(n))  # traffic unchanged
+    endings = [read_recording(path).ending for path in paths]
+    # every one has its end line (none reads as "proxy died"); some fit into their file's last page
+    assert set(endings) <= {"recording_failed", "complete"} and endings.count("recording_failed") >= n // 2, endings
+
+
+def test_an_end_line_that_cannot_be_written_is_logged(tmp_path):
+    class HeaderOnly(_SizeLimitedFile):
+        limit = 0
+
+    errors = []
+    header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": "s", "started": "x",
+              "request": {}, "response": {}}
+    rec = StreamRecorder(_SizeLimitedFile(str(tmp_path), "day/s.jsonl"), header, max_event_size=1 << 20,
+                         on_error=errors.append)
+    rec.feed(_small(0))
+    rec.file.__class__ = HeaderOnly  # the disk is full from here on, and there is no reserve
+    rec.feed(_small(1))
+    rec.finish("complete")
+    assert b'"kind":"end"' not in open(rec.file.path, "rb").read()
+    assert errors[-1].startswith("the end line could not be written either")
