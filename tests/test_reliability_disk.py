@@ -532,16 +532,14 @@ def test_many_streams_ending_on_a_full_disk_all_get_their_end_line(certs, tmp_pa
 
 
 def test_an_end_line_that_cannot_be_written_is_logged(tmp_path):
-    class HeaderOnly(_SizeLimitedFile):
+    class FullFromNowOn(_SizeLimitedFile):
         limit = 0
 
     errors = []
-    header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": "s", "started": "x",
-              "request": {}, "response": {}}
-    rec = StreamRecorder(_SizeLimitedFile(str(tmp_path), "day/s.jsonl"), header, max_event_size=1 << 20,
-                         on_error=errors.append)
+    rec = _recorder(tmp_path, "s", None, file_class=_SizeLimitedFile)
+    rec.on_error = errors.append
     rec.feed(_small(0))
-    rec.file.__class__ = HeaderOnly  # the disk is full from here on, and there is no reserve
+    rec.file.__class__ = FullFromNowOn  # the disk is full from here on, and there is no reserve
     rec.feed(_small(1))
     rec.finish("complete")
     assert b'"kind":"end"' not in open(rec.file.path, "rb").read()

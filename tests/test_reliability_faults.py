@@ -351,6 +351,17 @@ def test_upstream_that_never_sends_a_blank_line(certs, tmp_path):
     assert rec.end["tail"] == lines[:65536].decode()
 
 
+def _warmed_up(mitm, server) -> tuple[int, int]:
+    """The proxy's pid and VmRSS after a first flow (imports done), with its peak RSS reset."""
+    with httpx.Client(proxy=mitm.url, timeout=60) as client:
+        client.get(f"{server.base}/warmup")
+    recording_for(mitm, "/warmup")
+    pid = mitm.proc.pid
+    before = proc_status(pid)["VmRSS"]
+    reset_hwm(pid)
+    return pid, before
+
+
 def _hundred_mb_line(tmp_path, certs, max_event_size, terminated: bool):
     block = b"a" * 65536
     n_blocks = 1600   # 100 MiB + "data: "
@@ -364,12 +375,7 @@ def _hundred_mb_line(tmp_path, certs, max_event_size, terminated: bool):
         if max_event_size else []
     try:
         with Mitmdump(certs, tmp_path, args=args) as mitm:
-            with httpx.Client(proxy=mitm.url, timeout=60) as client:   # warm up: imports, first flow
-                client.get(f"{server.base}/warmup")
-            recording_for(mitm, "/warmup")
-            pid = mitm.proc.pid
-            before = proc_status(pid)["VmRSS"]
-            reset_hwm(pid)
+            pid, before = _warmed_up(mitm, server)
             h = hashlib.sha256()
             size = 0
             t0 = time.monotonic()
@@ -523,12 +529,7 @@ def test_a_decompression_bomb_neither_swells_the_proxy_nor_holds_up_other_stream
 
     try:
         with Mitmdump(certs, tmp_path) as mitm:
-            with httpx.Client(proxy=mitm.url, timeout=30) as client:   # warm up: imports, first flow
-                client.get(f"{server.base}/warmup")
-            recording_for(mitm, "/warmup")
-            pid = mitm.proc.pid
-            before = proc_status(pid)["VmRSS"]
-            reset_hwm(pid)
+            pid, before = _warmed_up(mitm, server)
             ticker = threading.Thread(target=tick, args=(mitm.url,))
             ticker.start()
             assert ticking.wait(10)
