@@ -4,6 +4,7 @@ test_inspect_commands.py)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import re
@@ -15,6 +16,7 @@ import orjson
 import pytest
 
 from inspect_helpers import run
+from replay_helpers import record_body
 from sse_capture_addon.inspect.diff import strip
 from sse_capture_addon.inspect.events import Selector, parse_path
 from sse_capture_addon.inspect.stats import EXACT_LIMIT, Distribution, stream_stats
@@ -412,3 +414,19 @@ def test_shorten_says_how_many_characters_it_left_out(length, width):
     kept, _, note = shown.partition("… (+")
     assert text.startswith(kept) and note == f"{length - len(kept)} chars)"
     assert len(shown) <= max(width, len(kept) + len(f"… (+{length} chars)"))
+
+
+def test_json_output_keeps_a_retry_beyond_64_bits(tmp_path):
+    """A retry field is any run of digits: the recorder writes one beyond 64 bits (with json, as orjson cannot), and
+    every --json output must too, not crash."""
+    big = 2**64
+    a = record_body(tmp_path / "a.jsonl", b"retry: %d\ndata: x\n\nretry: %d\n\n" % (big, big + 1))
+    b = record_body(tmp_path / "b.jsonl", b"retry: %d\ndata: y\n\n" % big)
+    r = run("show", "--json", a)
+    assert r.code == 0 and [json.loads(line).get("retry") for line in r.out.splitlines()] == [big, big + 1, None]
+    r = run("diff", "--json", a, b)
+    assert r.code == 1 and json.loads(r.out)["divergence"]["a"]["retry"] == big
+    r = run("lint", "--json", "--preset", "none", "--terminal", f"retry={big}", a)  # a selector compares its text
+    assert r.code == 0 and json.loads(r.out)["problems"] == 0
+    for args in (["ls", "--json", tmp_path], ["stats", "--json", a], ["timeline", a, "-o", tmp_path / "t.html"]):
+        assert run(*args).code == 0
