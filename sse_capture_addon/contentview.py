@@ -12,6 +12,7 @@ from mitmproxy.contentviews import Contentview, Metadata
 
 from .capture import is_sse
 from .inspect.fmt import event_number
+from .inspect.reader import AN_EVENT, tail_loss
 from .sse import Comment, Event, Ignored, NoDispatch, Oversized, SSEParser
 
 
@@ -63,8 +64,11 @@ def render_events(body: bytes) -> str:
     if len(endings) > 1:
         summary += f", mixed line endings ({'/'.join(endings)})"
     out.append(summary)
-    if tail:
+    lost = tail and tail_loss(tail, parser.last_event_id, parser.reconnection_time, parser.tail_truncated)
+    if lost == AN_EVENT:
         out.append(f"── unterminated last event (clients drop it): {tail[:500]!r}")
+    elif lost:
+        out.append(f"── unterminated last block (clients never set {lost}): {tail[:500]!r}")
     return "\n".join(out)
 
 

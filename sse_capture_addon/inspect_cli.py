@@ -9,7 +9,6 @@ import os
 import sys
 
 import click
-import orjson
 from click.core import ParameterSource
 
 from .inspect import fmt
@@ -32,7 +31,7 @@ def echo(text: str = "", err: bool = False) -> None:
 
 
 def echo_json(value) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+    click.echo(fmt.pretty_json(value))
 
 
 def problem(e: RecordingError) -> str:
@@ -158,15 +157,15 @@ def show_command(file, pretty, full, width, follow, poll, as_json):
         if follow or not header_pending(file):
             raise
         if as_json:
-            click.echo(orjson.dumps({"kind": "end", "ending": IN_PROGRESS,
-                                     "ending_label": fmt.ending_label(IN_PROGRESS)}).decode())
+            click.echo(fmt.json_text({"kind": "end", "ending": IN_PROGRESS,
+                                      "ending_label": fmt.ending_label(IN_PROGRESS)}))
         else:
             echo(fmt.dim("(a proxy is still writing this recording and has not written its header line yet; "
                          "use --follow to watch it)"))
         return
     if as_json:
         for item in json_lines(stream):
-            click.echo(orjson.dumps(item).decode())
+            click.echo(fmt.json_text(item))
         return
     renderer = ShowRenderer(ShowOptions(pretty=pretty, width=None if full else width))
     for line in header_lines(stream.header):

@@ -515,3 +515,11 @@ class SSEParser:
         elif self._id_changed or self._retry is not None:
             out.append(NoDispatch(self.last_event_id, self._retry, self._id_changed))
         self._reset_block()
+
+
+def tail_parser(tail: str) -> SSEParser:
+    """A parser to read an unterminated tail (``SSEParser.close()``'s text) again as the stream's parser read it:
+    feed it the tail's text in UTF-8, and it gives the items the tail's lines gave."""
+    parser = SSEParser(max_event_size=len(tail) + 1)  # the lines of a tail kept whole were within the stream's limit
+    parser.feed(b"\n")  # now mid-stream, where a U+FEFF is no BOM (a blank line here ends nothing)
+    return parser

@@ -13,8 +13,10 @@ from pathlib import Path
 from harness import (CHECKOUT_ENV, PAGE_EVENTSOURCE, PAGE_FETCH, ROOT, Certs, Mitmdump, free_port, stop_process,
                      wait_for_port)
 
+from sse_capture_addon.recorder import StreamRecorder
 from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, encode_data, line
 from sse_capture_addon.sse import Comment, Event, SSEParser
+from sse_capture_addon.writer import RecordingFile
 
 REPLAY_SCRIPT = ROOT / "scripts" / "replay.py"
 SSE_HEADERS = [["content-type", "text/event-stream"], ["cache-control", "no-cache"]]
@@ -61,6 +63,23 @@ def chat_recording(path: Path, n: int = 5, gap: float = 0.05, **kwargs) -> Path:
     records = [ev(round(gap * (i + 1), 6), {"i": i, "text": f"tok{i}"}, "delta", id=str(i + 1)) for i in range(n)]
     records.append(ev(round(gap * (n + 1), 6), "[DONE]", "done", id=str(n)))
     return write_recording(path, records, **kwargs)
+
+
+def record_body(path: Path, *chunks: bytes, times: list[float] | None = None) -> Path:
+    """A stream's body recorded as the proxy records it: ``chunks`` at ``times`` (default: one a second), the end
+    line a second after the last."""
+    times = list(times or range(1, len(chunks) + 1))
+    clock = iter([0.0, *times, (times[-1] if times else 0.0) + 1.0])
+    header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": path.stem,
+              "started": "2026-01-01T00:00:00.000000Z", "request": {"method": "GET", "url": "http://api.test/sse/chat",
+                                                                    "headers": []},
+              "response": {"status": 200, "reason": "OK", "headers": SSE_HEADERS}, "ttfb": 0.0}
+    recorder = StreamRecorder(RecordingFile(str(path.parent), path.name), header, max_event_size=1 << 20,
+                              clock=lambda: float(next(clock)))
+    for chunk in chunks:
+        recorder.feed(chunk)
+    recorder.finish("complete")
+    return path
 
 
 # --- what a client makes of the bytes ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ test_inspect_commands.py)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import re
@@ -15,10 +16,13 @@ import orjson
 import pytest
 
 from inspect_helpers import run
+from replay_helpers import record_body
+from sse_capture_addon.contentview import render_events
 from sse_capture_addon.inspect.diff import strip
 from sse_capture_addon.inspect.events import Selector, parse_path
 from sse_capture_addon.inspect.stats import EXACT_LIMIT, Distribution, stream_stats
 from sse_capture_addon.recording import event_line, line
+from sse_capture_addon.shown import printable
 
 pytest_plugins = ["inspect_fixtures"]  # the session-wide `recs` recordings
 
@@ -412,3 +416,67 @@ def test_shorten_says_how_many_characters_it_left_out(length, width):
     kept, _, note = shown.partition("… (+")
     assert text.startswith(kept) and note == f"{length - len(kept)} chars)"
     assert len(shown) <= max(width, len(kept) + len(f"… (+{length} chars)"))
+
+
+def test_json_output_keeps_a_retry_beyond_64_bits(tmp_path):
+    """A retry field is any run of digits: the recorder writes one beyond 64 bits (with json, as orjson cannot), and
+    every --json output must too, not crash."""
+    big = 2**64
+    a = record_body(tmp_path / "a.jsonl", b"retry: %d\ndata: x\n\nretry: %d\n\n" % (big, big + 1))
+    b = record_body(tmp_path / "b.jsonl", b"retry: %d\ndata: y\n\n" % big)
+    r = run("show", "--json", a)
+    assert r.code == 0 and [json.loads(line).get("retry") for line in r.out.splitlines()] == [big, big + 1, None]
+    r = run("diff", "--json", a, b)
+    assert r.code == 1 and json.loads(r.out)["divergence"]["a"]["retry"] == big
+    r = run("lint", "--json", "--preset", "none", "--terminal", f"retry={big}", a)  # a selector compares its text
+    assert r.code == 0 and json.loads(r.out)["problems"] == 0
+    for args in (["ls", "--json", tmp_path], ["stats", "--json", a], ["timeline", a, "-o", tmp_path / "t.html"]):
+        assert run(*args).code == 0
+
+
+@pytest.mark.parametrize("tail, lost", [
+    # lines a client acts on at once, or that start nothing: it loses nothing
+    (b": c\n", None), (b": c", None), (b"retry: x\n", None), (b"retry: 5\n", None), (b"id: a\0b\n", None),
+    (b"event: e\n", None), (b"id: 1\n", None), (b"\xef\xbb\xbfdata: b\n", None),  # (the same ID; no BOM mid-stream)
+    # the start of an event, which is not dispatched
+    (b"data: b", "event"), (b"data", "event"), (b": c\ndata: b\n", "event"), (b"event: e\ndata: b\nid: 2\n", "event"),
+    # an ID, committed only at dispatch, and a retry line cut short
+    (b"id: 2\n", "the last event ID to '2'"), (b"retry: 5", "the reconnection time to 5 ms"),
+    (b"id\r: c\rretry: 5", "the last event ID to '' and the reconnection time to 5 ms"),
+])
+def test_an_unterminated_tail_is_reported_when_a_client_loses_something_by_it(tail, lost, tmp_path):
+    """What a client would have got had a blank line ended the tail, and does not (WHATWG "Interpreting an event
+    stream"): lint, show, diff, timeline and the content view say the same."""
+    body = b"id: 1\ndata: a\n\n" + tail
+    rec = record_body(tmp_path / "tail.jsonl", body)
+    r = run("lint", "--preset", "none", "--json", rec)
+    findings = [f for f in orjson.loads(r.out)["recordings"][0]["findings"] if f["code"] == "unterminated-event"]
+    shown = run("show", rec).out.splitlines()[-1]
+    same = orjson.loads(run("diff", "--json", rec, record_body(tmp_path / "ended.jsonl", body + b"\n\n")).out)["same"]
+    run("timeline", rec, "-o", tmp_path / "t.html")
+    label = re.search(r'class="end-label[^>]*>([^<]*)<', (tmp_path / "t.html").read_text())[1]
+    view = render_events(body).splitlines()[-1]
+    if lost is None:
+        assert findings == [] and shown == "── complete after 2.00s, 1 events" and label == "complete"
+        assert view.startswith("── 1 event(s)") and same
+        return
+    [finding] = findings
+    assert (finding["severity"], finding["index"], r.code) == ("error", 1, 1) and not same
+    if lost == "event":
+        assert finding["message"] == "the stream ended in the middle of an event (no blank line after it), which " \
+                                     f"clients drop: {tail.decode()!r}"
+        assert shown == f"── unterminated last event, not delivered: {printable(tail.decode())}"
+        assert label == "complete · unterminated event"
+        assert view == f"── unterminated last event (clients drop it): {tail.decode()!r}"
+    else:
+        assert finding["message"] == "the stream ended in the middle of a block (no blank line after it), so " \
+                                     f"clients never set {lost}: {tail.decode()!r}"
+        assert shown == f"── unterminated last block, not delivered (clients never set {lost}): " \
+                        f"{printable(tail.decode())}"
+        assert label == "complete · unterminated block"
+        assert view == f"── unterminated last block (clients never set {lost}): {tail.decode()!r}"
+
+
+def test_lint_passes_a_stream_whose_tail_is_a_comment(tmp_path):
+    rec = record_body(tmp_path / "tail.jsonl", b"data: a\n\n: c\n")
+    assert run("lint", "--preset", "none", rec).code == 0

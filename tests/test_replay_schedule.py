@@ -5,7 +5,8 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from replay_helpers import chunk, ev, parse_comments, parse_events, write_recording
+from replay_helpers import chunk, ev, parse_comments, parse_events, record_body, write_recording
+from test_parser import reference
 
 from sse_capture_addon.recording import RecordingError, read_recording
 from sse_capture_addon.replay.schedule import (
@@ -80,6 +81,51 @@ def test_an_unterminated_tail_is_sent_last_and_dispatches_nothing(tmp_path):
     parser = SSEParser()
     parser.feed(sent(plan))
     assert parser.close() == "data: half"
+
+
+def test_the_tails_comments_and_ignored_fields_are_sent_once_at_their_times(tmp_path):
+    """A client reads a comment or an ignored field of the unterminated tail when its line comes, so the recording
+    has a line for each, and the tail's text has them too: each goes out once, as its part of the tail."""
+    chunks = [b"data: a\n\n", b": p\n", b"data: half\n", b": q\nid: a\0b\n", b"data: x"]
+    plan = build_plan(read_recording(record_body(tmp_path / "r.jsonl", *chunks)))
+    assert [(w.at, w.data) for w in plan.writes] == [(1, b"data: a\n\n"), (2, b": p\n"),
+                                                      (4, b"data: half\n: q\nid: a\0b\n"), (6, b"data: x")]
+    plan = build_plan(read_recording(record_body(tmp_path / "s.jsonl", b"data: a\n\n: c\n")))
+    assert sent(plan) == b"data: a\n\n: c\n"
+
+
+tail_lines = st.lists(st.sampled_from([": c", ":", ": ping", "retry: x", "retry: 7", "id: 7", "id: a\0b", "id",
+                                       "event: e", "data: d", "data", "other: o", "\ufeff: c"]), min_size=1, max_size=5)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blocks=st.lists(st.sampled_from([b"data: a\n\n", b": c\n\n", b"id: 1\ndata: b\n\n", b"retry: x\ndata: r\n\n",
+                                        b"retry: 5\n\n", b": c\nid: a\0b\ndata: i\n\n"]), max_size=3),
+       lines=tail_lines, endings=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=5, max_size=5),
+       terminated=st.booleans(), cuts=st.lists(st.integers(0, 80), max_size=4), bom=st.booleans())
+def test_a_replayed_tail_reads_as_the_recorded_one(tmp_path, blocks, lines, endings, terminated, cuts, bom):
+    """What a spec-compliant client makes of the replay (the spec's reference parser) is what it made of the
+    recorded stream: the same events, comments, ignored fields and unterminated tail, whatever the tail holds."""
+    tail = "".join(line + ending for line, ending in zip(lines, endings))
+    if not terminated:
+        tail = tail[:-len(endings[len(lines) - 1])]
+    body = b"\xef\xbb\xbf" * bom + b"".join(blocks) + tail.encode()
+    cuts = sorted({c for c in cuts if 0 < c < len(body)})
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    (tmp_path / "r.jsonl").unlink(missing_ok=True)  # (of the example before)
+    plan = build_plan(read_recording(record_body(tmp_path / "r.jsonl", *chunks)), Timing(speed=math.inf))
+    original, replayed = reference(body), reference(sent(plan))
+    assert replayed[:2] == original[:2] and replayed[3:6] == original[3:6]  # items, tail; BOM, last ID, retry
+
+
+def test_a_tail_the_recording_kept_only_in_part_leaves_its_lines_to_the_records(tmp_path):
+    """Truncated (or left out) when recorded, the tail's text no longer has every line the records have: they
+    are all sent, as blocks, then what text there is."""
+    records = [ev(0.1, "a"), {"t": 0.2, "kind": "comment", "text": " c"}, {"t": 0.3, "kind": "comment", "text": " d"}]
+    plan = plan_of(tmp_path, records, tail=": c\nxxxx", tail_truncated=True)
+    assert sent(plan) == b"data: a\n\n: c\n\n: d\n\n: c\nxxxx"
+    plan = plan_of(tmp_path, records, tail=None, tail_dropped=True, tail_size=12)
+    assert sent(plan) == b"data: a\n\n: c\n\n: d\n\n"
 
 
 def test_line_endings_and_bom_follow_the_recording(tmp_path):

@@ -165,7 +165,7 @@ def _events(stream: RecordingStream) -> Iterator[dict]:
 
 
 def _ending(stream: RecordingStream) -> str:
-    tail = unterminated_tail(stream.end)
+    tail = unterminated_tail(stream)
     return stream.ending + (f" with unterminated tail {tail.describe(60)}" if tail else "")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ..recording import decode_data
+from .fmt import json_text
 
 MISSING = object()
 ROOTS = ("event", "id", "retry", "data")
@@ -95,7 +96,7 @@ def value_text(value: Any) -> str:
     """A looked-up value as text, for matching and messages (strings unquoted, JSON otherwise)."""
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    return json_text(value)
 
 
 @dataclass(frozen=True)

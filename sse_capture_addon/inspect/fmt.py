@@ -6,6 +6,7 @@ Text is styled with ``click.style``; whether the colour reaches the terminal is 
 
 from __future__ import annotations
 
+import json
 import zlib
 from datetime import datetime, timezone
 
@@ -100,8 +101,17 @@ def started_at(header: dict) -> datetime:
     return datetime.fromisoformat(header["started"].replace("Z", "+00:00"))
 
 
+def json_text(value, indent: bool = False) -> str:
+    """``value`` as JSON, compact or indented by two spaces."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else None).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: a retry field is any run of digits
+        return json.dumps(value, ensure_ascii=False, indent=2 if indent else None,
+                          separators=None if indent else (",", ":"))
+
+
 def pretty_json(value) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    return json_text(value, indent=True)
 
 
 def shorten(text: str, width: int | None) -> str:

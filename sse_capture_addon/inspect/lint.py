@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from ..recording import IN_PROGRESS, RecordingError
 from .fmt import event_number, path_text
 from .protocols import PRESETS, Protocol, detect
-from .reader import EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
+from .reader import AN_EVENT, EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
 from .stalls import Silences, Stall
 
 ERROR, WARNING = "error", "warning"
@@ -128,11 +128,11 @@ class _Linter:
             emit("no-terminal", ERROR, f"the stream never sent a terminal event ({wanted}); it ended: {ending}")
         if end is None:
             return
-        if tail := unterminated_tail(end):
-            self.emit_at(self.index, end["t"])(
-                "unterminated-event", ERROR,
-                f"the stream ended in the middle of an event (no blank line after it), which clients drop: "
-                f"{tail.describe()}")
+        if tail := unterminated_tail(stream):
+            what = "an event (no blank line after it), which clients drop" if tail.lost == AN_EVENT else \
+                f"a block (no blank line after it), so clients never set {tail.lost}"
+            self.emit_at(self.index, end["t"])("unterminated-event", ERROR,
+                                               f"the stream ended in the middle of {what}: {tail.describe()}")
         endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}
         if len(endings) > 1:
             counts = ", ".join(f"{v} {k.upper()}" for k, v in endings.items())

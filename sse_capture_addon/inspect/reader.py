@@ -14,9 +14,11 @@ from typing import TypeVar
 
 from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, find_recordings,
                          header_pending, iter_lines, writer_alive)
+from ..sse import Event, NoDispatch, Oversized, tail_parser
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
 EVENT_KINDS = ("event", "oversized")
+_SETS_CLIENT_STATE = (*EVENT_KINDS, "no_dispatch")  # the kinds with the last event ID and reconnection time
 
 
 T = TypeVar("T")
@@ -39,14 +41,19 @@ def each_readable(path: str, read: Callable[[str], T], errors: list[RecordingErr
             errors.append(HeaderPending(file) if header_pending(file) else e)
 
 
+#: ``Tail.lost`` when the tail holds the start of an event
+AN_EVENT = "an event"
+
+
 @dataclass(frozen=True)
 class Tail:
-    """The unterminated last event of a stream: sent by the server, never delivered (no blank line ended it)."""
+    """The unterminated last lines of a stream (no blank line ended them), when a client loses something by them."""
 
     size: int                 # characters
     text: str | None          # None when the recording kept only its size
     left_out: str | None      # why the text was not kept: "redacted" or "dropped"
     truncated: bool = False   # the text kept is only its start
+    lost: str = AN_EVENT      # AN_EVENT, or what a client never sets: "the last event ID to '7'", ...
 
     def describe(self, width: int = 80) -> str:
         """What a person needs: the start of its text, or its size and why the text is not there."""
@@ -57,12 +64,40 @@ class Tail:
         return repr(self.text[:width]) + (" (cut)" if self.truncated else "")
 
 
-def unterminated_tail(end: dict | None) -> Tail | None:
-    """The tail the end line reports, also when only its size was kept (``tail_redacted``/``tail_dropped``)."""
+def tail_loss(text: str, last_id: str = "", retry: int | None = None, truncated: bool = False) -> str | None:
+    """What a client does not get because no blank line ended the unterminated ``text``, after a stream that left it
+    the last event ID ``last_id`` and the reconnection time ``retry``; None when nothing. A data line starts an event,
+    which is not dispatched (``AN_EVENT``). An id line sets only the last event ID buffer, committed at dispatch. A
+    retry line takes effect at once, but not when cut short. A comment, an ignored field, an event type without data
+    and a field no one knows lose nothing. A ``truncated`` text is only the start of the tail, and the rest may hold
+    anything: it is taken for an event."""
+    if truncated:
+        return AN_EVENT
+    parser = tail_parser(text)
+    parser.reconnection_time = retry
+    parser.feed(text.encode("utf-8", "surrogatepass"))
+    before = parser.reconnection_time
+    ended = parser.feed(b"\n\n")  # the end of a cut line, and the blank line
+    if any(isinstance(item, (Event, Oversized)) for item in ended):
+        return AN_EVENT
+    lost = []
+    if any(isinstance(item, NoDispatch) and item.id_changed and item.last_event_id != last_id for item in ended):
+        lost.append(f"the last event ID to {parser.last_event_id!r}")
+    if parser.reconnection_time != before:
+        lost.append(f"the reconnection time to {parser.reconnection_time} ms")
+    return " and ".join(lost) or None
+
+
+def unterminated_tail(stream: RecordingStream) -> Tail | None:
+    """The tail the end line of ``stream`` (read to its end) reports, when a client loses something by it (see
+    ``tail_loss``). A tail kept only as its size (``tail_redacted``/``tail_dropped``) is taken for an event."""
+    end = stream.end
     if not end:
         return None
-    if end.get("tail"):
-        return Tail(len(end["tail"]), end["tail"], None, bool(end.get("tail_truncated")))
+    if text := end.get("tail"):
+        truncated = bool(end.get("tail_truncated"))
+        lost = tail_loss(text, stream.last_id, stream.retry, truncated)
+        return Tail(len(text), text, None, truncated, lost) if lost else None
     for why in ("redacted", "dropped"):
         if end.get(f"tail_{why}") and end.get("tail_size", 0) > 0:
             return Tail(end["tail_size"], None, why)
@@ -84,16 +119,22 @@ class RecordingStream:
         self.end: dict | None = None
         self.writer_alive = False
         self.finished = False
+        self.last_id = ""                 # what a client holds after the records so far: its last event ID
+        self.retry: int | None = None     # ... and its reconnection time
 
     def _torn(self, lineno: int, size: int) -> None:
         self.torn = (lineno, size)
 
     def __iter__(self) -> Iterator[dict]:
         for _, record in self._lines:
-            if record["kind"] == "end":
+            kind = record["kind"]
+            if kind == "end":
                 self.end = record
-            else:
-                yield record
+                continue
+            if kind in _SETS_CLIENT_STATE:
+                self.last_id = record.get("id", self.last_id if kind == "no_dispatch" else "")
+                self.retry = record.get("retry", self.retry)
+            yield record
         if self.end is None:
             self.writer_alive = writer_alive(self.path)
         self.finished = True

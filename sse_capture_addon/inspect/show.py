@@ -10,7 +10,7 @@ from ..recording import IN_PROGRESS
 from .events import MISSING, data_json, data_text
 from .fmt import (bad, bold, dim, duration, ending_label, event_number, pretty_json, printable, seconds, shorten,
                   style_ending, style_type, utc, warn)
-from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
+from .reader import AN_EVENT, EVENT_KINDS, RecordingStream, unterminated_tail
 
 
 @dataclass
@@ -90,10 +90,12 @@ class ShowRenderer:
         if end and end.get("message"):
             text += f": {printable(end['message'])}"
         out = [text]
-        if tail := unterminated_tail(end):
+        if tail := unterminated_tail(stream):
+            what = "event, not delivered" if tail.lost == AN_EVENT else \
+                f"block, not delivered (clients never set {printable(tail.lost)})"
             cut = " (cut)" if tail.truncated else ""
             shown = shorten(tail.text, self.options.width) if tail.text is not None else tail.describe()
-            out.append(bad(f"── unterminated last event, not delivered{cut}: ") + shown)
+            out.append(bad(f"── unterminated last {what}{cut}: ") + shown)
         if torn := _torn_write(stream):
             lineno, size = torn
             out.append(dim(f"   (line {lineno} is the first {size} bytes of a write the proxy did not finish: "

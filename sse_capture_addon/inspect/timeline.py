@@ -17,7 +17,7 @@ import orjson
 
 from .events import MISSING, data_json, data_text
 from .fmt import duration, ended_badly, event_number, ending_label, path_text, pretty_json, utc
-from .reader import EVENT_KINDS, RecordingStream, Tail, unterminated_tail
+from .reader import AN_EVENT, EVENT_KINDS, RecordingStream, Tail, unterminated_tail
 from .stalls import Silences
 from ..recording import IN_PROGRESS
 
@@ -80,7 +80,7 @@ def read_lane(path: str, stall: float) -> Lane:
     silence = silences.until_end(lane.end_t)
     if silence.seconds > stall:
         lane.stalls.append((silence.start, silence.seconds))
-    lane.tail = unterminated_tail(stream.end)
+    lane.tail = unterminated_tail(stream)
     lane.subtitle = (f"{path_text(os.path.basename(path))} · started {utc(stream.header['started'])} UTC · "
                      f"status {stream.header['response']['status']} · {lane.total_events} events in "
                      f"{duration(lane.end_t)} · {ending_label(lane.ending)}")
@@ -153,7 +153,9 @@ def render(lanes: list[Lane], title: str = "SSE timeline") -> str:
             hover.append(text)
         end_x = x(lane.end_t)
         flag = "flag-ok" if lane.ending == "complete" else "flag-live" if lane.ending == IN_PROGRESS else "flag-bad"
-        label = ending_label(lane.ending) + (" · unterminated event" if lane.tail else "")
+        label = ending_label(lane.ending)
+        if lane.tail:
+            label += " · unterminated " + ("event" if lane.tail.lost == AN_EVENT else "block")
         anchor, label_x = ("end", end_x - 4) if end_x > WIDTH - 200 else ("start", end_x + 4)
         svg.append(f'<line class="{flag}" x1="{end_x:.1f}" x2="{end_x:.1f}" y1="{top - 4}" y2="{top + LANE_H - 4}"/>'
                    f'<text class="end-label {flag}" text-anchor="{anchor}" x="{label_x:.1f}" '

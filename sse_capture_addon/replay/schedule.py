@@ -18,9 +18,11 @@ writes (pieces due at the same time go out together) -> re-chunking.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, chunk_bytes, decode_data
+from ..sse import Comment, Ignored, tail_parser
 from . import faults as faults_mod
 from .faults import Faults
 
@@ -253,9 +255,13 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_
     ser = _Serializer(_newline(end))
     pieces: list[Piece] = []
     redacted = oversized = 0
-    for r in records:
+    tail = end.get("tail") if with_tail and end is not None else None
+    carried, rest = tail_lines(records, tail) if tail else ({}, "")
+    for i, r in enumerate(records):
         kind = r["kind"]
-        if kind == "event":
+        if i in carried:
+            pieces.append(Piece(r["t"], carried[i].encode("utf-8", "surrogatepass")))
+        elif kind == "event":
             redacted += bool(r.get("redacted"))
             pieces.append(Piece(r["t"], ser.event(r, decode_data(r["data"])).encode("utf-8", "surrogatepass"), 1))
         elif kind == "oversized":
@@ -275,16 +281,57 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_
     if oversized:
         warnings.append(f"{oversized} oversized event(s) were recorded without their data; "
                         "each is replayed with the data prefix that was kept")
-    if with_tail and end is not None and end.get("tail"):
-        if end.get("tail_truncated"):
-            warnings.append("the unterminated tail was truncated when recorded")
-        pieces.append(Piece(end["t"], end["tail"].encode("utf-8", "surrogatepass")))
+    if tail and end.get("tail_truncated"):
+        warnings.append("the unterminated tail was truncated when recorded")
+    if rest:
+        pieces.append(Piece(end["t"], rest.encode("utf-8", "surrogatepass")))
     if end is not None and end.get("bom"):
         if pieces:
             pieces[0] = replace(pieces[0], data=b"\xef\xbb\xbf" + pieces[0].data)
         else:
             pieces.append(Piece(0.0, b"\xef\xbb\xbf"))
     return pieces
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+
+
+def tail_lines(records: list[dict], tail: str) -> tuple[dict[int, str], str]:
+    """The unterminated tail in pieces. A client reads a comment or an ignored field of the tail when its line
+    comes, so the recording has a line for each: the last comment and ignored lines of ``records``. Each of them
+    is sent as the tail's text up to its line, at its time, and not again as a block of its own. Returns
+    ``({index in records: text}, the text after the last of them)``. When the records do not end with exactly the
+    lines that the tail's text gives (it was truncated when recorded), they are the only copy of some of them: then
+    all are sent as blocks, and the tail's text whole after them."""
+    whole = ({}, tail)
+    last = []  # the indices of the comment and ignored lines at the end of the records, the last first
+    for i in range(len(records) - 1, -1, -1):
+        kind = records[i]["kind"]
+        if kind in ("comment", "ignored"):
+            last.append(i)
+        elif kind not in ("chunk", "error"):  # (lines that send nothing)
+            break
+    if not last:
+        return whole
+    parser = tail_parser(tail)
+    lines = []  # (item, where its line ends in the tail)
+    for m in _LINE.finditer(tail):
+        lines += ((item, m.end()) for item in parser.feed(m.group().encode("utf-8", "surrogatepass")))
+    if not lines or len(lines) > len(last):
+        return whole
+    carried, start = {}, 0
+    for i, (item, stop) in zip(reversed(last[:len(lines)]), lines):
+        if not _same(records[i], item):
+            return whole
+        carried[i], start = tail[start:stop], stop
+    return carried, tail[start:]
+
+
+def _same(record: dict, item) -> bool:
+    if isinstance(item, Comment):
+        return record["kind"] == "comment" and record["text"] == item.text
+    return isinstance(item, Ignored) and record["kind"] == "ignored" and \
+        (record["field"], record["value"], record["reason"]) == (item.field, item.value, item.reason)
 
 
 # --- timing -----------------------------------------------------------------------------------------------
