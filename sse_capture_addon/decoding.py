@@ -15,7 +15,11 @@ import zlib
 from collections.abc import Callable
 
 import brotli
-import zstandard
+
+try:  # compression.zstd from Python 3.14 on; its backport before (mitmproxy's own dependency)
+    from compression import zstd as _zstd
+except ImportError:
+    from backports import zstd as _zstd
 
 
 PIECE_SIZE = 64 * 1024  # brotli's pieces can be half as big again (its output buffer grows in steps)
@@ -153,31 +157,31 @@ class _Brotli(Decoder):
             chunk = b""
 
 
-class _Sink:
-    """What zstandard's stream_writer writes to: ``write`` is the sink of the current call."""
-
-    def write(self, data: bytes) -> None:
-        raise AssertionError("only written to during _Zstd.decode_to")
-
-
 class _Zstd(Decoder):
     """zstd, across any number of concatenated frames."""
 
     def __init__(self):
-        # zstandard's decompressobj returns all that a chunk decodes to at once; its stream_writer passes it on
-        # in write_size pieces as they come
-        self._out = _Sink()
-        dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-        self._writer = dctx.stream_writer(self._out, write_size=PIECE_SIZE, closefd=False)
+        self._obj = _zstd_decompressor()
 
     def decode_to(self, chunk: bytes, sink: Sink) -> None:
-        if not chunk:
-            return
-        self._out.write = sink
-        try:
-            self._writer.write(chunk)
-        except zstandard.ZstdError as e:
-            raise DecodeError(f"zstd: {e}") from None
+        data = chunk
+        while data or not self._obj.needs_input:  # (output still held from a call that stopped at the limit)
+            try:
+                piece = self._obj.decompress(data, PIECE_SIZE)
+            except _zstd.ZstdError as e:
+                raise DecodeError(f"zstd: {e}") from None
+            data = b""
+            if piece:
+                sink(piece)
+            if self._obj.eof:  # the next frame, if any, needs a decompressor of its own
+                data = self._obj.unused_data
+                self._obj = _zstd_decompressor()
+
+
+def _zstd_decompressor():
+    # a frame may ask for a window of 8 MiB, no more (RFC 9659, as browsers): else it says how much memory it takes
+    window_log = ZSTD_MAX_WINDOW.bit_length() - 1
+    return _zstd.ZstdDecompressor(options={_zstd.DecompressionParameter.window_log_max: window_log})
 
 
 class _Chain(Decoder):
@@ -213,7 +217,7 @@ _FACTORIES = {
 
 def make_decoder(content_encoding: str | None) -> Decoder | None:
     """None for no/identity encoding. Handles gzip, x-gzip, deflate (zlib-wrapped AND raw deflate, auto-detected
-    as browsers do), br (brotli module), zstd (zstandard module), case-insensitive, and comma-separated chains
+    as browsers do), br (brotli module), zstd (compression.zstd, or its backport), case-insensitive, and comma-separated chains
     ("gzip, br" = applied in that order, so decode in reverse). Raises UnsupportedEncoding for anything else."""
     if content_encoding is None:
         return None

@@ -37,7 +37,7 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | Non
 
 def listens(pid: int, port: int) -> bool | None:
     """Whether process ``pid`` or one of its descendants has a listening TCP socket on ``port``; None where
-    /proc cannot tell (not Linux)."""
+    /proc cannot tell (not Linux, or no listening socket on the port shown at all)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -49,7 +49,7 @@ def listens(pid: int, port: int) -> bool | None:
                         inodes.add(f"socket:[{fields[9]}]")
         except (OSError, StopIteration):
             continue
-    if not os.path.exists("/proc/net/tcp"):
+    if not inodes:  # no /proc, or one that does not show the socket that just accepted (WSL1's is empty)
         return None
     for p in _with_descendants(pid):
         try:

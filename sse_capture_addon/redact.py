@@ -36,7 +36,7 @@ URL_HEADERS = frozenset({"referer", "location", "content-location"})
 # What separates one parameter from the next when looking for credentials: "&"; ";", which some servers also
 # take (Rack 2, Go before 1.17, Perl's CGI); "#", which may be sent raw in a request target and starts OAuth's
 # implicit-flow parameters in a URL; and "?", of a URL inside a value or of a Host header that holds one.
-_PARAM_SEPARATORS = re.compile(r"([&;#?])")
+PARAM_SEPARATORS = re.compile(r"([&;#?])")
 _QUERY_START = re.compile(r"[?#]")  # the path (";jsessionid=" included) is left as it is
 
 
@@ -70,13 +70,13 @@ class Redactor:
 
     def url(self, url: str) -> tuple[str, list[str]]:
         """``url`` with the values of credential query parameters replaced (names compared case-insensitively,
-        after URL decoding; parameters separated as ``_PARAM_SEPARATORS`` says, from the first ``?`` or ``#``
+        after URL decoding; parameters separated as ``PARAM_SEPARATORS`` says, from the first ``?`` or ``#``
         on); every other byte of it as it was. Also the (lower-case) names redacted."""
         start = _QUERY_START.search(url) if self.params else None
         if start is None:
             return url, []
         # the separators are at the odd places; parts[0] is "", as the query starts with one
-        parts, hit = _PARAM_SEPARATORS.split(url[start.start():]), []
+        parts, hit = PARAM_SEPARATORS.split(url[start.start():]), []
         for i in range(2, len(parts), 2):
             name, _, value = parts[i].partition("=")
             if not value:

@@ -179,7 +179,11 @@ class SSEReplay:
             self._extra(flow)
             return
         rec = booking.recording
-        plan = self.plans[rec]
+        try:
+            plan = self.plans[rec]
+        except Exception:
+            booking.give_back()  # or the endpoint's next requests would wait for it
+            raise
         for warning in plan.warnings:
             log.warning(f"sse-replay: {shown_path(rec.path)}: {printable(warning)}")
         token = secrets.token_urlsafe(16)
@@ -208,6 +212,13 @@ class SSEReplay:
         req.headers.pop(TOKEN_HEADER, None)
         req.scheme, req.host, req.port = meta["url"][:3]
         req.host_header = meta["url"][3]
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get("sse_replay")
+        if meta is not None and (playback := self.awaiting_head.pop(meta["token"], None)) is not None:
+            # answered without the replay server's head: by a later addon (map_local, server_replay)
+            self.expected.pop(meta["token"], None)
+            playback.unanswered()
 
     def error(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get("sse_replay")

@@ -189,7 +189,11 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
                        err=True)
             return None
         rec = booking.recording
-        plan = plans[rec]
+        try:
+            plan = plans[rec]
+        except Exception:
+            booking.give_back()
+            raise
         for warning in plan.warnings:
             click.echo(f"{shown_path(rec.path)}: {printable(warning)}", err=True)
         return Playback(plan, label=label(request), booking=booking)

@@ -82,12 +82,18 @@ def make_private_dirs(path: str) -> None:
     """``os.makedirs(path, exist_ok=True)``, with every directory it creates owner-only: ``makedirs`` gives its
     mode to the last one only, and recordings hold production data."""
     try:
-        os.mkdir(path, 0o700)
+        _made_or_there(path)
     except FileNotFoundError:
         parent = os.path.dirname(os.path.normpath(path))
         if parent == path:
             raise
         make_private_dirs(parent)
+        _made_or_there(path)
+
+
+def _made_or_there(path: str) -> None:
+    """``os.mkdir(path, 0o700)``, unless another thread or proxy has just made it."""
+    try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         if not os.path.isdir(path):

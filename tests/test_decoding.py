@@ -117,6 +117,27 @@ def test_zstd_multiple_frames_and_streamed_frames():
         assert run(make_decoder("zstd"), data, sizes) == b"data: a\n\ndata: b\n\n" + PAYLOAD
 
 
+@pytest.mark.parametrize("name", ["gzip", "deflate", "br", "zstd"])
+@pytest.mark.parametrize("size", [65_537, 200_000, 1_000_000])
+def test_a_flushed_chunk_is_handed_on_whole_by_its_own_call(name, size):
+    """A streaming server flushes each event: everything a chunk decodes to must come out of that chunk's call,
+    however many pieces it takes (zstandard's stream_writer kept what did not fit its last piece until the next
+    chunk, when that chunk's events were recorded with the next chunk's time)."""
+    events = b"".join(b"data: %06d\n\n" % i for i in range(size // 14 + 2))[:size]
+    if name == "zstd":
+        obj = zstandard.ZstdCompressor().compressobj()
+        chunk = obj.compress(events) + obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+    elif name == "br":
+        obj = brotli.Compressor()
+        chunk = obj.process(events) + obj.flush()
+    else:
+        obj = zlib.compressobj(wbits=31 if name == "gzip" else 15)
+        chunk = obj.compress(events) + obj.flush(zlib.Z_SYNC_FLUSH)
+    pieces = []
+    make_decoder(name).decode_to(chunk, pieces.append)
+    assert b"".join(pieces) == events
+
+
 @pytest.mark.parametrize("value", ["GZIP", "Gzip", " gzip ", "BR", "ZStd", "Deflate", "X-Gzip"])
 def test_case_insensitive_and_whitespace(value):
     data = COMPRESSORS[value.strip().lower()](PAYLOAD)

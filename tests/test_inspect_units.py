@@ -166,6 +166,8 @@ def test_a_rules_files_preset_is_the_base_and_its_types_add_to_the_presets(tmp_p
     assert run("lint", rec, "--rules", rules, "--preset", "none").code == 0  # the same preset twice is fine
     r = run("lint", rec, "--rules", rules, "--preset", "openai")
     assert r.code == 2 and f'two presets: --preset openai and preset = "none" in {rules}' in r.err
+    rules.write_text('preset = "auto"\n')  # the same as leaving it out: --preset decides
+    assert _lint(rec, "--rules", rules, "--preset", "none")[0] == "none"
     rules.write_text('preset = "anthropics"\n')
     r = run("lint", rec, "--rules", rules)
     assert r.code == 2 and "unknown preset 'anthropics' (auto, none, anthropic," in r.err

@@ -62,6 +62,15 @@ def test_a_redacted_parameter_after_a_semicolon_matches_any_value(tmp_path):
     assert served(matcher, "https://api.test/sse?room=8;token=live-1", "GET") is None
 
 
+def test_a_redacted_parameter_inside_another_ones_url_value_matches_any_value(tmp_path):
+    url = "https://api.test/sse?next=https://app.test/cb?access_token=[REDACTED]&x=1"
+    path = write_recording(tmp_path / "t.jsonl", [ev(0.1, "t")], url=url)
+    path.write_bytes(path.read_bytes().replace(b'"raw_chunks"', b'"redacted_params":["access_token"],"raw_chunks"', 1))
+    matcher = Matcher([read_recording(path)], MatchOptions(reuse=True))
+    assert served(matcher, url.replace("[REDACTED]", "s3cret"), "GET") == "t"
+    assert served(matcher, url.replace("app.test", "evil.test"), "GET") is None
+
+
 def test_an_ipv6_upstream_as_mitmproxy_writes_its_url_matches(tmp_path):
     # mitmproxy's URL for an IPv6 host has no brackets; it used to stop the matcher being built at all
     url = "http://::1:8080/sse?x=1"

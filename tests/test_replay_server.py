@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -274,6 +275,29 @@ def test_serve_gives_a_request_aborted_before_the_response_its_recording_again(t
     assert [parse_events(r.content)[0][1] for r in got[:2]] == ["recording 1", "recording 2"]
     assert got[2].status_code == 404
     assert "client went away before the response began: served again next time" in served.output
+
+
+def test_requests_at_once_to_one_endpoint_are_not_held_up_by_each_others_time_to_first_byte(tmp_path):
+    for i in range(4):
+        write_recording(tmp_path / "turns" / f"{i}.jsonl", [ev(0.01, str(i))], ttfb=1.0,
+                        started=f"2026-01-01T00:00:0{i}.000000Z")
+    one = write_recording(tmp_path / "one.jsonl", [ev(0.01, "one")], ttfb=1.0)
+    for args in ([tmp_path / "turns"], [one, "--reuse"]):
+        with serve_process(*args) as served:
+            took = []
+
+            def get() -> None:
+                start = time.monotonic()
+                httpx.get(f"{served.base}/sse/chat", timeout=10)
+                took.append(time.monotonic() - start)
+
+            clients = [threading.Thread(target=get) for _ in range(4)]
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join()
+        # each waits its own recorded second, and at most 0.25 s for the others (in turn, this was 1, 2, 3, 4 s)
+        assert len(took) == 4 and max(took) < 1.0 + 0.25 + 0.5, (args, took)
 
 
 def test_serve_output_shows_no_live_token_and_no_raw_control_characters(tmp_path):

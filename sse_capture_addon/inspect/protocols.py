@@ -425,6 +425,8 @@ def load_rules(path: str) -> Protocol:
         preset = doc.get("preset")
         if preset is not None and preset not in PRESET_CHOICES:
             raise ValueError(f"unknown preset {preset!r} ({', '.join(PRESET_CHOICES)})")
+        if preset == "auto":
+            preset = None  # the same as leaving it out
         rules = doc.get("rules", [])
         if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
             raise ValueError("rules must be a list of tables")

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from ..recording import DEFAULT_PORTS, Recording, read_recording, url_host_port
-from ..redact import Redactor
+from ..redact import PARAM_SEPARATORS, Redactor
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,9 @@ class Matcher:
         query: tuple = ()
         if "*" not in o.ignore_params:
             redacted = self._redacted_params
-            # ";" separates parameters too, as for redaction: a token after one must not be part of the key
-            pairs = parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True)
+            # parameters separated as redaction separates them, so that a redacted one is left out of the key
+            # wherever it was (after a ";", or a "?" inside another's value)
+            pairs = parse_qsl(PARAM_SEPARATORS.sub("&", parts.query), keep_blank_values=True)
             query = tuple(sorted((k, v) for k, v in pairs
                                  if k not in o.ignore_params and not (redacted and k.lower() in redacted)))
         return (
@@ -210,8 +211,11 @@ class Matcher:
         self._waiting = [b for b in self._waiting if not b.settled]
         if not self._waiting or any(m.pattern.search(request.url) for m in self.mappings):
             return []
-        candidates = {id(e) for e in self._candidates(request)}
-        return [b for b in self._waiting if id(b.entry) in candidates]
+        candidates = self._candidates(request)
+        if self.options.reuse and len(candidates) == 1:
+            return []  # the same recording whatever happens: nothing to wait for
+        ids = {id(e) for e in candidates}
+        return [b for b in self._waiting if id(b.entry) in ids]
 
     def _candidates(self, request: RequestInfo) -> list[_Entry]:
         candidates = self._by_key.get(self.key(request.method, request.url), [])

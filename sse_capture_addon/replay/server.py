@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import h11
 
+from ..redact import Redactor
 from ..shown import printable, shown_path
 from .matching import Booking, Matcher, RequestInfo
 from .schedule import CLOSE, COMPLETE, HOLD, RESET, Plan, Write
@@ -215,10 +216,16 @@ class Timeline:
             self._wake_for(heap[0][0])
 
 
-async def book_in_turn(matcher: Matcher, request: RequestInfo, limit: float = 30.0) -> Booking | None:
+#: How long a request waits for the bookings of its endpoint that are still waiting for their first byte (see
+#: book_in_turn). An aborted request's abort reaches the proxy within milliseconds of its retry (2-8 ms measured
+#: with Chromium); requests that merely run at once (two tabs, a page's parallel streams) are held no longer.
+ABORT_GRACE = 0.25
+
+
+async def book_in_turn(matcher: Matcher, request: RequestInfo, limit: float = ABORT_GRACE) -> Booking | None:
     """``matcher.book(request)`` once every booking of its sequence still waiting for its response has begun
-    it or been given back (``Matcher.unsettled``), so that recordings are served in order even when an
-    aborted request's abort arrives after its retry. ``limit`` seconds at most."""
+    it or been given back (``Matcher.unsettled``), or after ``limit`` seconds, so that recordings are served in
+    order even when an aborted request's abort arrives after its retry."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while earlier := matcher.unsettled(request):
@@ -299,7 +306,8 @@ class ReplayServer:
                 if inspect.isawaitable(playback):
                     playback = await playback
             except Exception as e:  # a recording the plan builder cannot handle: one failed request, not the server
-                log.error(f"sse-replay: {request.method} {request.target} failed: {e!r}")
+                log.error(f"sse-replay: {printable(request.method)} {printable(Redactor().url(request.target)[0])} "
+                          f"failed: {printable(repr(e))}")
                 await self._respond_text(writer, conn, request, 500, f"replay failed: {e!r}\n")
                 return
             if playback is None:
@@ -338,7 +346,7 @@ class ReplayServer:
             elif failed is None or isinstance(failed, ConnectionError):
                 playback.outcome = CLIENT_GONE
             else:
-                log.error(f"sse-replay: playing {playback.plan.source} failed: {failed!r}")
+                log.error(f"sse-replay: playing {shown_path(playback.plan.source)} failed: {printable(repr(failed))}")
                 playback.outcome = f"failed: {failed!r}"
         finally:
             for task in (sending, gone):
