@@ -383,7 +383,7 @@ class SSECapture:
             # save, a git pull), calling this before the new instance's `load`, which takes the streams over.
             _left_open.update(self.active)
             self.active.clear()
-            asyncio.get_running_loop().call_later(UNLOAD_GRACE, self._finish_left_open)
+            _call_later(UNLOAD_GRACE, self._finish_left_open)
         self.routine.flush()
         if self._file_workers is not None:
             self._file_workers.shutdown(wait=False)

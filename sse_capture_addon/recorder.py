@@ -2,8 +2,8 @@
 
 ``StreamRecorder.feed`` is called with each chunk *before* the chunk is forwarded to the client and
 appends everything the chunk completed in a single write (a compressed chunk that decodes to more than a
-piece: one write a piece), so the file always holds at least what the client has seen. It never raises: a failure is remembered, reported through ``on_error`` once, and the
-caller keeps forwarding traffic.
+piece: one write a piece), so the file always holds at least what the client has seen. It never raises: a
+failure is remembered, reported through ``on_error`` once, and the caller keeps forwarding traffic.
 
 The end line matters most: without it readers take the recording for one whose proxy died. So when it
 cannot be written, ``finish`` retries with space from the directory's ``SpaceReserve`` (disk full) and then

@@ -24,7 +24,6 @@ from mitmproxy import ctx, exceptions, http
 from .capture import is_sse
 from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError
-from .redact import DEFAULT_PARAMS, Redactor
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
 from .replay.server import CLIENT_GONE, Playback, ReplayServer, Request, book_in_turn, cors_headers
 from .replay.settings import (
@@ -239,9 +238,7 @@ class SSEReplay:
         return self.expected.pop(request.header(TOKEN_HEADER) or "", None)
 
     def _label(self, req: http.Request) -> str:
-        """The request for the log: the live request's credentials are no more to be shown than recorded ones."""
-        params = DEFAULT_PARAMS | self.matcher.redacted_params
-        return f"{req.method} {Redactor(headers=(), params=params).url(req.pretty_url)[0]}"
+        return f"{req.method} {self.matcher.shown_url(req.pretty_url)}"
 
     def _started(self, playback: Playback) -> None:
         log.info(f"sse-replay: {playback.start_line()}")

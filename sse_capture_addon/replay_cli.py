@@ -11,7 +11,6 @@ import signal
 import click
 
 from .recording import RecordingError, os_reason, read_recording
-from .redact import DEFAULT_PARAMS, Redactor
 from .replay.matching import Mapping, Matcher, MatchOptions, RequestInfo, format_mapping
 from .replay.server import LOOPBACK, Playback, ReplayServer, Request, book_in_turn
 from .replay.settings import (
@@ -175,10 +174,8 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
                                            ignore_params=ignore_params, match_body=match_body, reuse=reuse), mapped)
     plans = Plans(settings)
 
-    url_redactor = Redactor(headers=(), params=DEFAULT_PARAMS | matcher.redacted_params)
-
-    def label(request: Request) -> str:  # for the output: live credentials are no more shown than recorded ones
-        return f"{request.method} {url_redactor.url(request.target)[0]}"
+    def label(request: Request) -> str:
+        return f"{request.method} {matcher.shown_url(request.target)}"
 
     async def resolve(request: Request) -> Playback | None:
         url = f"http://{LOOPBACK}{request.target}"

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from ..recording import DEFAULT_PORTS, Recording, read_recording, url_host_port
-from ..redact import PARAM_SEPARATORS, Redactor
+from ..redact import DEFAULT_PARAMS, PARAM_SEPARATORS, Redactor
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,7 @@ class Matcher:
         self._waiting: list[Booking] = []  # bookings not yet answered, in the order they were made
         self._redacted_params = frozenset(name for rec in self.recordings
                                           for name in rec.header.get("redacted_params") or ())
+        self._url_redactor = Redactor(headers=(), params=DEFAULT_PARAMS | self._redacted_params)
         for rec in sorted(self.recordings, key=recorded_order):
             request = rec.header["request"]
             entry = _Entry(rec, recorded_body(rec), bool(request.get("body_truncated")), body_redactor(rec))
@@ -240,10 +241,10 @@ class Matcher:
         fresh.used = True
         return fresh.recording, fresh
 
-    @property
-    def redacted_params(self) -> frozenset[str]:
-        """The query parameters some recording redacted (lower case)."""
-        return self._redacted_params
+    def shown_url(self, url: str) -> str:
+        """``url`` for replay's output: a live request's credentials are no more to be shown than recorded ones
+        (the default credential parameters, and those some recording redacted)."""
+        return self._url_redactor.url(url)[0]
 
     @property
     def count(self) -> int:

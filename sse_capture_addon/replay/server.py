@@ -67,15 +67,13 @@ class Playback:
     outcome: str = ""                 # the plan's ending once reached, or CLIENT_GONE
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    answered: bool = False            # the response head went out
-    booking: Booking | None = None    # the matcher's hold on the recording, until the head goes out
-    given_back: bool = False
+    booking: Booking | None = None    # the matcher's hold on the recording, answered when the head goes out
 
     def unanswered(self) -> None:
         """The response never began (the client left: an aborted fetch, React's StrictMode double effect): the
         client has seen nothing of the recording, so the next matching request gets it."""
-        if not self.answered and self.booking is not None:
-            self.given_back = self.booking.give_back() or self.given_back
+        if self.booking is not None:
+            self.booking.give_back()  # (nothing once answered)
 
     @property
     def elapsed(self) -> float:
@@ -89,7 +87,8 @@ class Playback:
     def end_line(self) -> str:
         line = (f"= {printable(self.label)}: {self.events_sent}/{self.plan.events} events in {self.elapsed:.2f}s, "
                 f"{self.outcome}")
-        return line + " before the response began: served again next time" if self.given_back else line
+        given_back = self.booking is not None and self.booking.given_back
+        return line + " before the response began: served again next time" if given_back else line
 
 
 Resolver = Callable[[Request], Playback | None | Awaitable[Playback | None]]
@@ -372,7 +371,6 @@ class ReplayServer:
                                             headers=[_encode(h) for h in headers])))
         start = loop.time()
         playback.started = time.monotonic()
-        playback.answered = True
         if playback.booking is not None:
             playback.booking.answer()
         self.on_start(playback)

@@ -105,23 +105,20 @@ def load_recordings(args: Iterable[str | os.PathLike], warn: Callable[[str], Non
                 continue
             try:
                 rec = read_recording(path)
+                pending = "still being written by a proxy" if rec.ending == IN_PROGRESS else None
             except RecordingError:
                 if not header_pending(path):
                     raise
+                pending = "still being written by a proxy, no header line yet"
                 if named:
-                    raise RecordingError(path, 0, "still being written by a proxy, no header line yet") from None
+                    raise RecordingError(path, 0, pending) from None
+            if pending and not named:
                 if real not in left_out:
-                    warn(f"{shown_path(path)}: still being written by a proxy, no header line yet; left out")
+                    warn(f"{shown_path(path)}: {pending}; left out")
                 left_out.add(real)
                 continue
-            if rec.ending == IN_PROGRESS:
-                if not named:
-                    if real not in left_out:
-                        warn(f"{shown_path(path)}: still being written by a proxy; left out")
-                    left_out.add(real)
-                    continue
-                warn(f"{shown_path(path)}: still being written by a proxy: replayed as far as it goes now, then "
-                     f"held open")
+            if pending:
+                warn(f"{shown_path(path)}: {pending}: replayed as far as it goes now, then held open")
             seen.add(real)
             recordings.append(rec)
     return recordings
