@@ -36,6 +36,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
@@ -576,26 +577,20 @@ static PyObject *counted(PyObject *list, PyObject *counts, PyObject *key, Py_ssi
     return list;
 }
 
-static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* simple_blocks for the first size bytes of buf (bytes), for a parser whose line_endings are counts (a dict). */
+static PyObject *blocks_of(PyObject *buf, Py_ssize_t size, PyObject *parser, int batch, PyObject *counts,
+                           PyObject *key)
 {
     const char *start, *end, *p;
-    Py_ssize_t size, n = 0, i, lines = 0;
+    Py_ssize_t n = 0, i, lines = 0;
     int one_data_line = 1, ids = 0;
-    PyObject *buf, *parser, *last_event_id, *list;
+    PyObject *last_event_id, *list;
     Block b;
-    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "simple_blocks(buf: bytes, parser, batch: bool, line_endings: dict, "
-                                         "key: str)");
-        return NULL;
-    }
     if (event_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "simple_blocks: set_types() was not called");
         return NULL;
     }
-    buf = args[0];
-    parser = args[1];
     start = PyBytes_AS_STRING(buf);
-    size = PyBytes_GET_SIZE(buf);
     end = start + size;
     if (size < 2 || end[-1] != '\n' || end[-2] != '\n' || memchr(start, '\r', size) != NULL)
         Py_RETURN_NONE;
@@ -606,7 +601,7 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         ids |= b.id != NULL;
         lines += b.lines;
     }
-    if (one_data_line && PyObject_IsTrue(args[2]) && !valid_utf8((const unsigned char *)start,
+    if (one_data_line && batch && !valid_utf8((const unsigned char *)start,
                                                                  (const unsigned char *)end))
         Py_RETURN_NONE;
     last_event_id = PyObject_GetAttr(parser, last_event_id_name);
@@ -617,14 +612,16 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         PyErr_SetString(PyExc_TypeError, "simple_blocks: parser.last_event_id must be a str");
         return NULL;
     }
-    if (one_data_line && PyObject_IsTrue(args[2])) {
-        PyObject *batch, *count = PyLong_FromSsize_t(n);
-        if (count == NULL || (batch = new_tuple(batch_type, 3)) == NULL) {
+    if (one_data_line && batch) {
+        PyObject *batch, *blocks, *count = PyLong_FromSsize_t(n);
+        blocks = size == PyBytes_GET_SIZE(buf) ? Py_NewRef(buf) : PyBytes_FromStringAndSize(start, size);
+        if (count == NULL || blocks == NULL || (batch = new_tuple(batch_type, 3)) == NULL) {
             Py_XDECREF(count);
+            Py_XDECREF(blocks);
             Py_DECREF(last_event_id);
             return NULL;
         }
-        PyTuple_SET_ITEM(batch, 0, Py_NewRef(buf));
+        PyTuple_SET_ITEM(batch, 0, blocks);
         PyTuple_SET_ITEM(batch, 1, count);
         PyTuple_SET_ITEM(batch, 2, last_event_id); /* its reference */
         list = PyList_New(1);
@@ -633,7 +630,7 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
             return NULL;
         }
         PyList_SET_ITEM(list, 0, batch);
-        return counted(list, args[3], args[4], lines);
+        return counted(list, counts, key, lines);
     }
     list = PyList_New(n);
     if (list == NULL) {
@@ -669,7 +666,7 @@ static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize
         return NULL;
     }
     Py_DECREF(last_event_id);
-    return counted(list, args[3], args[4], lines);
+    return counted(list, counts, key, lines);
 failed:
     Py_DECREF(last_event_id);
     Py_DECREF(list);
@@ -678,6 +675,248 @@ failed:
     PyErr_Clear(); /* not UTF-8: the Python parser replaces what is invalid */
     Py_RETURN_NONE;
 }
+
+static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int batch;
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "simple_blocks(buf: bytes, parser, batch: bool, line_endings: dict, "
+                                         "key: str)");
+        return NULL;
+    }
+    if ((batch = PyObject_IsTrue(args[2])) < 0)
+        return NULL;
+    return blocks_of(args[0], PyBytes_GET_SIZE(args[0]), args[1], batch, args[3], args[4]);
+}
+
+/* --- ParserCore: SSEParser.feed --------------------------------------------------------------------------
+
+   SSEParser's base class: the state its feed() looks at, in slots, and feed() itself, which is the Python
+   SSEParser._feed_py step for step. A token stream's chunk then costs one C call; as a Python method the
+   checks around the C fast path cost about as much as the fast path itself. */
+
+#define HOLD_MAX (64 * 1024) /* sse.py's _HOLD_MAX */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *held, *c_ready, *started, *undecoded, *max_event_size, *message_batches, *line_endings;
+    Py_ssize_t bytes_in;
+} ParserCore;
+
+static PyObject *empty_bytes, *lf_key, *crlf_key, *settle_name, *feed_text_name;
+
+static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    ParserCore *self = (ParserCore *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->held = Py_NewRef(empty_bytes);
+    self->c_ready = Py_NewRef(Py_False);
+    self->started = Py_NewRef(Py_False);
+    self->undecoded = Py_NewRef(Py_False);
+    self->max_event_size = Py_NewRef(Py_None);
+    self->message_batches = Py_NewRef(Py_False);
+    self->line_endings = Py_NewRef(Py_None);
+    return (PyObject *)self;
+}
+
+static int core_traverse(ParserCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->held);
+    Py_VISIT(self->c_ready);
+    Py_VISIT(self->started);
+    Py_VISIT(self->undecoded);
+    Py_VISIT(self->max_event_size);
+    Py_VISIT(self->message_batches);
+    Py_VISIT(self->line_endings);
+    return 0;
+}
+
+static int core_clear(ParserCore *self)
+{
+    Py_CLEAR(self->held);
+    Py_CLEAR(self->c_ready);
+    Py_CLEAR(self->started);
+    Py_CLEAR(self->undecoded);
+    Py_CLEAR(self->max_event_size);
+    Py_CLEAR(self->message_batches);
+    Py_CLEAR(self->line_endings);
+    return 0;
+}
+
+static void core_dealloc(ParserCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* 1 when size <= limit (an int; any size fits a limit beyond 64 bits), 0 when not, -1 on error. */
+static int fits(Py_ssize_t size, PyObject *limit)
+{
+    int overflow;
+    long long max = PyLong_AsLongLongAndOverflow(limit, &overflow);
+    if (max == -1 && PyErr_Occurred())
+        return -1;
+    return overflow > 0 || (overflow == 0 && size <= max);
+}
+
+/* Every CR is followed by an LF and every LF preceded by a CR, and the bytes end with a blank line. */
+static int pure_crlf(const char *p, Py_ssize_t size)
+{
+    Py_ssize_t i;
+    if (size < 4 || memcmp(p + size - 4, "\r\n\r\n", 4) != 0)
+        return 0;
+    for (i = 0; i < size; i++) {
+        if (p[i] == '\r' && p[i + 1] != '\n') /* (p[size - 1] is an LF) */
+            return 0;
+        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The same bytes with every CRLF as an LF. */
+static PyObject *crlf_to_lf(const char *p, Py_ssize_t size)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    char *o;
+    Py_ssize_t i;
+    if (out == NULL)
+        return NULL;
+    o = PyBytes_AS_STRING(out);
+    for (i = 0; i < size; i++)
+        if (p[i] != '\r')
+            *o++ = p[i];
+    if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) < 0)
+        return NULL;
+    return out;
+}
+
+/* The C fast paths of feed for data at a block boundary: Py_None when none applies. */
+static PyObject *fast_paths(ParserCore *self, PyObject *data, Py_ssize_t held_len)
+{
+    const char *p = PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data), end;
+    PyObject *items, *part;
+    int batch = self->message_batches == Py_True;
+    items = blocks_of(data, size, (PyObject *)self, batch, self->line_endings, lf_key);
+    if (items != Py_None)
+        return items;
+    Py_DECREF(items);
+    if (pure_crlf(p, size)) { /* the same blocks with CRLF endings (sse-starlette's, Gemini's) */
+        if ((part = crlf_to_lf(p, size)) == NULL)
+            return NULL;
+        items = blocks_of(part, PyBytes_GET_SIZE(part), (PyObject *)self, batch, self->line_endings, crlf_key);
+        Py_DECREF(part);
+        if (items != Py_None)
+            return items;
+        Py_DECREF(items);
+    }
+    /* Whole blocks, then the start of a line: see _feed_py. */
+    for (end = size - 1; end > held_len && !(p[end] == '\n' && p[end - 1] == '\n'); end--)
+        ;
+    if (end <= held_len || size - (end + 1) > HOLD_MAX || memchr(p + end + 1, '\n', size - end - 1) != NULL
+        || memchr(p + end + 1, '\r', size - end - 1) != NULL)
+        Py_RETURN_NONE;
+    end++;
+    items = blocks_of(data, end, (PyObject *)self, batch, self->line_endings, lf_key);
+    if (items != Py_None && items != NULL) {
+        PyObject *rest = PyBytes_FromStringAndSize(p + end, size - end);
+        if (rest == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_SETREF(self->held, rest);
+    }
+    return items;
+}
+
+static PyObject *core_feed(ParserCore *self, PyObject *arg)
+{
+    PyObject *data, *items;
+    Py_ssize_t size;
+    Py_ssize_t held_len;
+    int ok;
+    if (PyBytes_CheckExact(arg))
+        data = Py_NewRef(arg);
+    else if ((data = PyBytes_FromObject(arg)) == NULL)
+        return NULL;
+    size = PyBytes_GET_SIZE(data);
+    self->bytes_in += size;
+    if (!PyBytes_Check(self->held) || !PyDict_Check(self->line_endings)) {
+        PyErr_SetString(PyExc_TypeError, "SSEParser: _held must be bytes and line_endings a dict");
+        goto error;
+    }
+    held_len = PyBytes_GET_SIZE(self->held);
+    if (held_len) {
+        PyObject *joined = Py_NewRef(self->held);
+        PyBytes_Concat(&joined, data);
+        Py_SETREF(data, joined);
+        if (data == NULL)
+            return NULL;
+        Py_SETREF(self->held, Py_NewRef(empty_bytes));
+        size = PyBytes_GET_SIZE(data);
+    }
+    else if (self->started != Py_True && self->undecoded != Py_True && size
+             && (unsigned char)PyBytes_AS_STRING(data)[0] != 0xEF) {
+        /* the stream's first bytes, and no BOM: see _feed_py */
+        Py_SETREF(self->started, Py_NewRef(Py_True));
+        if ((items = PyObject_CallMethodNoArgs((PyObject *)self, settle_name)) == NULL)
+            goto error;
+        Py_DECREF(items);
+    }
+    if (self->c_ready == Py_True) {
+        if ((ok = fits(size, self->max_event_size)) < 0)
+            goto error;
+        if (ok) {
+            items = fast_paths(self, data, held_len);
+            if (items != Py_None) {
+                Py_DECREF(data);
+                return items;
+            }
+            Py_DECREF(items);
+        }
+    }
+    items = PyObject_CallMethodOneArg((PyObject *)self, feed_text_name, data);
+    Py_DECREF(data);
+    return items;
+error:
+    Py_DECREF(data);
+    return NULL;
+}
+
+static PyMemberDef core_members[] = {
+    {"_held", Py_T_OBJECT_EX, offsetof(ParserCore, held), 0, NULL},
+    {"_c_ready", Py_T_OBJECT_EX, offsetof(ParserCore, c_ready), 0, NULL},
+    {"_started", Py_T_OBJECT_EX, offsetof(ParserCore, started), 0, NULL},
+    {"_undecoded", Py_T_OBJECT_EX, offsetof(ParserCore, undecoded), 0, NULL},
+    {"max_event_size", Py_T_OBJECT_EX, offsetof(ParserCore, max_event_size), 0, NULL},
+    {"message_batches", Py_T_OBJECT_EX, offsetof(ParserCore, message_batches), 0, NULL},
+    {"line_endings", Py_T_OBJECT_EX, offsetof(ParserCore, line_endings), 0, NULL},
+    {"bytes_in", Py_T_PYSSIZET, offsetof(ParserCore, bytes_in), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef core_methods[] = {
+    {"feed", (PyCFunction)core_feed, METH_O,
+     "feed(data: bytes) -> list: the items the bytes complete (see SSEParser)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ParserCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sse_capture_addon._speedups.ParserCore",
+    .tp_doc = "SSEParser's base: the state feed() reads, and feed() (see sse.py).",
+    .tp_basicsize = sizeof(ParserCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = core_new,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_members = core_members,
+    .tp_methods = core_methods,
+};
 
 static PyMethodDef methods[] = {
     {"exact_json", exact_json, METH_O,
@@ -708,7 +947,15 @@ static int exec_module(PyObject *module)
         return -1;
     if (id_buffer_name == NULL && (id_buffer_name = PyUnicode_InternFromString("_id_buffer")) == NULL)
         return -1;
-    return 0;
+    if ((empty_bytes == NULL && (empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        || (lf_key == NULL && (lf_key = PyUnicode_InternFromString("lf")) == NULL)
+        || (crlf_key == NULL && (crlf_key = PyUnicode_InternFromString("crlf")) == NULL)
+        || (settle_name == NULL && (settle_name = PyUnicode_InternFromString("_settle")) == NULL)
+        || (feed_text_name == NULL && (feed_text_name = PyUnicode_InternFromString("_feed_text")) == NULL))
+        return -1;
+    if (PyType_Ready(&ParserCoreType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "ParserCore", (PyObject *)&ParserCoreType);
 }
 
 static PyModuleDef_Slot slots[] = {

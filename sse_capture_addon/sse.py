@@ -79,13 +79,17 @@ MESSAGE_SEPARATOR = b"\n\ndata: "  # between two data in MessageBatch.blocks
 Item = Event | Comment | NoDispatch | Oversized | Ignored | MessageBatch
 
 try:  # the C fast path for chunks of whole simple blocks (_speedups.c); the same results without it
-    from ._speedups import set_types as _set_types, simple_blocks as _c_simple_blocks
+    from ._speedups import ParserCore as _ParserCore, set_types as _set_types, simple_blocks as _c_simple_blocks
     _set_types(Event, MessageBatch)
+    _CORE_SLOTS: tuple[str, ...] = ()
 except ImportError:
     _c_simple_blocks = None
+    _ParserCore = object
+    _CORE_SLOTS = ("max_event_size", "message_batches", "line_endings", "bytes_in", "_held", "_c_ready", "_started",
+                   "_undecoded")  # ParserCore's
 
 _new_tuple = tuple.__new__
-_HOLD_MAX = 64 * 1024  # see SSEParser.feed
+_HOLD_MAX = 64 * 1024  # see SSEParser._feed_py
 
 
 def _event(type_: str, data: str, last_event_id: str, retry: int | None) -> Event:
@@ -120,10 +124,18 @@ class _Text:
         return "".join(self.done) + "".join(self.batch)
 
 
-class SSEParser:
+class SSEParser(_ParserCore):
+    """One stream: ``feed(data)`` returns the items that its bytes complete, ``close()`` ends the stream. feed is
+    _feed_py, or where _speedups is built, ParserCore.feed: the same steps in C."""
+
+    # Slots, not a __dict__: with a C base class, Python reads attributes in a __dict__ more slowly.
+    __slots__ = ("last_event_id", "_id_buffer", "reconnection_time", "bom", "_decoder", "_at_boundary", "_cr", "_line",
+                 "_tail", "_data", "_data_len", "_type", "_retry", "_id_changed", "_block_chars", "_oversized",
+                 "_prefix") + _CORE_SLOTS
+
     def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE, message_batches: bool = False):
         self.max_event_size = max_event_size
-        self.message_batches = message_batches
+        self.message_batches = bool(message_batches)
         self.last_event_id = ""  # the spec's "last event ID string": updated from the buffer at each blank line
         self._id_buffer = ""
         self.reconnection_time: int | None = None
@@ -158,7 +170,7 @@ class SSEParser:
 
     # --- input -------------------------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[Item]:
+    def _feed_py(self, data: bytes) -> list[Item]:
         self.bytes_in += len(data)
         held = self._held
         if held:
@@ -180,19 +192,23 @@ class SSEParser:
                 items = self._c_blocks(data.replace(b"\r\n", b"\n"), "crlf")
                 if items is not None:
                     return items
-            if not held:
-                # Whole blocks, then the start of a line (a chunk cut anywhere, e.g. a proxy's 16 KiB reads): the
-                # blocks in C, and that start held back to go in front of the next chunk, so that the next chunk
-                # also starts at a block boundary. A piece of a line yields nothing until the line ends, so
-                # holding it changes no output; holding at most once in a row keeps the copying linear.
-                end = data.rfind(b"\n\n") + 2
-                rest = data[end:]
+            # Whole blocks, then the start of a line (a chunk cut anywhere, e.g. a proxy's 16 KiB reads): the blocks
+            # in C, and that start held back to go in front of the next chunk, so that the next chunk also starts at
+            # a block boundary. A piece of a line yields nothing until the line ends, so holding it changes no
+            # output. What is held is always a piece of the new chunk (its blank line is past what was held
+            # before), so no byte is held twice and the copying stays linear.
+            k = data.rfind(b"\n\n")
+            if k >= len(held):
+                rest = data[k + 2:]
                 if len(rest) <= _HOLD_MAX and b"\n" not in rest and b"\r" not in rest:
-                    items = self._c_blocks(data[:end], "lf") if end else []
+                    items = self._c_blocks(data[:k + 2], "lf")
                     if items is not None:
                         self._held = rest
                         return items
         return self._feed_text(data)
+
+    if _ParserCore is object:
+        feed = _feed_py
 
     def _feed_text(self, data: bytes) -> list[Item]:
         if self._undecoded:

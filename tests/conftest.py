@@ -27,6 +27,7 @@ def implementation(request, monkeypatch):
         monkeypatch.setattr(recording, "_exact_lines_c", None)
         monkeypatch.setattr(recorder, "_token_chunk", None)
         monkeypatch.setattr(sse, "_c_simple_blocks", None)
+        monkeypatch.setattr(sse.SSEParser, "feed", sse.SSEParser._feed_py)  # not ParserCore.feed
     return request.param
 
 

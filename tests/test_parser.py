@@ -4,13 +4,14 @@ invariance and a differential test against a slow, literal reference implementat
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sse_capture_addon import sse
-from sse_capture_addon._speedups import simple_blocks
+from sse_capture_addon._speedups import ParserCore, simple_blocks
 from sse_capture_addon.sse import (
     DEFAULT_MAX_EVENT_SIZE,
     Comment,
@@ -640,10 +641,13 @@ def test_whole_chunks_near_the_fast_path_shapes_match_reference(lines, batches):
        cuts=st.lists(st.integers(0, 100), max_size=12), at_blank_lines=st.integers(0, 3), batches=st.booleans())
 @example(data=b"data: x\n\ndata: a\n\n: c\ndata: b", cuts=[9], at_blank_lines=0, batches=False)
 @example(data=b"data: x\n\ndata: a\n\ndata: b", cuts=[9], at_blank_lines=0, batches=True)  # ends with a held piece
+@example(data=b"data: a\n\ndata: bb\n\ndata: c\n\ndata: d\n\n", cuts=[12, 27, 33], at_blank_lines=0, batches=False)
+# (a piece held after each of the first three chunks: the next one completes it and ends inside another line)
 def test_each_chunk_gives_the_same_items_with_the_c_fast_path_as_without(data, cuts, at_blank_lines, batches):
     # the C path holds back the start of a line for the next chunk; nothing may come out later (or sooner)
-    # because of that: a recording stamps each item with the time of the chunk it came out of. The C function
-    # is put in and taken out of sse here (the implementation fixture may have taken it out for the test).
+    # because of that: a recording stamps each item with the time of the chunk it came out of. The C functions
+    # are put in and taken out of sse here (the implementation fixture may have taken them out for the test):
+    # ParserCore.feed and simple_blocks against SSEParser._feed_py and the Python parser.
     # The C path starts at a block boundary: cut after some blank lines too.
     cuts = cuts + [m.end() for m in re.finditer(b"\n\n", data)][:at_blank_lines]
     with_c, without = (SSEParser(max_event_size=64, message_batches=batches) for _ in range(2))
@@ -652,9 +656,9 @@ def test_each_chunk_gives_the_same_items_with_the_c_fast_path_as_without(data, c
         for cut in sorted(c for c in cuts if c <= len(data)) + [len(data)]:
             chunk, prev = data[prev:cut], cut
             sse._c_simple_blocks = simple_blocks
-            got = expand_batches(with_c.feed(chunk))
+            got = expand_batches(ParserCore.feed(with_c, chunk))
             sse._c_simple_blocks = None
-            assert got == expand_batches(without.feed(chunk))
+            assert got == expand_batches(SSEParser._feed_py(without, chunk))
         sse._c_simple_blocks = simple_blocks
         tail = with_c.close()
         sse._c_simple_blocks = None
@@ -710,3 +714,34 @@ def test_a_chunk_of_token_events_is_one_batch():
     assert batch == MessageBatch(chunk, 50, "5")
     assert batch.datas == [b'{"i":%d}' % i for i in range(50)]
     assert SSEParser().feed(chunk)[0] == Event("message", '{"i":0}', "", None)  # not asked for: events
+
+
+def test_without_the_extension_the_parser_gives_the_same_items():
+    # Where no C compiler built _speedups, sse.py's Python classes stand alone (SSEParser then has no ParserCore
+    # base and keeps feed's state in its own slots); a fresh interpreter with the extension unimportable must
+    # give what this one gives.
+    import json
+    import subprocess
+    import sys
+    stream = (b"data: a\n\ndata: bb\n\nevent: e\nid: 1\ndata: c\n\n: note\r\ndata: d\r\n\r\ndata: \xc3"
+              b"\xa9\n\nretry: 5\n\ndata: x\ndata: y\n\ndata: tail")
+    cuts = [3, 12, 20, 41, 47, 60, 62, 79, 90]
+    code = (
+        "import json, sys\n"
+        "sys.modules['sse_capture_addon._speedups'] = None  # import raises ImportError\n"
+        "from sse_capture_addon import recorder, recording, sse\n"
+        "assert sse._c_simple_blocks is None and sse.SSEParser.__bases__ == (object,)\n"
+        "stream, cuts = sys.stdin.buffer.read(), json.loads(sys.argv[1])\n"
+        "for batches in (False, True):\n"
+        "    p = sse.SSEParser(message_batches=batches)\n"
+        "    items = [repr(p.feed(stream[a:b])) for a, b in zip([0] + cuts, cuts + [len(stream)])]\n"
+        "    print(json.dumps([items, p.close(), p.line_endings, p.bytes_in, p.last_event_id]))\n")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(cuts)], input=stream, capture_output=True,
+                         check=True, cwd=str(Path(sse.__file__).parent.parent)).stdout.decode().splitlines()
+    expected = []
+    for batches in (False, True):
+        p = SSEParser(message_batches=batches)
+        items = [repr(p.feed(stream[a:b])) for a, b in zip([0] + cuts, cuts + [len(stream)])]
+        expected.append(json.dumps([items, p.close(), p.line_endings, p.bytes_in, p.last_event_id]))
+    assert out == expected
+    assert sse.SSEParser.__bases__ == (ParserCore,)
