@@ -113,8 +113,7 @@ def cold(quick: bool) -> None:
             rec.feed(chunk)
         parts = {
             "StreamRecorder.feed (raw chunks on), all of it": lambda r: r.feed(chunk),
-            "part: the C parse (simple_blocks)": lambda r: _c_simple_blocks(chunk, r.parser, True,
-                                                                             r.parser.line_endings, "lf"),
+            "part: the C parse (simple_blocks)": lambda r: _c_simple_blocks(r.parser, chunk, False),
             "part: the C event line (exact_lines)": lambda r: _speedups.exact_lines(chunk, 1, head),
             "part: a chunk line by bytes % (...)": lambda r: b'{"t":%.6f,"kind":"chunk","n":%d,"blocks":%d}\n' % (
                 1.5, r.chunks, 1),

@@ -24,14 +24,15 @@
    on a live proxy the caches are cold when a chunk arrives, and each call and format costs 3-4x what a loop
    measures.
 
-   simple_blocks(buf, parser, batch, line_endings, key) -> list | None
+   simple_blocks(parser, buf, crlf) -> list | None
 
    SSEParser's fast path for a chunk of whole blocks as token streams send them: an "event:" line and/or an
    "id:" line (either order, each at most once; an id without NUL), then one "data:" line and a blank line (LF
-   endings, UTF-8): their Events, each with the last event ID its block leaves (starting from
-   parser.last_event_id; when "id:" lines change it, parser.last_event_id and parser._id_buffer are set, as
-   the Python parser would), or with batch, when every block is one "data: " line, one MessageBatch of the
-   chunk itself; the lines read are added to line_endings[key]. None for anything else (nothing counted,
+   endings, UTF-8; crlf: the chunk had CRLF endings, made LF): their Events, each with the last event ID its
+   block leaves (starting from parser.last_event_id; when "id:" lines change it, parser.last_event_id and
+   parser._id_buffer are set, as the Python parser would), or when parser.message_batches and every block is
+   one "data: " line, one MessageBatch of the chunk itself; the lines read are counted in parser.line_endings.
+   None for anything else (nothing counted,
    nothing set), which the Python parser then handles: it gives the same result for what this accepts. */
 
 #define PY_SSIZE_T_CLEAN
@@ -443,7 +444,7 @@ static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
 
 /* --- simple_blocks ---------------------------------------------------------------------------------- */
 
-static PyObject *event_type, *batch_type, *message_str, *last_event_id_name, *id_buffer_name;
+static PyObject *event_type, *batch_type, *message_str;
 static PyObject *cached_type; /* the last "event:" value decoded, reused while a stream repeats it */
 
 static PyObject *set_types(PyObject *module, PyObject *args)
@@ -552,7 +553,26 @@ static PyObject *type_str(const Block *b)
     return type;
 }
 
-/* counts[key] += lines (the parser's line_endings). */
+/* --- ParserCore: SSEParser's base class ------------------------------------------------------------------
+
+   The state SSEParser.feed reads, in slots, and feed() itself, which is SSEParser._feed_py step for step: a
+   token stream's chunk then costs one C call, where the checks of a Python feed around the C fast path cost
+   about as much as the fast path itself. The lines the fast path reads are counted in C (pending) and added to
+   the line_endings dict whenever Python reads it. */
+
+#define HOLD_MAX (64 * 1024) /* sse.py's _HOLD_MAX */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *held, *c_ready, *started, *undecoded, *max_event_size, *message_batches, *line_endings;
+    PyObject *last_event_id, *id_buffer;
+    Py_ssize_t bytes_in, pending_lf, pending_crlf;
+} ParserCore;
+
+static PyTypeObject ParserCoreType;
+static PyObject *empty_bytes, *lf_key, *crlf_key, *settle_name, *feed_text_name;
+
+/* counts[key] += lines */
 static int add_lines(PyObject *counts, PyObject *key, Py_ssize_t lines)
 {
     PyObject *old = PyDict_GetItemWithError(counts, key), *sum;
@@ -567,23 +587,27 @@ static int add_lines(PyObject *counts, PyObject *key, Py_ssize_t lines)
     return failed;
 }
 
-/* The result, once the lines it read are counted (only then: None leaves the counting to the caller). */
-static PyObject *counted(PyObject *list, PyObject *counts, PyObject *key, Py_ssize_t lines)
+static int flush_lines(ParserCore *self)
 {
-    if (add_lines(counts, key, lines) < 0) {
-        Py_DECREF(list);
-        return NULL;
+    if (!self->pending_lf && !self->pending_crlf)
+        return 0;
+    if (!PyDict_Check(self->line_endings)) {
+        PyErr_SetString(PyExc_TypeError, "SSEParser.line_endings must be a dict");
+        return -1;
     }
-    return list;
+    if ((self->pending_lf && add_lines(self->line_endings, lf_key, self->pending_lf) < 0)
+        || (self->pending_crlf && add_lines(self->line_endings, crlf_key, self->pending_crlf) < 0))
+        return -1;
+    self->pending_lf = self->pending_crlf = 0;
+    return 0;
 }
 
-/* simple_blocks for the first size bytes of buf (bytes), for a parser whose line_endings are counts (a dict). */
-static PyObject *blocks_of(PyObject *buf, Py_ssize_t size, PyObject *parser, int batch, PyObject *counts,
-                           PyObject *key)
+/* simple_blocks for the first size bytes of buf (bytes). */
+static PyObject *blocks_of(ParserCore *self, PyObject *buf, Py_ssize_t size, int crlf)
 {
     const char *start, *end, *p;
     Py_ssize_t n = 0, i, lines = 0;
-    int one_data_line = 1, ids = 0;
+    int one_data_line = 1, ids = 0, batch = self->message_batches == Py_True;
     PyObject *last_event_id, *list;
     Block b;
     if (event_type == NULL) {
@@ -601,17 +625,13 @@ static PyObject *blocks_of(PyObject *buf, Py_ssize_t size, PyObject *parser, int
         ids |= b.id != NULL;
         lines += b.lines;
     }
-    if (one_data_line && batch && !valid_utf8((const unsigned char *)start,
-                                                                 (const unsigned char *)end))
+    if (one_data_line && batch && !valid_utf8((const unsigned char *)start, (const unsigned char *)end))
         Py_RETURN_NONE;
-    last_event_id = PyObject_GetAttr(parser, last_event_id_name);
-    if (last_event_id == NULL)
-        return NULL;
-    if (!PyUnicode_Check(last_event_id)) {
-        Py_DECREF(last_event_id);
+    if (!PyUnicode_Check(self->last_event_id)) {
         PyErr_SetString(PyExc_TypeError, "simple_blocks: parser.last_event_id must be a str");
         return NULL;
     }
+    last_event_id = Py_NewRef(self->last_event_id);
     if (one_data_line && batch) {
         PyObject *batch, *blocks, *count = PyLong_FromSsize_t(n);
         blocks = size == PyBytes_GET_SIZE(buf) ? Py_NewRef(buf) : PyBytes_FromStringAndSize(start, size);
@@ -630,7 +650,7 @@ static PyObject *blocks_of(PyObject *buf, Py_ssize_t size, PyObject *parser, int
             return NULL;
         }
         PyList_SET_ITEM(list, 0, batch);
-        return counted(list, counts, key, lines);
+        goto counted;
     }
     list = PyList_New(n);
     if (list == NULL) {
@@ -659,14 +679,17 @@ static PyObject *blocks_of(PyObject *buf, Py_ssize_t size, PyObject *parser, int
         PyTuple_SET_ITEM(event, 3, Py_NewRef(Py_None));
         PyList_SET_ITEM(list, i, event);
     }
-    if (ids && (PyObject_SetAttr(parser, last_event_id_name, last_event_id) < 0
-                || PyObject_SetAttr(parser, id_buffer_name, last_event_id) < 0)) {
-        Py_DECREF(last_event_id);
-        Py_DECREF(list);
-        return NULL;
+    if (ids) {
+        Py_SETREF(self->last_event_id, Py_NewRef(last_event_id));
+        Py_SETREF(self->id_buffer, Py_NewRef(last_event_id));
     }
     Py_DECREF(last_event_id);
-    return counted(list, counts, key, lines);
+counted:
+    if (crlf)
+        self->pending_crlf += lines;
+    else
+        self->pending_lf += lines;
+    return list;
 failed:
     Py_DECREF(last_event_id);
     Py_DECREF(list);
@@ -678,32 +701,15 @@ failed:
 
 static PyObject *simple_blocks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int batch;
-    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "simple_blocks(buf: bytes, parser, batch: bool, line_endings: dict, "
-                                         "key: str)");
+    int crlf;
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &ParserCoreType) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "simple_blocks(parser: ParserCore, buf: bytes, crlf: bool)");
         return NULL;
     }
-    if ((batch = PyObject_IsTrue(args[2])) < 0)
+    if ((crlf = PyObject_IsTrue(args[2])) < 0)
         return NULL;
-    return blocks_of(args[0], PyBytes_GET_SIZE(args[0]), args[1], batch, args[3], args[4]);
+    return blocks_of((ParserCore *)args[0], args[1], PyBytes_GET_SIZE(args[1]), crlf);
 }
-
-/* --- ParserCore: SSEParser.feed --------------------------------------------------------------------------
-
-   SSEParser's base class: the state its feed() looks at, in slots, and feed() itself, which is the Python
-   SSEParser._feed_py step for step. A token stream's chunk then costs one C call; as a Python method the
-   checks around the C fast path cost about as much as the fast path itself. */
-
-#define HOLD_MAX (64 * 1024) /* sse.py's _HOLD_MAX */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *held, *c_ready, *started, *undecoded, *max_event_size, *message_batches, *line_endings;
-    Py_ssize_t bytes_in;
-} ParserCore;
-
-static PyObject *empty_bytes, *lf_key, *crlf_key, *settle_name, *feed_text_name;
 
 static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -717,6 +723,8 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->max_event_size = Py_NewRef(Py_None);
     self->message_batches = Py_NewRef(Py_False);
     self->line_endings = Py_NewRef(Py_None);
+    self->last_event_id = Py_NewRef(Py_None);
+    self->id_buffer = Py_NewRef(Py_None);
     return (PyObject *)self;
 }
 
@@ -729,6 +737,8 @@ static int core_traverse(ParserCore *self, visitproc visit, void *arg)
     Py_VISIT(self->max_event_size);
     Py_VISIT(self->message_batches);
     Py_VISIT(self->line_endings);
+    Py_VISIT(self->last_event_id);
+    Py_VISIT(self->id_buffer);
     return 0;
 }
 
@@ -741,6 +751,8 @@ static int core_clear(ParserCore *self)
     Py_CLEAR(self->max_event_size);
     Py_CLEAR(self->message_batches);
     Py_CLEAR(self->line_endings);
+    Py_CLEAR(self->last_event_id);
+    Py_CLEAR(self->id_buffer);
     return 0;
 }
 
@@ -793,22 +805,22 @@ static PyObject *crlf_to_lf(const char *p, Py_ssize_t size)
     return out;
 }
 
-/* The C fast paths of feed for data at a block boundary: Py_None when none applies. */
+/* The C fast paths of feed for data at a block boundary, held_len bytes of it held from the last chunk:
+   Py_None when none applies. */
 static PyObject *fast_paths(ParserCore *self, PyObject *data, Py_ssize_t held_len)
 {
     const char *p = PyBytes_AS_STRING(data);
     Py_ssize_t size = PyBytes_GET_SIZE(data), end;
-    PyObject *items, *part;
-    int batch = self->message_batches == Py_True;
-    items = blocks_of(data, size, (PyObject *)self, batch, self->line_endings, lf_key);
+    PyObject *items, *lf;
+    items = blocks_of(self, data, size, 0);
     if (items != Py_None)
         return items;
     Py_DECREF(items);
     if (pure_crlf(p, size)) { /* the same blocks with CRLF endings (sse-starlette's, Gemini's) */
-        if ((part = crlf_to_lf(p, size)) == NULL)
+        if ((lf = crlf_to_lf(p, size)) == NULL)
             return NULL;
-        items = blocks_of(part, PyBytes_GET_SIZE(part), (PyObject *)self, batch, self->line_endings, crlf_key);
-        Py_DECREF(part);
+        items = blocks_of(self, lf, PyBytes_GET_SIZE(lf), 1);
+        Py_DECREF(lf);
         if (items != Py_None)
             return items;
         Py_DECREF(items);
@@ -820,7 +832,7 @@ static PyObject *fast_paths(ParserCore *self, PyObject *data, Py_ssize_t held_le
         || memchr(p + end + 1, '\r', size - end - 1) != NULL)
         Py_RETURN_NONE;
     end++;
-    items = blocks_of(data, end, (PyObject *)self, batch, self->line_endings, lf_key);
+    items = blocks_of(self, data, end, 0);
     if (items != Py_None && items != NULL) {
         PyObject *rest = PyBytes_FromStringAndSize(p + end, size - end);
         if (rest == NULL) {
@@ -835,8 +847,7 @@ static PyObject *fast_paths(ParserCore *self, PyObject *data, Py_ssize_t held_le
 static PyObject *core_feed(ParserCore *self, PyObject *arg)
 {
     PyObject *data, *items;
-    Py_ssize_t size;
-    Py_ssize_t held_len;
+    Py_ssize_t size, held_len;
     int ok;
     if (PyBytes_CheckExact(arg))
         data = Py_NewRef(arg);
@@ -844,8 +855,8 @@ static PyObject *core_feed(ParserCore *self, PyObject *arg)
         return NULL;
     size = PyBytes_GET_SIZE(data);
     self->bytes_in += size;
-    if (!PyBytes_Check(self->held) || !PyDict_Check(self->line_endings)) {
-        PyErr_SetString(PyExc_TypeError, "SSEParser: _held must be bytes and line_endings a dict");
+    if (!PyBytes_Check(self->held)) {
+        PyErr_SetString(PyExc_TypeError, "SSEParser._held must be bytes");
         goto error;
     }
     held_len = PyBytes_GET_SIZE(self->held);
@@ -886,6 +897,30 @@ error:
     return NULL;
 }
 
+static PyObject *core_get_line_endings(ParserCore *self, void *closure)
+{
+    if (flush_lines(self) < 0)
+        return NULL;
+    return Py_NewRef(self->line_endings);
+}
+
+static int core_set_line_endings(ParserCore *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "line_endings cannot be deleted");
+        return -1;
+    }
+    Py_SETREF(self->line_endings, Py_NewRef(value));
+    self->pending_lf = self->pending_crlf = 0;
+    return 0;
+}
+
+static PyGetSetDef core_getset[] = {
+    {"line_endings", (getter)core_get_line_endings, (setter)core_set_line_endings,
+     "Lines read by their ending: {'lf': n, 'crlf': n, 'cr': n}.", NULL},
+    {NULL},
+};
+
 static PyMemberDef core_members[] = {
     {"_held", Py_T_OBJECT_EX, offsetof(ParserCore, held), 0, NULL},
     {"_c_ready", Py_T_OBJECT_EX, offsetof(ParserCore, c_ready), 0, NULL},
@@ -893,7 +928,8 @@ static PyMemberDef core_members[] = {
     {"_undecoded", Py_T_OBJECT_EX, offsetof(ParserCore, undecoded), 0, NULL},
     {"max_event_size", Py_T_OBJECT_EX, offsetof(ParserCore, max_event_size), 0, NULL},
     {"message_batches", Py_T_OBJECT_EX, offsetof(ParserCore, message_batches), 0, NULL},
-    {"line_endings", Py_T_OBJECT_EX, offsetof(ParserCore, line_endings), 0, NULL},
+    {"last_event_id", Py_T_OBJECT_EX, offsetof(ParserCore, last_event_id), 0, NULL},
+    {"_id_buffer", Py_T_OBJECT_EX, offsetof(ParserCore, id_buffer), 0, NULL},
     {"bytes_in", Py_T_PYSSIZET, offsetof(ParserCore, bytes_in), 0, NULL},
     {NULL},
 };
@@ -915,6 +951,7 @@ static PyTypeObject ParserCoreType = {
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
     .tp_members = core_members,
+    .tp_getset = core_getset,
     .tp_methods = core_methods,
 };
 
@@ -931,9 +968,8 @@ static PyMethodDef methods[] = {
      "message_lines writes for a MessageBatch of blocks with no last event ID, at time t; None when exact_lines "
      "would give None."},
     {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
-     "simple_blocks(buf, parser, batch, line_endings, key) -> list | None: the Events (or one "
-     "MessageBatch) of a chunk of whole one-data-line blocks, counting its lines in line_endings[key]; None when "
-     "the chunk is anything else."},
+     "simple_blocks(parser, buf, crlf) -> list | None: the Events (or one MessageBatch) of a chunk of whole "
+     "one-data-line blocks, counting its lines in parser.line_endings; None when the chunk is anything else."},
     {"set_types", set_types, METH_VARARGS, "set_types(Event, MessageBatch): the classes simple_blocks makes."},
     {NULL, NULL, 0, NULL},
 };
@@ -942,10 +978,6 @@ static int exec_module(PyObject *module)
 {
     init_string_stop();
     if (message_str == NULL && (message_str = PyUnicode_InternFromString("message")) == NULL)
-        return -1;
-    if (last_event_id_name == NULL && (last_event_id_name = PyUnicode_InternFromString("last_event_id")) == NULL)
-        return -1;
-    if (id_buffer_name == NULL && (id_buffer_name = PyUnicode_InternFromString("_id_buffer")) == NULL)
         return -1;
     if ((empty_bytes == NULL && (empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
         || (lf_key == NULL && (lf_key = PyUnicode_InternFromString("lf")) == NULL)

@@ -85,8 +85,8 @@ try:  # the C fast path for chunks of whole simple blocks (_speedups.c); the sam
 except ImportError:
     _c_simple_blocks = None
     _ParserCore = object
-    _CORE_SLOTS = ("max_event_size", "message_batches", "line_endings", "bytes_in", "_held", "_c_ready", "_started",
-                   "_undecoded")  # ParserCore's
+    _CORE_SLOTS = ("max_event_size", "message_batches", "line_endings", "bytes_in", "last_event_id", "_id_buffer",
+                   "_held", "_c_ready", "_started", "_undecoded")  # ParserCore's
 
 _new_tuple = tuple.__new__
 _HOLD_MAX = 64 * 1024  # see SSEParser._feed_py
@@ -129,7 +129,7 @@ class SSEParser(_ParserCore):
     _feed_py, or where _speedups is built, ParserCore.feed: the same steps in C."""
 
     # Slots, not a __dict__: with a C base class, Python reads attributes in a __dict__ more slowly.
-    __slots__ = ("last_event_id", "_id_buffer", "reconnection_time", "bom", "_decoder", "_at_boundary", "_cr", "_line",
+    __slots__ = ("reconnection_time", "bom", "_decoder", "_at_boundary", "_cr", "_line",
                  "_tail", "_data", "_data_len", "_type", "_retry", "_id_changed", "_block_chars", "_oversized",
                  "_prefix") + _CORE_SLOTS
 
@@ -183,13 +183,13 @@ class SSEParser(_ParserCore):
             self._started = True
             self._settle()
         if self._c_ready and len(data) <= self.max_event_size:
-            items = _c_simple_blocks(data, self, self.message_batches, self.line_endings, "lf")
+            items = _c_simple_blocks(self, data, False)
             if items is not None:
                 return items
             if data.endswith(b"\r\n\r\n") and data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
                 # the same blocks with CRLF endings (sse-starlette's, Gemini's): _feed_text's pure-CRLF path,
                 # without decoding and re-encoding the chunk
-                items = self._c_blocks(data.replace(b"\r\n", b"\n"), "crlf")
+                items = _c_simple_blocks(self, data.replace(b"\r\n", b"\n"), True)
                 if items is not None:
                     return items
             # Whole blocks, then the start of a line (a chunk cut anywhere, e.g. a proxy's 16 KiB reads): the blocks
@@ -201,7 +201,7 @@ class SSEParser(_ParserCore):
             if k >= len(held):
                 rest = data[k + 2:]
                 if len(rest) <= _HOLD_MAX and b"\n" not in rest and b"\r" not in rest:
-                    items = self._c_blocks(data[:k + 2], "lf")
+                    items = _c_simple_blocks(self, data[:k + 2], False)
                     if items is not None:
                         self._held = rest
                         return items
@@ -289,7 +289,7 @@ class SSEParser(_ParserCore):
             return None
         lid = self.last_event_id
         if _c_simple_blocks is not None:
-            return self._c_blocks(text.encode(), ending)
+            return _c_simple_blocks(self, text.encode(), ending == "crlf")
         if text.startswith("data: "):
             n = text.count("\n\ndata: ") + 1
             if text.count("\n") == 2 * n:
@@ -324,10 +324,6 @@ class SSEParser(_ParserCore):
             events.append(_event(type_, value, lid, None))
         self.line_endings[ending] += lf
         return events
-
-    def _c_blocks(self, data: bytes, ending: str) -> list[Item] | None:
-        """The C fast path (see _speedups.c); it reads the blocks' "id:" lines too, and sets last_event_id."""
-        return _c_simple_blocks(data, self, self.message_batches, self.line_endings, ending)
 
     def _decode(self, data: bytes, final: bool = False) -> str:
         text = self._decoder.decode(data, final)
