@@ -14,6 +14,7 @@ except ImportError:
     from sse_capture_addon.capture import SSECapture
 
 from sse_capture_addon.contentview import SSEContentviewAddon  # noqa: E402
+from sse_capture_addon.hangup import ShutdownOnHangup  # noqa: E402
 from sse_capture_addon.listening import ListenLocally  # noqa: E402
 
-addons = [SSECapture(), SSEContentviewAddon(), ListenLocally("sse-capture")]
+addons = [SSECapture(), SSEContentviewAddon(), ListenLocally("sse-capture"), ShutdownOnHangup()]

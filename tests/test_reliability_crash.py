@@ -1,13 +1,15 @@
 """The proxy dies or is stopped mid-stream: what the client saw is in the file, every line whole.
 
 SIGKILL: no end line, and the reader reports "proxy_died" (the lock is gone with the process).
-SIGINT / SIGTERM: mitmproxy shuts down cleanly and the addon writes the end line "proxy_shutdown".
+SIGINT / SIGTERM: mitmproxy shuts down cleanly and the addon writes the end line "proxy_shutdown"; SIGHUP too
+(the addon's ShutdownOnHangup), unless it is ignored.
 """
 
 import os
 import shutil
 import signal
 import threading
+import time
 
 import httpx
 import pytest
@@ -85,7 +87,7 @@ def test_sigkill_mid_stream_loses_nothing_the_client_saw(certs, tmp_path, server
     assert b"".join(b for _, b in rec.chunks) == sent
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_clean_shutdown_mid_stream_writes_proxy_shutdown(certs, tmp_path, servers, upstream_app, scenario_name,
                                                          sig):
     gate = threading.Event()
@@ -107,6 +109,33 @@ def test_clean_shutdown_mid_stream_writes_proxy_shutdown(certs, tmp_path, server
     assert rec.end["bytes"] == len(sent)
     assert rec.end["tail"] == "data: unfinished"
     assert "proxy_shutdown" in mitm.log()
+
+
+def test_an_ignored_hangup_changes_nothing(certs, tmp_path, servers, upstream_app, scenario_name):
+    # under nohup SIGHUP is ignored, and the addon leaves it so: the proxy and the stream go on
+    gate = threading.Event()
+    chunks = _stream(5)
+    upstream_app.add(scenario_name, Scenario([*chunks, gate, b"data: after\n\n"]))
+    mitm = Mitmdump(certs, tmp_path, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        with httpx_client(mitm, certs) as client, \
+                client.stream("GET", f"{servers['h1'].base}/sse/{scenario_name}") as r:
+            got = bytearray()
+            it = r.iter_raw()
+            while len(got) < len(b"".join(chunks)):
+                got += next(it)
+            mitm.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            assert mitm.proc.poll() is None
+            gate.set()
+            for piece in it:
+                got += piece
+        assert bytes(got) == b"".join(chunks) + b"data: after\n\n"
+        [path] = mitm.wait_for_recordings(1)
+    finally:
+        gate.set()
+        mitm.stop()
+    assert read_recording(path).ending == "complete"
 
 
 SLOW_DONE = "import asyncio\n\nclass SlowDone:\n    async def done(self):\n        await asyncio.sleep(0.3)\n\naddons = [SlowDone()]\n"
