@@ -32,8 +32,13 @@
    block leaves (starting from parser.last_event_id; when "id:" lines change it, parser.last_event_id and
    parser._id_buffer are set, as the Python parser would), or when parser.message_batches and every block is
    one "data: " line, one MessageBatch of the chunk itself; the lines read are counted in parser.line_endings.
-   None for anything else (nothing counted,
-   nothing set), which the Python parser then handles: it gives the same result for what this accepts. */
+   None for anything else (nothing counted, nothing set), which the Python parser then handles: it gives the
+   same result for what this accepts.
+
+   ParserCore
+
+   SSEParser's base class: the state its feed() reads, in slots, and feed() itself (SSEParser._feed_py in C),
+   which hands what simple_blocks does not take to the Python methods. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
