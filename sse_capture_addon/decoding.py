@@ -31,6 +31,22 @@ ZSTD_MAX_WINDOW = 8 * 1024 * 1024
 Sink = Callable[[bytes], object]
 
 
+# A compressed stream stops being decoded (the recorder writes an error line) once it has decoded to more than
+# MAX_RATIO times its size plus FREE_DECODED: a few hundred bytes of "gzip, gzip" can make 400 MB, whose decoding and
+# parsing would take the proxy's only thread for seconds. No gzip or deflate layer can pass 1032:1 (a 258-byte match
+# costs at least 2 bits), and a server that streams, flushing each event, stays far below (each flush costs bytes:
+# 25:1 for the same OpenAI chunk again and again, in gzip, br and zstd alike); only stacked layers, or br or zstd past
+# anything gzip could do, go beyond. Those two do on a body compressed whole: 100,000 identical OpenAI chunks (23 MB)
+# make 122,000:1 in br, 10,000:1 in zstd; hence the first 32 MiB free, which take ~0.1 s to decode and parse (as zeros
+# or such events; much longer as tiny events or comments, as uncompressed bytes would).
+MAX_RATIO = 1100
+FREE_DECODED = 32 * 1024 * 1024
+
+
+def too_inflated(compressed: int, decoded: int) -> bool:
+    return decoded > compressed * MAX_RATIO + FREE_DECODED
+
+
 class UnsupportedEncoding(ValueError):
     pass
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from . import recording as _recording
-from .decoding import DecodeError, UnsupportedEncoding, make_decoder
+from .decoding import FREE_DECODED, MAX_RATIO, DecodeError, UnsupportedEncoding, make_decoder, too_inflated
 from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, comment_block, data_json, encode_data,
                         event_line_json, form_block, header_line, line, line_at, line_ending, message_lines, sse_block,
                         time_json)
@@ -112,20 +112,10 @@ def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
 
 _KEPT_MAX = 64 * 1024  # the most of a block's start kept across chunks that complete nothing (see _chunk_line)
 
-# A compressed stream stops being decoded (with an error line) once it has decoded to more than _MAX_RATIO times
-# its size plus _FREE_DECODED: a few hundred bytes of "gzip, gzip" can make 400 MB, whose decoding and parsing
-# would take the proxy's only thread for seconds. No gzip or deflate layer can pass 1032:1 (a 258-byte match costs
-# at least 2 bits), and a server that streams, flushing each event, stays far below (each flush costs bytes: 25:1
-# for the same OpenAI chunk again and again, in gzip, br and zstd alike); only stacked layers, or br or zstd past
-# anything gzip could do, go beyond. Those two do on a body compressed whole: 100,000 identical OpenAI chunks (23 MB)
-# make 122,000:1 in br, 10,000:1 in zstd; hence the first 32 MiB free, which take ~0.1 s to decode and parse (as
-# zeros or such events; much longer as tiny events or comments, as uncompressed bytes would).
-_MAX_RATIO = 1100
-_FREE_DECODED = 32 * 1024 * 1024
 
 
 class _Inflated(Exception):
-    """A compressed stream decoded to more than _MAX_RATIO allows (the message says so)."""
+    """A compressed stream decoded to more than MAX_RATIO allows (the message says so)."""
 
 
 class StreamRecorder:
@@ -254,16 +244,16 @@ class StreamRecorder:
     def _parse_pieces(self, t_json: bytes, out: list[bytes]) -> Callable[[bytes], None]:
         """The decoder's sink for one chunk (or its flush): parses each piece into lines in ``out``. The lines of
         the pieces before are written first, so that however far the chunk inflates only a piece and its lines
-        are held; and decoding stops (``_Inflated``) once the stream has inflated beyond ``_MAX_RATIO``."""
+        are held; and decoding stops (``_Inflated``) once the stream has inflated beyond ``MAX_RATIO``."""
         start = self.decoded_bytes
 
         def parse(piece: bytes) -> None:
             if self.decoded_bytes > start and out:
                 self._append(b"".join(out))
                 out.clear()
-            if self.decoded_bytes + len(piece) > self.bytes * _MAX_RATIO + _FREE_DECODED:
+            if too_inflated(self.bytes, self.decoded_bytes + len(piece)):
                 raise _Inflated(f"{self.bytes} compressed byte(s) decoded to more than {self.decoded_bytes}: over "
-                                f"{_MAX_RATIO} times their size past the first {_FREE_DECODED >> 20} MiB, as from a "
+                                f"{MAX_RATIO} times their size past the first {FREE_DECODED >> 20} MiB, as from a "
                                 "decompression bomb; no longer decoded or parsed (the client still gets every byte)")
             self.decoded_bytes += len(piece)
             self._add_lines(t_json, self.parser.feed(piece), out)

@@ -65,20 +65,25 @@ def chat_recording(path: Path, n: int = 5, gap: float = 0.05, **kwargs) -> Path:
     return write_recording(path, records, **kwargs)
 
 
-def record_body(path: Path, *chunks: bytes, times: list[float] | None = None) -> Path:
+def record_body(path: Path, *chunks: bytes, times: list[float] | None = None, died: bool = False,
+                content_encoding: str | None = None) -> Path:
     """A stream's body recorded as the proxy records it: ``chunks`` at ``times`` (default: one a second), the end
-    line a second after the last."""
+    line a second after the last; with ``died``, the file closed without one (the proxy died)."""
     times = list(times or range(1, len(chunks) + 1))
     clock = iter([0.0, *times, (times[-1] if times else 0.0) + 1.0])
+    headers = SSE_HEADERS + ([["content-encoding", content_encoding]] if content_encoding else [])
     header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": path.stem,
               "started": "2026-01-01T00:00:00.000000Z", "request": {"method": "GET", "url": "http://api.test/sse/chat",
                                                                     "headers": []},
-              "response": {"status": 200, "reason": "OK", "headers": SSE_HEADERS}, "ttfb": 0.0}
+              "response": {"status": 200, "reason": "OK", "headers": headers}, "ttfb": 0.0, "raw_chunks": True}
     recorder = StreamRecorder(RecordingFile(str(path.parent), path.name), header, max_event_size=1 << 20,
-                              clock=lambda: float(next(clock)))
+                              clock=lambda: float(next(clock)), content_encoding=content_encoding)
     for chunk in chunks:
         recorder.feed(chunk)
-    recorder.finish("complete")
+    if died:
+        recorder.file.close()
+    else:
+        recorder.finish("complete")
     return path
 
 

@@ -17,6 +17,7 @@ import pytest
 from harness import ADDON, Mitmdump, Scenario, httpx_client, wait_until
 from reliability_helpers import reference_events, whole_lines
 from sse_capture_addon.recording import decode_data, read_recording
+from sse_capture_addon.replay.schedule import CLOSE, build_plan
 
 N = 25
 
@@ -85,6 +86,12 @@ def test_sigkill_mid_stream_loses_nothing_the_client_saw(certs, tmp_path, server
     assert _events(rec) == reference_events(sent) and len(rec.events) == N
     # raw chunks: the bytes the client got, including the half event
     assert b"".join(b for _, b in rec.chunks) == sent
+    # and the default (event) replay sends the half event too, with the last chunk, before closing mid-body
+    plan = build_plan(rec)
+    assert plan.ending == CLOSE and plan.writes[-1].at == max(w.at for w in plan.writes)
+    replayed = b"".join(w.data for w in plan.writes)
+    assert replayed.endswith(b"\n\nevent: half\ndata: the client saw this half")
+    assert reference_events(replayed) == reference_events(sent)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])

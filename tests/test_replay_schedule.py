@@ -1,7 +1,10 @@
 """Plans from recordings: re-serialised events, byte-exact chunks, endings, timing, headers."""
 
+import base64
 import math
+import zlib
 
+import brotli
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,10 +105,12 @@ tail_lines = st.lists(st.sampled_from([": c", ":", ": ping", "retry: x", "retry:
 @given(blocks=st.lists(st.sampled_from([b"data: a\n\n", b": c\n\n", b"id: 1\ndata: b\n\n", b"retry: x\ndata: r\n\n",
                                         b"retry: 5\n\n", b": c\nid: a\0b\ndata: i\n\n"]), max_size=3),
        lines=tail_lines, endings=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=5, max_size=5),
-       terminated=st.booleans(), cuts=st.lists(st.integers(0, 80), max_size=4), bom=st.booleans())
-def test_a_replayed_tail_reads_as_the_recorded_one(tmp_path, blocks, lines, endings, terminated, cuts, bom):
+       terminated=st.booleans(), cuts=st.lists(st.integers(0, 80), max_size=4), bom=st.booleans(),
+       died=st.booleans())
+def test_a_replayed_tail_reads_as_the_recorded_one(tmp_path, blocks, lines, endings, terminated, cuts, bom, died):
     """What a spec-compliant client makes of the replay (the spec's reference parser) is what it made of the
-    recorded stream: the same events, comments, ignored fields and unterminated tail, whatever the tail holds."""
+    recorded stream: the same events, comments, ignored fields and unterminated tail, whatever the tail holds;
+    also when the proxy died (no end line says what the tail was: the raw chunks do)."""
     tail = "".join(line + ending for line, ending in zip(lines, endings))
     if not terminated:
         tail = tail[:-len(endings[len(lines) - 1])]
@@ -113,7 +118,7 @@ def test_a_replayed_tail_reads_as_the_recorded_one(tmp_path, blocks, lines, endi
     cuts = sorted({c for c in cuts if 0 < c < len(body)})
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
     (tmp_path / "r.jsonl").unlink(missing_ok=True)  # (of the example before)
-    plan = build_plan(read_recording(record_body(tmp_path / "r.jsonl", *chunks)), Timing(speed=math.inf))
+    plan = build_plan(read_recording(record_body(tmp_path / "r.jsonl", *chunks, died=died)), Timing(speed=math.inf))
     original, replayed = reference(body), reference(sent(plan))
     assert replayed[:2] == original[:2] and replayed[3:6] == original[3:6]  # items, tail; BOM, last ID, retry
 
@@ -249,3 +254,33 @@ def test_replayed_headers_describe_the_bytes_sent():
                                                               ("X-Request-Id", "abc")]
     assert replay_headers(recorded, keep_encoding=True) == [("Content-Type", "text/event-stream"),
                                                              ("Content-Encoding", "gzip"), ("X-Request-Id", "abc")]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_a_compressed_stream_whose_proxy_died_replays_its_tail(tmp_path, encoding):
+    # the tail is read again from the raw chunks, which hold the bytes as they came: compressed
+    pieces = [b"data: a\n\n", b"event: e\ndata: b\n\n", b"event: half\ndata: the client saw"]
+    if encoding == "gzip":
+        z = zlib.compressobj(wbits=31)
+        chunks = [z.compress(p) + z.flush(zlib.Z_SYNC_FLUSH) for p in pieces]
+    else:
+        b = brotli.Compressor()
+        chunks = [b.process(p) + b.flush() for p in pieces]
+    plan = build_plan(read_recording(record_body(tmp_path / "r.jsonl", *chunks, died=True,
+                                                 content_encoding=encoding)))
+    assert plan.ending == CLOSE
+    assert sent(plan) == b"".join(pieces)
+    assert plan.writes[-1].at == 3
+
+
+def test_a_hand_made_bomb_in_a_died_recordings_chunks_is_not_decoded_for_its_tail(tmp_path):
+    # the proxy stops decoding such a stream (with an error line); a recording made by hand may still hold one
+    inner = zlib.compressobj(wbits=31)
+    layer = inner.compress(b"data: ") + b"".join(inner.compress(bytes(1 << 20)) for _ in range(64)) + inner.flush()
+    bomb = zlib.compress(layer, wbits=31)  # "gzip, gzip": 64 MiB from a few hundred bytes
+    chunk_line = {"t": 0.5, "kind": "chunk", "n": 1, "b64": base64.b64encode(bomb).decode()}
+    path = write_recording(tmp_path / "r.jsonl", [chunk_line], end=None, raw_chunks=True,
+                           headers=[["content-type", "text/event-stream"], ["content-encoding", "gzip, gzip"]])
+    rec = read_recording(path)
+    assert rec.ending == "proxy_died" and len(bomb) < 2000
+    assert sent(build_plan(rec)) == b""
