@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import eq
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import SplitResult
 
 import orjson
 
-from .sse import MessageBatch
+from .decoding import DecodeError, make_decoder, too_inflated
+from .sse import MessageBatch, SSEParser
 
 FORMAT = "sse-capture"
 FORMAT_VERSION = 3  # the version written; 2 added chunk lines kept by their events ("blocks"), 3 their "form"
@@ -595,6 +596,43 @@ class Recording:
     def chunks(self) -> list[tuple[float, bytes]]:
         """``(t, raw bytes)`` of each chunk line."""
         return [(r["t"], chunk_bytes(self.records, i)) for i, r in enumerate(self.records) if r["kind"] == "chunk"]
+
+
+class DiedTail(NamedTuple):
+    tail: str | None      # as SSEParser.close() gives it
+    truncated: bool       # the tail is longer than the parser keeps (only its start is here)
+    bom: bool             # the stream began with a BOM
+
+
+def died_tail(rec: Recording) -> DiedTail | None:
+    """For a recording without an end line (its proxy died), what the end line would have said of the
+    unterminated tail its client had received, from its raw chunks read again. None when the chunks cannot
+    say: none were kept, the proxy had stopped parsing, they do not decode."""
+    if not rec.header.get("raw_chunks") or any(r["kind"] == "error" and r.get("what") in ("decode", "parse")
+                                               for r in rec.records):
+        return None
+    encoding = ", ".join(v for k, v in rec.header["response"]["headers"] if k.lower() == "content-encoding")
+    parser = SSEParser()
+    compressed = decoded = 0
+
+    def parse(piece: bytes) -> None:
+        nonlocal decoded
+        decoded += len(piece)
+        if too_inflated(compressed, decoded):  # (the proxy would have stopped too; a hand-made bomb)
+            raise DecodeError("inflated too far")
+        parser.feed(piece)
+
+    try:
+        decoder = make_decoder(encoding or None)
+        for _, data in rec.chunks:
+            compressed += len(data)
+            if decoder:
+                decoder.decode_to(data, parse)
+            else:
+                parser.feed(data)
+    except (DecodeError, ValueError):  # (UnsupportedEncoding is a ValueError)
+        return None
+    return DiedTail(parser.close(), parser.tail_truncated, parser.bom)
 
 
 def writer_alive(path: str | os.PathLike) -> bool:

@@ -16,6 +16,8 @@ import pytest
 
 from harness import ADDON, Mitmdump, Scenario, httpx_client, wait_until
 from reliability_helpers import reference_events, whole_lines
+from sse_capture_addon.inspect.lint import LintOptions, lint_file
+from sse_capture_addon.inspect.reader import RecordingStream, unterminated_tail
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.replay.schedule import CLOSE, build_plan
 
@@ -92,6 +94,13 @@ def test_sigkill_mid_stream_loses_nothing_the_client_saw(certs, tmp_path, server
     replayed = b"".join(w.data for w in plan.writes)
     assert replayed.endswith(b"\n\nevent: half\ndata: the client saw this half")
     assert reference_events(replayed) == reference_events(sent)
+    # and the inspect commands report it, as for a stream that ended mid-event
+    stream = RecordingStream(path)
+    list(stream)
+    assert unterminated_tail(stream).text == "event: half\ndata: the client saw this half"
+    findings, _, ending = lint_file(str(path), LintOptions(preset="none"))
+    assert ending == "proxy_died" and [f.code for f in findings if f.code == "unterminated-event"] == \
+        ["unterminated-event"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])

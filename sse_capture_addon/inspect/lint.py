@@ -126,13 +126,13 @@ class _Linter:
         if self.protocol.terminal and self.terminal is None:
             wanted = " or ".join(str(s) for s in self.protocol.terminal)
             emit("no-terminal", ERROR, f"the stream never sent a terminal event ({wanted}); it ended: {ending}")
-        if end is None:
-            return
         if tail := unterminated_tail(stream):
             what = "an event (no blank line after it), which clients drop" if tail.lost == AN_EVENT else \
                 f"a block (no blank line after it), so clients never set {tail.lost}"
-            self.emit_at(self.index, end["t"])("unterminated-event", ERROR,
-                                               f"the stream ended in the middle of {what}: {tail.describe()}")
+            self.emit_at(self.index, end["t"] if end else self.last_t)(
+                "unterminated-event", ERROR, f"the stream ended in the middle of {what}: {tail.describe()}")
+        if end is None:
+            return
         endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}
         if len(endings) > 1:
             counts = ", ".join(f"{v} {k.upper()}" for k, v in endings.items())

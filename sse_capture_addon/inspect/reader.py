@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, find_recordings,
-                         header_pending, iter_lines, writer_alive)
+from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, died_tail,
+                         find_recordings, header_pending, iter_lines, read_recording, writer_alive)
 from ..sse import Event, NoDispatch, Oversized, tail_parser
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
@@ -93,7 +93,7 @@ def unterminated_tail(stream: RecordingStream) -> Tail | None:
     ``tail_loss``). A tail kept only as its size (``tail_redacted``/``tail_dropped``) is taken for an event."""
     end = stream.end
     if not end:
-        return None
+        return _died_tail(stream) if stream.finished and stream.ending == PROXY_DIED else None
     if text := end.get("tail"):
         truncated = bool(end.get("tail_truncated"))
         lost = tail_loss(text, stream.last_id, stream.retry, truncated)
@@ -102,6 +102,18 @@ def unterminated_tail(stream: RecordingStream) -> Tail | None:
         if end.get(f"tail_{why}") and end.get("tail_size", 0) > 0:
             return Tail(end["tail_size"], None, why)
     return None
+
+
+def _died_tail(stream: RecordingStream) -> Tail | None:
+    """The tail of a recording whose proxy died, from its raw chunks: the file is read a second time."""
+    try:
+        died = died_tail(read_recording(stream.path))
+    except RecordingError:
+        return None
+    if died is None or not died.tail:
+        return None
+    lost = tail_loss(died.tail, stream.last_id, stream.retry, died.truncated)
+    return Tail(len(died.tail), died.tail, None, died.truncated, lost) if lost else None
 
 
 class RecordingStream:

@@ -21,9 +21,8 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-from ..decoding import DecodeError, make_decoder, too_inflated
-from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, chunk_bytes, decode_data
-from ..sse import Comment, Ignored, SSEParser, tail_parser
+from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, chunk_bytes, decode_data, died_tail
+from ..sse import Comment, Ignored, tail_parser
 from . import faults as faults_mod
 from .faults import Faults
 
@@ -258,10 +257,11 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_
     redacted = oversized = 0
     tail = end.get("tail") if with_tail and end is not None else None
     bom = bool(end and end.get("bom"))
+    died = None
     if end is None and rec.ending == PROXY_DIED:  # no end line to say: the raw chunks do
         died = died_tail(rec)
         if died is not None:
-            tail, bom = died[0] if with_tail else None, died[1]
+            tail, bom = died.tail if with_tail else None, died.bom
             end = {"t": rec.records[-1]["t"] if rec.records else 0.0}  # (the tail came with the last chunk)
     carried, rest = tail_lines(records, tail) if tail else ({}, "")
     for i, r in enumerate(records):
@@ -288,7 +288,7 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_
     if oversized:
         warnings.append(f"{oversized} oversized event(s) were recorded without their data; "
                         "each is replayed with the data prefix that was kept")
-    if tail and end.get("tail_truncated"):
+    if tail and (end.get("tail_truncated") or (died and died.truncated)):
         warnings.append("the unterminated tail was truncated when recorded")
     if rest:
         pieces.append(Piece(end["t"], rest.encode("utf-8", "surrogatepass")))
@@ -298,37 +298,6 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_
         else:
             pieces.append(Piece(0.0, b"\xef\xbb\xbf"))
     return pieces
-
-
-def died_tail(rec: Recording) -> tuple[str | None, bool] | None:
-    """For a recording without an end line (its proxy died): the unterminated tail its client had received (as
-    ``SSEParser.close()`` gives it) and whether the stream began with a BOM, from its raw chunks read again.
-    None when the chunks cannot say: none were kept, the proxy had stopped parsing, they do not decode."""
-    if not rec.header.get("raw_chunks") or any(r["kind"] == "error" and r.get("what") in ("decode", "parse")
-                                               for r in rec.records):
-        return None
-    encoding = ", ".join(v for k, v in rec.header["response"]["headers"] if k.lower() == "content-encoding")
-    parser = SSEParser()
-    compressed = decoded = 0
-
-    def parse(piece: bytes) -> None:
-        nonlocal decoded
-        decoded += len(piece)
-        if too_inflated(compressed, decoded):  # (the proxy would have stopped too; a hand-made bomb)
-            raise DecodeError("inflated too far")
-        parser.feed(piece)
-
-    try:
-        decoder = make_decoder(encoding or None)
-        for _, data in rec.chunks:
-            compressed += len(data)
-            if decoder:
-                decoder.decode_to(data, parse)
-            else:
-                parser.feed(data)
-    except (DecodeError, ValueError):  # (UnsupportedEncoding is a ValueError)
-        return None
-    return parser.close(), parser.bom
 
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
