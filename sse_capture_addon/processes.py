@@ -35,20 +35,28 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def listens(pid: int, port: int) -> bool | None:
-    """Whether process ``pid`` or one of its descendants has a listening TCP socket on ``port``; None where
-    /proc cannot tell (not Linux, or no listening socket on the port shown at all)."""
-    inodes = set()
+def listening_sockets(port: int) -> dict[str, str]:
+    """The TCP sockets listening on ``port``, as /proc/net/tcp and tcp6 show them: {inode: local address (in hex, as
+    /proc writes it)}; empty where there is no /proc."""
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for row in f:
                     fields = row.split()
-                    if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # 0A: LISTEN
-                        inodes.add(f"socket:[{fields[9]}]")
+                    address, _, port_hex = fields[1].rpartition(":")
+                    if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                        found[fields[9]] = address
         except (OSError, StopIteration):
             continue
+    return found
+
+
+def listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` or one of its descendants has a listening TCP socket on ``port``; None where
+    /proc cannot tell (not Linux, or no listening socket on the port shown at all)."""
+    inodes = {f"socket:[{inode}]" for inode in listening_sockets(port)}
     if not inodes:  # no /proc, or one that does not show the socket that just accepted (WSL1's is empty)
         return None
     for p in _with_descendants(pid):

@@ -113,9 +113,17 @@ def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
 _KEPT_MAX = 64 * 1024  # the most of a block's start kept across chunks that complete nothing (see _chunk_line)
 
 
-
 class _Inflated(Exception):
     """A compressed stream decoded to more than MAX_RATIO allows (the message says so)."""
+
+
+def _failure(e: Exception, doing: str) -> tuple[str, str]:
+    """The error line's ``what`` and message for an exception from decoding (``decode``) or from ``doing``."""
+    if isinstance(e, _Inflated):
+        return "decode", str(e)
+    if isinstance(e, DecodeError):
+        return "decode", f"Content-Encoding decoding failed: {e}"
+    return "parse", f"{doing} failed: {type(e).__name__}: {e}"
 
 
 class StreamRecorder:
@@ -200,7 +208,7 @@ class StreamRecorder:
                 self._add_lines(t_json, parsed, out)
                 items = parsed
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
-                out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
+                out.append(self._stop_parsing(t, *_failure(e, "parser")))
         if self.raw_chunks:
             if t_json is None:
                 t_json = time_json(t)
@@ -231,12 +239,8 @@ class StreamRecorder:
         if self.parser is not None:
             try:
                 self.decoder.decode_to(chunk, self._parse_pieces(t_json, out))
-            except _Inflated as e:
-                out.append(self._stop_parsing(t, "decode", str(e)))
-            except DecodeError as e:
-                out.append(self._stop_parsing(t, "decode", f"Content-Encoding decoding failed: {e}"))
-            except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
-                out.append(self._stop_parsing(t, "parse", f"parser failed: {type(e).__name__}: {e}"))
+            except Exception as e:  # noqa: BLE001 - a decoding error or a parser bug must never break traffic
+                out.append(self._stop_parsing(t, *_failure(e, "parser")))
         if out:
             self._append(out[0] if len(out) == 1 else b"".join(out))
         return chunk
@@ -435,12 +439,8 @@ class StreamRecorder:
                 if self.decoder is not None:
                     self.decoder.flush_to(self._parse_pieces(time_json(t), out))
                 tail = parser.close()
-            except _Inflated as e:
-                out.append(self._error_line(t, "decode", str(e)))
-            except DecodeError as e:
-                out.append(self._error_line(t, "decode", f"Content-Encoding decoding failed: {e}"))
             except Exception as e:  # noqa: BLE001
-                out.append(self._error_line(t, "parse", f"flushing the parser failed: {type(e).__name__}: {e}"))
+                out.append(self._error_line(t, *_failure(e, "flushing the parser")))
         trailing = self.decoder.trailing_bytes if self.decoder is not None else 0
         if trailing:
             out.append(self._error_line(t, "decode", f"{trailing} byte(s) after the end of the gzip data were not "

@@ -170,19 +170,16 @@ class SSEReplay:
                        for k, v in cors_headers(req.headers.get, preflight=True)]
             flow.response = http.Response.make(204, b"", headers)
             return
-        booking = await book_in_turn(self.matcher, RequestInfo(req.method, req.url, req.raw_content))
+        info = RequestInfo(req.method, req.url, req.raw_content)
+        booking = await book_in_turn(self.matcher, info)
         if booking is not None and (self.server is None or flow.error):  # shut down, or the client left, meanwhile
             booking.give_back()
             return
         if booking is None:
-            self._extra(flow)
+            self._extra(flow, info)
             return
         rec = booking.recording
-        try:
-            plan = self.plans[rec]
-        except Exception:
-            booking.give_back()  # or the endpoint's next requests would wait for it
-            raise
+        plan = self.plans.booked(booking)
         for warning in plan.warnings:
             log.warning(f"sse-replay: {shown_path(rec.path)}: {printable(warning)}")
         token = secrets.token_urlsafe(16)
@@ -246,10 +243,10 @@ class SSEReplay:
     def _ended(self, playback: Playback) -> None:
         log.info(f"sse-replay: {playback.end_line()}")
 
-    def _extra(self, flow: http.HTTPFlow) -> None:
+    def _extra(self, flow: http.HTTPFlow, info: RequestInfo) -> None:
         extra = ctx.options.sse_replay_extra
         req = flow.request
-        why = self.matcher.why_unmatched(RequestInfo(req.method, req.url, req.raw_content))
+        why = self.matcher.why_unmatched(info)
         if extra == "forward":
             if why:  # else a request the recordings have nothing to do with: the rest of the app
                 log.info(f"sse-replay: no recording for {printable(self._label(req))}: {printable(why)}")

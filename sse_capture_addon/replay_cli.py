@@ -178,21 +178,16 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         return f"{request.method} {matcher.shown_url(request.target)}"
 
     async def resolve(request: Request) -> Playback | None:
-        url = f"http://{LOOPBACK}{request.target}"
-        booking = await book_in_turn(matcher, RequestInfo(request.method, url, request.body))
+        info = RequestInfo(request.method, f"http://{LOOPBACK}{request.target}", request.body)
+        booking = await book_in_turn(matcher, info)
         if booking is None:
-            why = matcher.why_unmatched(RequestInfo(request.method, url, request.body))
+            why = matcher.why_unmatched(info)
             click.echo(f"no recording for {printable(label(request))}: 404" + (f"; {printable(why)}" if why else ""),
                        err=True)
             return None
-        rec = booking.recording
-        try:
-            plan = plans[rec]
-        except Exception:
-            booking.give_back()
-            raise
+        plan = plans.booked(booking)
         for warning in plan.warnings:
-            click.echo(f"{shown_path(rec.path)}: {printable(warning)}", err=True)
+            click.echo(f"{shown_path(booking.recording.path)}: {printable(warning)}", err=True)
         return Playback(plan, label=label(request), booking=booking)
 
     async def main() -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sse_capture_addon.processes import free_port, stop_process, wait_for_port  # noqa: F401 (re-exported)
+from sse_capture_addon.processes import (free_port, listening_sockets, stop_process,  # noqa: F401 (re-exported)
+                                         wait_for_port)
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "sse_capture_addon" / "addon.py"
@@ -448,15 +449,7 @@ def browser(proxy: str | None = None, ignore_https_errors: bool = True) -> Itera
 
 def listening_addresses(port: int) -> set[str]:
     """Local addresses (hex, as in /proc/net/tcp*) with a socket listening on ``port``."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for row in f.readlines()[1:]:
-                local, state = row.split()[1], row.split()[3]
-                address, port_hex = local.rsplit(":", 1)
-                if state == "0A" and int(port_hex, 16) == port:
-                    found.add(address)
-    return found
+    return set(listening_sockets(port).values())
 
 
 LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}

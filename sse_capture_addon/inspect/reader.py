@@ -90,30 +90,28 @@ def tail_loss(text: str, last_id: str = "", retry: int | None = None, truncated:
 
 def unterminated_tail(stream: RecordingStream) -> Tail | None:
     """The tail the end line of ``stream`` (read to its end) reports, when a client loses something by it (see
-    ``tail_loss``). A tail kept only as its size (``tail_redacted``/``tail_dropped``) is taken for an event."""
+    ``tail_loss``). A tail kept only as its size (``tail_redacted``/``tail_dropped``) is taken for an event. A
+    recording whose proxy died has no end line: its raw chunks say what the tail was (the file is read again)."""
     end = stream.end
-    if not end:
-        return _died_tail(stream) if stream.finished and stream.ending == PROXY_DIED else None
-    if text := end.get("tail"):
-        truncated = bool(end.get("tail_truncated"))
-        lost = tail_loss(text, stream.last_id, stream.retry, truncated)
-        return Tail(len(text), text, None, truncated, lost) if lost else None
-    for why in ("redacted", "dropped"):
-        if end.get(f"tail_{why}") and end.get("tail_size", 0) > 0:
-            return Tail(end["tail_size"], None, why)
-    return None
-
-
-def _died_tail(stream: RecordingStream) -> Tail | None:
-    """The tail of a recording whose proxy died, from its raw chunks: the file is read a second time."""
-    try:
-        died = died_tail(read_recording(stream.path))
-    except RecordingError:
+    if end:
+        text, truncated = end.get("tail"), bool(end.get("tail_truncated"))
+        if not text:
+            for why in ("redacted", "dropped"):
+                if end.get(f"tail_{why}") and end.get("tail_size", 0) > 0:
+                    return Tail(end["tail_size"], None, why)
+            return None
+    elif stream.finished and stream.ending == PROXY_DIED:
+        try:
+            died = died_tail(read_recording(stream.path))
+        except RecordingError:
+            return None
+        if died is None or not died.tail:
+            return None
+        text, truncated = died.tail, died.truncated
+    else:
         return None
-    if died is None or not died.tail:
-        return None
-    lost = tail_loss(died.tail, stream.last_id, stream.retry, died.truncated)
-    return Tail(len(died.tail), died.tail, None, died.truncated, lost) if lost else None
+    lost = tail_loss(text, stream.last_id, stream.retry, truncated)
+    return Tail(len(text), text, None, truncated, lost) if lost else None
 
 
 class RecordingStream:

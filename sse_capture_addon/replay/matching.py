@@ -259,11 +259,9 @@ class Matcher:
         if not keys:
             return None
         if key in self._by_key:
-            entries = self._by_key[key]
-            if self.options.match_body:
-                entries = [e for e in entries if _body_matches(e, request.body)]
-                if not entries:
-                    return "recorded with other request bodies (--match-body)"
+            entries = self._candidates(request)
+            if not entries:  # (only with --match-body: a key in _by_key has entries)
+                return "recorded with other request bodies (--match-body)"
             return f"all {len(entries)} recording(s) for it were served: try --reuse"
         return min((_differences(key, other) for other in keys), key=lambda found: found[0])[1]
 

@@ -130,7 +130,7 @@ def build_plan(rec: Recording, timing: Timing = Timing(), faults: Faults = Fault
         pieces = byte_pieces(rec)
     else:
         records, stop = faults_mod.apply_to_records(rec.records, faults, warnings)
-        pieces = event_pieces(rec, records, warnings, with_tail=stop is None)
+        pieces = event_pieces(rec, records, warnings, end_t, with_tail=stop is None)
         if stop is not None:
             ending, end_t = _ENDING_OF_FAULT[stop.fault], stop.t
             if stop.half_last:
@@ -250,19 +250,20 @@ def _newline(end: dict | None) -> str:
     return "\n"
 
 
-def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_tail: bool = True) -> list[Piece]:
+def event_pieces(rec: Recording, records: list[dict], warnings: list[str], end_t: float,
+                 with_tail: bool = True) -> list[Piece]:
+    """The records as SSE, each at its time, then the unterminated tail at ``end_t`` (the recorded ending's)."""
     end = rec.end
     ser = _Serializer(_newline(end))
     pieces: list[Piece] = []
     redacted = oversized = 0
-    tail = end.get("tail") if with_tail and end is not None else None
-    bom = bool(end and end.get("bom"))
-    died = None
-    if end is None and rec.ending == PROXY_DIED:  # no end line to say: the raw chunks do
-        died = died_tail(rec)
-        if died is not None:
-            tail, bom = died.tail if with_tail else None, died.bom
-            end = {"t": rec.records[-1]["t"] if rec.records else 0.0}  # (the tail came with the last chunk)
+    tail, truncated, bom = None, False, False
+    if end is not None:
+        tail, truncated, bom = end.get("tail"), bool(end.get("tail_truncated")), bool(end.get("bom"))
+    elif rec.ending == PROXY_DIED and (died := died_tail(rec)) is not None:  # no end line: the raw chunks say
+        tail, truncated, bom = died
+    if not with_tail:
+        tail = None
     carried, rest = tail_lines(records, tail) if tail else ({}, "")
     for i, r in enumerate(records):
         kind = r["kind"]
@@ -288,10 +289,10 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], with_
     if oversized:
         warnings.append(f"{oversized} oversized event(s) were recorded without their data; "
                         "each is replayed with the data prefix that was kept")
-    if tail and (end.get("tail_truncated") or (died and died.truncated)):
+    if tail and truncated:
         warnings.append("the unterminated tail was truncated when recorded")
     if rest:
-        pieces.append(Piece(end["t"], rest.encode("utf-8", "surrogatepass")))
+        pieces.append(Piece(end_t, rest.encode("utf-8", "surrogatepass")))
     if bom:
         if pieces:
             pieces[0] = replace(pieces[0], data=b"\xef\xbb\xbf" + pieces[0].data)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..recording import IN_PROGRESS, Recording, RecordingError, find_recordings, header_pending, read_recording
 from ..shown import shown_path
 from .faults import Faults, check_byte_exact, parse_swap
+from .matching import Booking
 from .schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 
 #: Requests with no recording: as mitmproxy's ``server_replay_extra``.
@@ -150,3 +151,12 @@ class Plans:
             s = self.settings
             plan = self._plans[id(rec)] = build_plan(rec, s.timing, s.faults, s.byte_exact)
         return plan
+
+    def booked(self, booking: Booking) -> Plan:
+        """The plan of the booked recording. A plan that cannot be built gives the booking back, or the
+        endpoint's next requests would wait for it."""
+        try:
+            return self[booking.recording]
+        except Exception:
+            booking.give_back()
+            raise
