@@ -38,13 +38,25 @@ Sink = Callable[[bytes], object]
 # 25:1 for the same OpenAI chunk again and again, in gzip, br and zstd alike); only stacked layers, or br or zstd past
 # anything gzip could do, go beyond. Those two do on a body compressed whole: 100,000 identical OpenAI chunks (23 MB)
 # make 122,000:1 in br, 10,000:1 in zstd; hence the first 32 MiB free, which take ~0.1 s to decode and parse (as zeros
-# or such events; much longer as tiny events or comments, as uncompressed bytes would).
+# or such events).
+#
+# Parsing costs by the item as well as by the byte: each comment or event that is not part of a run of plain
+# ``data:`` events (those come as one batch) costs the recorder ~3 us, a byte of a large event ~5 ns. Counted by
+# the byte alone, 4 KB of gzip that decode to 2 million ``:`` comments held the proxy's thread for 3 s, and 32 KB
+# (32 MiB of them, all within the free part) for ~25 s, writing a 700 MB recording. So each item the parser gives
+# counts as ITEM_COST decoded bytes: that flood stops after 160,000 comments (0.3 s, 7 MB), while a streamed
+# (flushed) compressed stream still costs far below MAX_RATIO: each event and its flush make 8-12 compressed bytes
+# in gzip, br and zstd, the same event again and again, so even a flushed ``: ping`` or ``data: x`` costs at most
+# 65:1, and an Anthropic ``content_block_delta`` (119 bytes) 70:1.
 MAX_RATIO = 1100
 FREE_DECODED = 32 * 1024 * 1024
+ITEM_COST = 512
 
 
-def too_inflated(compressed: int, decoded: int) -> bool:
-    return decoded > compressed * MAX_RATIO + FREE_DECODED
+def too_inflated(compressed: int, decoded: int, items: int = 0) -> bool:
+    """``compressed`` bytes have decoded to more than a stream's should: ``decoded`` bytes, in which the parser
+    found ``items`` items (events, batches of them, comments...)."""
+    return decoded + items * ITEM_COST > compressed * MAX_RATIO + FREE_DECODED
 
 
 class UnsupportedEncoding(ValueError):

@@ -612,15 +612,15 @@ def died_tail(rec: Recording) -> DiedTail | None:
                                                for r in rec.records):
         return None
     encoding = ", ".join(v for k, v in rec.header["response"]["headers"] if k.lower() == "content-encoding")
-    parser = SSEParser()
-    compressed = decoded = 0
+    parser = SSEParser(message_batches=True)  # as the recorder's, for the same count of items
+    compressed = decoded = items = 0
 
     def parse(piece: bytes) -> None:
-        nonlocal decoded
-        decoded += len(piece)
-        if too_inflated(compressed, decoded):  # (the proxy would have stopped too; a hand-made bomb)
+        nonlocal decoded, items
+        if too_inflated(compressed, decoded + len(piece), items):  # (the proxy would have stopped too: made by hand)
             raise DecodeError("inflated too far")
-        parser.feed(piece)
+        decoded += len(piece)
+        items += len(parser.feed(piece))
 
     try:
         decoder = make_decoder(encoding or None)

@@ -187,6 +187,64 @@ def test_honest_streams_are_decoded_whole_however_repetitive(tmp_path, encoding,
     assert rec.end["decoded_bytes"] == n * len(OPENAI_CHUNK) and rec.ending == "complete"
 
 
+ANTHROPIC_EVENT = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+                   b'{"type":"text_delta","text":" the%d"}}\n\n')
+
+
+# Each of these is an item the parser gives on its own (not a run of plain data events), which costs the recorder
+# ~3 us, against ~5 ns a byte of a large event: 1 byte of gzip can hold ~500 of them.
+FLOODS = {
+    "comments": b":\n",
+    "pings": b": ping\n\n",
+    "empty events": b"data:\n\n",
+    "retries": b"retry: 1\n\n",
+}
+
+
+@pytest.mark.parametrize("flood", FLOODS)
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+def test_a_flood_of_tiny_items_is_decoded_no_further_than_a_bomb_would_be(tmp_path, caplog, encoding, flood):
+    """A few KB that decode to millions of comments or empty events: counted by the byte alone they were all
+    within the free 32 MiB, and took the proxy's thread for seconds (3 s for 4 KB of gzip) and wrote a recording of
+    ~90 MB. Each item now counts as ITEM_COST bytes: decoding stops after ~100,000 items with an error line."""
+    from sse_capture_addon.decoding import FREE_DECODED, ITEM_COST, MAX_RATIO, PIECE_SIZE
+    item = FLOODS[flood]
+    compress, flush = _compressor(encoding)
+    body = compress(b"data: first\n\n" + item * (16 * 1024 * 1024 // len(item))) + flush(True)
+    chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)] + [b"more bytes, no longer decoded"]
+    rec = _capture_gzip(tmp_path, chunks, encoding)
+    [error] = [r for r in rec.records if r["kind"] == "error"]
+    assert error["what"] == "decode" and "decompression bomb" in error["message"], error
+    assert rec.ending == "complete" and rec.end["errors"] == [error["message"]]
+    assert b"".join(raw for _, raw in rec.chunks) == b"".join(chunks)   # raw chunks still recorded, to the end
+    items = sum(r["kind"] in ("event", "comment", "no_dispatch") for r in rec.records)
+    # how far it gets: the free part and the ratio, and the last piece parsed before the check
+    limit = (FREE_DECODED + MAX_RATIO * len(body)) // ITEM_COST + 2 * PIECE_SIZE // len(item)
+    assert 30_000 < items <= limit < 200_000, (items, limit)
+    assert rec.records[1]["kind"] == "event" and decode_data(rec.records[1]["data"]) == "first"
+    assert caplog.text.count("decompression bomb") == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+@pytest.mark.parametrize("flushed", [True, False], ids=["each event flushed", "compressed whole"])
+def test_honest_streams_of_events_one_item_each_are_decoded_whole(tmp_path, encoding, flushed):
+    """Events that the parser gives one by one (an event: field, as Anthropic's) now count as ITEM_COST bytes
+    each toward the inflation limit: a streamed compressed stream stays far below it, and so does one compressed
+    whole, each event differing a little as real ones do."""
+    n = 20_000
+    compress, flush = _compressor(encoding, br_quality=5 if flushed else 11)
+    events = [ANTHROPIC_EVENT % i for i in range(n)]
+    if flushed:
+        chunks = [compress(e) + flush() for e in events]
+        chunks[-1] += flush(True)
+    else:
+        whole = compress(b"".join(events)) + flush(True)
+        chunks = [whole[i:i + 16384] for i in range(0, len(whole), 16384)]
+    rec = _capture_gzip(tmp_path, chunks, encoding)
+    assert rec.end["events"] == len(rec.events) == n and not rec.end["errors"], rec.end["errors"]
+    assert rec.end["decoded_bytes"] == sum(map(len, events)) and rec.ending == "complete"
+
+
 def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):
     addon = SSECapture()
     with taddons.context(addon) as tctx:

@@ -1,6 +1,7 @@
 """Plans from recordings: re-serialised events, byte-exact chunks, endings, timing, headers."""
 
 import base64
+import gzip
 import math
 import zlib
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from replay_helpers import chunk, ev, parse_comments, parse_events, record_body, write_recording
 from test_parser import reference
 
-from sse_capture_addon.recording import RecordingError, read_recording
+from sse_capture_addon.recording import RecordingError, died_tail, read_recording
 from sse_capture_addon.replay.schedule import (
     CLOSE, COMPLETE, HOLD, RESET, Piece, Timing, build_plan, parse_speed, replay_headers, retime,
 )
@@ -284,3 +285,21 @@ def test_a_hand_made_bomb_in_a_died_recordings_chunks_is_not_decoded_for_its_tai
     rec = read_recording(path)
     assert rec.ending == "proxy_died" and len(bomb) < 2000
     assert sent(build_plan(rec)) == b""
+
+
+def test_a_hand_made_flood_of_comments_in_a_died_recordings_chunks_is_not_parsed_for_its_tail(tmp_path):
+    # 18 KB of gzip that decode to 6 million comments and then the start of an event: the proxy would have stopped
+    # parsing them long before (each counts as ITEM_COST bytes), and reading the tail again stops there too
+    flood = gzip.compress(b":\n\n" * (6 << 20) + b"data: cut sh")
+    chunk_line = {"t": 0.5, "kind": "chunk", "n": 1, "b64": base64.b64encode(flood).decode()}
+    path = write_recording(tmp_path / "r.jsonl", [chunk_line], end=None, raw_chunks=True,
+                           headers=[["content-type", "text/event-stream"], ["content-encoding", "gzip"]])
+    rec = read_recording(path)
+    assert rec.ending == "proxy_died" and len(flood) < 20_000
+    assert died_tail(rec) is None
+    # the same with 5,000 comments: the tail is found
+    small = gzip.compress(b":\n\n" * 5000 + b"data: cut sh")
+    path = write_recording(tmp_path / "s.jsonl", [{**chunk_line, "b64": base64.b64encode(small).decode()}], end=None,
+                           raw_chunks=True,
+                           headers=[["content-type", "text/event-stream"], ["content-encoding", "gzip"]])
+    assert died_tail(read_recording(path)).tail == "data: cut sh"
