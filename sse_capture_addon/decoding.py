@@ -40,23 +40,31 @@ Sink = Callable[[bytes], object]
 # make 122,000:1 in br, 10,000:1 in zstd; hence the first 32 MiB free, which take ~0.1 s to decode and parse (as zeros
 # or such events).
 #
-# Parsing costs by the item as well as by the byte: each comment or event that is not part of a run of plain
-# ``data:`` events (those come as one batch) costs the recorder ~3 us, a byte of a large event ~5 ns. Counted by
-# the byte alone, 4 KB of gzip that decode to 2 million ``:`` comments held the proxy's thread for 3 s, and 32 KB
-# (32 MiB of them, all within the free part) for ~25 s, writing a 700 MB recording. So each item the parser gives
-# counts as ITEM_COST decoded bytes: that flood stops after 160,000 comments (0.3 s, 7 MB), while a streamed
-# (flushed) compressed stream still costs far below MAX_RATIO: each event and its flush make 8-12 compressed bytes
-# in gzip, br and zstd, the same event again and again, so even a flushed ``: ping`` or ``data: x`` costs at most
-# 65:1, and an Anthropic ``content_block_delta`` (119 bytes) 70:1.
+# Parsing costs by the line and by the item as well as by the byte: each comment or event that is not part of a run
+# of plain ``data:`` events (those come as one batch) costs the recorder ~3 us, each line ~0.2 us even when blank, a
+# byte of a large event ~5 ns. Counted by the byte alone, 32 KB of gzip (32 MiB, all within the free part) that
+# decode to 16 million ``:`` comments held the proxy's thread for ~25 s and wrote a 700 MB recording, and 32 MiB of
+# blank lines held it ~7 s. So each line counts as LINE_COST bytes more, and each item the parser gives as
+# ITEM_COST: those floods stop after ~130,000 comments (0.3 s, 6 MB) or ~2 million blank lines (0.4 s), while a
+# streamed (flushed) compressed stream still costs far below MAX_RATIO: each event and its flush make 8-12
+# compressed bytes in gzip, br and zstd, the same event again and again, so a flushed ``: ping`` or ``data: x``
+# costs 73:1 with its lines and item counted, an OpenAI chunk (230 bytes) 90:1; and 100,000 identical OpenAI chunks
+# compressed whole (23 MB, 200,000 lines, a few batches) still fit in the free part.
 MAX_RATIO = 1100
 FREE_DECODED = 32 * 1024 * 1024
+LINE_COST = 32
 ITEM_COST = 512
 
 
-def too_inflated(compressed: int, decoded: int, items: int = 0) -> bool:
-    """``compressed`` bytes have decoded to more than a stream's should: ``decoded`` bytes, in which the parser
-    found ``items`` items (events, batches of them, comments...)."""
-    return decoded + items * ITEM_COST > compressed * MAX_RATIO + FREE_DECODED
+def line_count(piece: bytes) -> int:
+    """The line endings in ``piece`` (CR, LF or CRLF; one cut between two pieces counts twice)."""
+    return piece.count(b"\n") + piece.count(b"\r") - piece.count(b"\r\n")
+
+
+def too_inflated(compressed: int, decoded: int, lines: int = 0, items: int = 0) -> bool:
+    """``compressed`` bytes have decoded to more than a stream's should: ``decoded`` bytes, in ``lines`` lines
+    (``line_count``), in which the parser found ``items`` items (events, batches of them, comments...)."""
+    return decoded + lines * LINE_COST + items * ITEM_COST > compressed * MAX_RATIO + FREE_DECODED
 
 
 class UnsupportedEncoding(ValueError):

@@ -81,10 +81,10 @@ def decompression_bomb(encoding: str, size: int) -> bytes:
     return c.compress(first) + b"".join(c.compress(mib) for _ in range(n)) + c.flush()
 
 
-def comment_flood(size: int) -> bytes:
-    """An SSE body in gzip that decodes to one event, ``data: first``, and then ``size`` bytes of ``:`` comments
-    (``size // 2`` of them): ~1 KB per MiB."""
-    return gzip.compress(b"data: first\n\n" + b":\n" * (size // 2))
+def line_flood(line: bytes, size: int) -> bytes:
+    """An SSE body in gzip that decodes to one event, ``data: first``, and then ``size`` bytes of ``line`` again
+    and again (``:\n``: comments): ~1 KB per MiB."""
+    return gzip.compress(b"data: first\n\n" + line * (size // len(line)))
 
 
 # --- recordings ------------------------------------------------------------------------------------------

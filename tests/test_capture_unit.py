@@ -206,7 +206,8 @@ FLOODS = {
 def test_a_flood_of_tiny_items_is_decoded_no_further_than_a_bomb_would_be(tmp_path, caplog, encoding, flood):
     """A few KB that decode to millions of comments or empty events: counted by the byte alone they were all
     within the free 32 MiB, and took the proxy's thread for seconds (3 s for 4 KB of gzip) and wrote a recording of
-    ~90 MB. Each item now counts as ITEM_COST bytes: decoding stops after ~100,000 items with an error line."""
+    ~90 MB. Each item now counts as ITEM_COST bytes (and its lines as LINE_COST each): decoding stops after
+    ~100,000 items with an error line."""
     from sse_capture_addon.decoding import FREE_DECODED, ITEM_COST, MAX_RATIO, PIECE_SIZE
     item = FLOODS[flood]
     compress, flush = _compressor(encoding)
@@ -222,6 +223,36 @@ def test_a_flood_of_tiny_items_is_decoded_no_further_than_a_bomb_would_be(tmp_pa
     limit = (FREE_DECODED + MAX_RATIO * len(body)) // ITEM_COST + 2 * PIECE_SIZE // len(item)
     assert 30_000 < items <= limit < 200_000, (items, limit)
     assert rec.records[1]["kind"] == "event" and decode_data(rec.records[1]["data"]) == "first"
+    assert caplog.text.count("decompression bomb") == 1
+
+
+LINE_FLOODS = {
+    "blank lines": b"\n",
+    "CR-only blank lines": b"\r",
+    "CRLF blank lines": b"\r\n",
+    "unknown fields": b"x\n",
+    "ids": b"id: 1\n",
+    "data lines never dispatched": b"data: x\n",
+}
+
+
+@pytest.mark.parametrize("flood", LINE_FLOODS)
+def test_a_flood_of_lines_is_decoded_no_further_than_a_bomb_would_be(tmp_path, caplog, flood):
+    """Lines that make no item cost ~0.2 us each, blank or not: 32 KB of gzip that decode to 32 MiB of blank lines
+    held the proxy's thread for ~7 s. Each line now counts as LINE_COST bytes more."""
+    from sse_capture_addon.decoding import FREE_DECODED, LINE_COST, MAX_RATIO, PIECE_SIZE
+    line = LINE_FLOODS[flood]
+    body = gzip.compress(b"data: first\n\n" + line * (16 * 1024 * 1024 // len(line)))
+    chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+    rec = _capture_gzip(tmp_path, chunks)
+    [error] = [r for r in rec.records if r["kind"] == "error"]
+    assert error["what"] == "decode" and "decompression bomb" in error["message"], error
+    assert rec.ending == "complete" and rec.end["errors"] == [error["message"]]
+    assert b"".join(raw for _, raw in rec.chunks) == b"".join(chunks)
+    assert [decode_data(e["data"]) for e in rec.events] == ["first"]
+    # stopped within the free part and the ratio, each line counted, and the piece parsed before the check
+    per_line = len(line) + LINE_COST
+    assert rec.end["decoded_bytes"] <= (FREE_DECODED + MAX_RATIO * len(body)) * len(line) // per_line + PIECE_SIZE
     assert caplog.text.count("decompression bomb") == 1
 
 
