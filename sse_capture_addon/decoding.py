@@ -40,30 +40,26 @@ Sink = Callable[[bytes], object]
 # make 122,000:1 in br, 10,000:1 in zstd; hence the first 32 MiB free, which take ~0.1 s to decode and parse (as zeros
 # or such events).
 #
-# Parsing costs by the line and by the item as well as by the byte: each comment or event that is not part of a run
-# of plain ``data:`` events (those come as one batch) costs the recorder ~3 us, each line ~0.2 us even when blank, a
-# byte of a large event ~5 ns. Counted by the byte alone, 32 KB of gzip (32 MiB, all within the free part) that
-# decode to 16 million ``:`` comments held the proxy's thread for ~25 s and wrote a 700 MB recording, and 32 MiB of
-# blank lines held it ~7 s. So each line counts as LINE_COST bytes more, and each item the parser gives as
-# ITEM_COST: those floods stop after ~130,000 comments (0.3 s, 6 MB) or ~2 million blank lines (0.4 s), while a
-# streamed (flushed) compressed stream still costs far below MAX_RATIO: each event and its flush make 8-12
-# compressed bytes in gzip, br and zstd, the same event again and again, so a flushed ``: ping`` or ``data: x``
-# costs 73:1 with its lines and item counted, an OpenAI chunk (230 bytes) 90:1; and 100,000 identical OpenAI chunks
-# compressed whole (23 MB, 200,000 lines, a few batches) still fit in the free part.
+# Parsing costs by the line and by the item as well as by the byte: a line that the parser reads one by one (not by
+# its block fast paths, which take the lines of plain events) costs ~0.2-0.75 us, each comment or event that is not
+# part of a run of plain ``data:`` events (those come as one batch) ~2-3 us in the recorder, a byte of a large event
+# ~5 ns. Counted by the byte alone, 32 KB of gzip (32 MiB, all within the free part) that decode to 16 million ``:``
+# comments held the proxy's thread for ~25 s and wrote a 700 MB recording, and 32 MiB of blank lines held it ~7 s.
+# So each such line counts as LINE_COST bytes more, and each item the parser gives as ITEM_COST: those floods stop
+# after ~50,000 comments or ~500,000 blank lines, in ~0.2 s, while a streamed (flushed) compressed stream still costs
+# far below MAX_RATIO: each event and its flush make 8-12 compressed bytes in gzip, br and zstd, the same event again
+# and again, so a flushed ``: ping`` costs ~100:1 with its lines and item counted, a plain event less; and 100,000
+# identical OpenAI chunks compressed whole (23 MB, a few batches) still fit in the free part.
 MAX_RATIO = 1100
 FREE_DECODED = 32 * 1024 * 1024
-LINE_COST = 32
+LINE_COST = 128
 ITEM_COST = 512
 
 
-def line_count(piece: bytes) -> int:
-    """The line endings in ``piece`` (CR, LF or CRLF; one cut between two pieces counts twice)."""
-    return piece.count(b"\n") + piece.count(b"\r") - piece.count(b"\r\n")
-
-
 def too_inflated(compressed: int, decoded: int, lines: int = 0, items: int = 0) -> bool:
-    """``compressed`` bytes have decoded to more than a stream's should: ``decoded`` bytes, in ``lines`` lines
-    (``line_count``), in which the parser found ``items`` items (events, batches of them, comments...)."""
+    """``compressed`` bytes have decoded to more than a stream's should: ``decoded`` bytes, in which the parser read
+    ``lines`` lines one by one (``SSEParser.slow_lines``) and found ``items`` items (events, batches of them,
+    comments...)."""
     return decoded + lines * LINE_COST + items * ITEM_COST > compressed * MAX_RATIO + FREE_DECODED
 
 

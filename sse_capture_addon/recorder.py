@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from . import recording as _recording
-from .decoding import (FREE_DECODED, ITEM_COST, LINE_COST, MAX_RATIO, DecodeError, UnsupportedEncoding, line_count,
-                       make_decoder, too_inflated)
+from .decoding import (FREE_DECODED, ITEM_COST, LINE_COST, MAX_RATIO, DecodeError, UnsupportedEncoding, make_decoder,
+                       too_inflated)
 from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, comment_block, data_json, encode_data,
                         event_line_json, form_block, header_line, line, line_at, line_ending, message_lines, sse_block,
                         time_json)
@@ -162,7 +162,7 @@ class StreamRecorder:
         self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
-        self.decoded_lines = self.decoded_items = 0  # what a compressed stream decoded to held (see too_inflated)
+        self.decoded_items = 0  # what the parser gave for a compressed stream's decoded bytes (see too_inflated)
         self.errors: list[str] = []
         self.lost_lines = 0
         self.write_failed = False
@@ -251,23 +251,22 @@ class StreamRecorder:
         """The decoder's sink for one chunk (or its flush): parses each piece into lines in ``out``. The lines of
         the pieces before are written first, so that however far the chunk inflates only a piece and its lines
         are held; and decoding stops (``_Inflated``) once the stream has inflated beyond ``MAX_RATIO``, its lines
-        and items counted as ``LINE_COST`` and ``ITEM_COST`` bytes each."""
+        (those it reads one by one) and items counted as ``LINE_COST`` and ``ITEM_COST`` bytes each."""
         start = self.decoded_bytes
 
         def parse(piece: bytes) -> None:
             if self.decoded_bytes > start and out:
                 self._append(b"".join(out))
                 out.clear()
-            lines = self.decoded_lines + line_count(piece)
+            lines = self.parser.slow_lines
             if too_inflated(self.bytes, self.decoded_bytes + len(piece), lines, self.decoded_items):
                 raise _Inflated(f"{self.bytes} compressed byte(s) decoded to more than {self.decoded_bytes} "
-                                f"({self.decoded_lines} lines, {self.decoded_items} items): over {MAX_RATIO} times "
-                                f"their size past the first {FREE_DECODED >> 20} MiB, with each line counted as "
+                                f"({lines} lines read one by one, {self.decoded_items} items): over {MAX_RATIO} times "
+                                f"their size past the first {FREE_DECODED >> 20} MiB, with each such line counted as "
                                 f"{LINE_COST} bytes more and each event, comment or run of data-only events as "
                                 f"{ITEM_COST}, as from a decompression bomb; no longer decoded or parsed (the client "
                                 "still gets every byte)")
             self.decoded_bytes += len(piece)
-            self.decoded_lines = lines
             items = self.parser.feed(piece)
             self.decoded_items += len(items)
             self._add_lines(t_json, items, out)

@@ -27,7 +27,7 @@ from urllib.parse import SplitResult
 
 import orjson
 
-from .decoding import DecodeError, line_count, make_decoder, too_inflated
+from .decoding import DecodeError, make_decoder, too_inflated
 from .sse import MessageBatch, SSEParser
 
 FORMAT = "sse-capture"
@@ -613,13 +613,12 @@ def died_tail(rec: Recording) -> DiedTail | None:
         return None
     encoding = ", ".join(v for k, v in rec.header["response"]["headers"] if k.lower() == "content-encoding")
     parser = SSEParser(message_batches=True)  # as the recorder's, for the same count of items
-    compressed = decoded = lines = items = 0
+    compressed = decoded = items = 0
 
     def parse(piece: bytes) -> None:
-        nonlocal decoded, lines, items
-        lines += line_count(piece)
+        nonlocal decoded, items
         decoded += len(piece)
-        if too_inflated(compressed, decoded, lines, items):  # (the proxy would have stopped too: made by hand)
+        if too_inflated(compressed, decoded, parser.slow_lines, items):  # (the proxy would have stopped: made by hand)
             raise DecodeError("inflated too far")
         items += len(parser.feed(piece))
 

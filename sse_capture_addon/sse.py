@@ -129,7 +129,7 @@ class SSEParser(_ParserCore):
     _feed_py, or where _speedups is built, ParserCore.feed: the same steps in C."""
 
     # Slots, not a __dict__: with a C base class, Python reads attributes in a __dict__ more slowly.
-    __slots__ = ("reconnection_time", "bom", "_decoder", "_at_boundary", "_cr", "_line",
+    __slots__ = ("reconnection_time", "bom", "slow_lines", "_decoder", "_at_boundary", "_cr", "_line",
                  "_tail", "_data", "_data_len", "_type", "_retry", "_id_changed", "_block_chars", "_oversized",
                  "_prefix") + _CORE_SLOTS
 
@@ -142,6 +142,9 @@ class SSEParser(_ParserCore):
         self.bom = False
         self.line_endings = {"lf": 0, "crlf": 0, "cr": 0}
         self.bytes_in = 0
+        # lines read one by one, not by a block fast path: what parsing costs beyond its bytes (a few more without
+        # the C fast path, which holds the start of a line back more often)
+        self.slow_lines = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._undecoded = False  # the decoder holds the start of a multi-byte sequence
         self._at_boundary = False  # at a block boundary with nothing pending: the fast path applies
@@ -425,6 +428,7 @@ class SSEParser(_ParserCore):
 
     def _lines(self, lines: list[str], out: list[Item]) -> None:
         max_size = self.max_event_size
+        self.slow_lines += len(lines)
         for line in lines:
             if not line:
                 if self._data and not self._oversized:  # the common case of _dispatch, inlined

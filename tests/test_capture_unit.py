@@ -256,15 +256,17 @@ def test_a_flood_of_lines_is_decoded_no_further_than_a_bomb_would_be(tmp_path, c
     assert caplog.text.count("decompression bomb") == 1
 
 
+@pytest.mark.parametrize("eol", [b"\n", b"\r"], ids=["LF", "CR"])
 @pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
 @pytest.mark.parametrize("flushed", [True, False], ids=["each event flushed", "compressed whole"])
-def test_honest_streams_of_events_one_item_each_are_decoded_whole(tmp_path, encoding, flushed):
+def test_honest_streams_of_events_one_item_each_are_decoded_whole(tmp_path, encoding, flushed, eol):
     """Events that the parser gives one by one (an event: field, as Anthropic's) now count as ITEM_COST bytes
-    each toward the inflation limit: a streamed compressed stream stays far below it, and so does one compressed
-    whole, each event differing a little as real ones do."""
-    n = 20_000
-    compress, flush = _compressor(encoding, br_quality=5 if flushed else 11)
-    events = [ANTHROPIC_EVENT % i for i in range(n)]
+    each toward the inflation limit, and with CR line endings, which the parser reads line by line, each line
+    LINE_COST more: a streamed compressed stream stays far below the limit, and so does one compressed whole, each
+    event differing a little as real ones do; past the free part too (60,000 events: ~60 MB counted)."""
+    n = 60_000
+    compress, flush = _compressor(encoding, br_quality=5 if flushed else 9)  # (9 packs these tighter than 11)
+    events = [(ANTHROPIC_EVENT % i).replace(b"\n", eol) for i in range(n)]
     if flushed:
         chunks = [compress(e) + flush() for e in events]
         chunks[-1] += flush(True)

@@ -100,6 +100,21 @@ def test_no_bom():
     assert not p.bom
 
 
+def test_slow_lines_counts_the_lines_read_one_by_one():
+    # what a compressed stream's inflation limit counts beyond its bytes (decoding.too_inflated): every line that
+    # the block fast paths (in C, or their Python fallback) do not take, blank ones too; the lines of plain events
+    # they take cost only their bytes
+    p = SSEParser(message_batches=True)
+    p.feed(b":a\n: b\n\nx\r\n\r")
+    assert p.slow_lines == 5
+    p.feed(b"\ndata: x\n\n")  # (the LF completes a CRLF: the fast path starts after it)
+    assert p.slow_lines == 7
+    p.feed(b"data: x\n\n" * 100)
+    assert p.slow_lines == 7
+    p.feed(b"data: y\nid: 2\n\n")  # a block of another shape
+    assert p.slow_lines == 10
+
+
 # --- line terminators -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("eol,key", [(b"\n", "lf"), (b"\r\n", "crlf"), (b"\r", "cr")])
