@@ -45,8 +45,8 @@ Sink = Callable[[bytes], object]
 # part of a run of plain ``data:`` events (those come as one batch) ~2-3 us in the recorder, a byte of a large event
 # ~5 ns. Counted by the byte alone, 32 KB of gzip (32 MiB, all within the free part) that decode to 16 million ``:``
 # comments held the proxy's thread for ~25 s and wrote a 700 MB recording, and 32 MiB of blank lines held it ~7 s.
-# So each such line counts as LINE_COST bytes more, and each item the parser gives as ITEM_COST: those floods stop
-# after ~50,000 comments or ~500,000 blank lines, in ~0.2 s, while a streamed (flushed) compressed stream still costs
+# So each such line counts as LINE_COST bytes more, and each item the parser gives as ITEM_COST: those 32 KB stop
+# after ~130,000 comments (0.3 s) or ~500,000 blank lines (0.15 s), while a streamed (flushed) compressed stream costs
 # far below MAX_RATIO: each event and its flush make 8-12 compressed bytes in gzip, br and zstd, the same event again
 # and again, so a flushed ``: ping`` costs ~100:1 with its lines and item counted, a plain event less; and 100,000
 # identical OpenAI chunks compressed whole (23 MB, a few batches) still fit in the free part.
