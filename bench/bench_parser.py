@@ -132,6 +132,9 @@ def main() -> None:
     cases = [
         ("OpenAI tokens, 1 event/chunk", openai_stream, (0.5 if q else 5) * mb, None, True),
         ("OpenAI tokens, 16 KiB chunks", lambda n: rechunk(openai_stream(n), 16384), (0.5 if q else 5) * mb, None, True),
+        ("OpenAI tokens, CRLF (sse-starlette's), 16 KiB chunks",
+         lambda n: rechunk([c.replace(b"\n", b"\r\n") for c in openai_stream(n)], 16384), (0.5 if q else 5) * mb, None,
+         True),
         ("Anthropic tokens, 1 event/chunk", anthropic_stream, (0.5 if q else 5) * mb, None, True),
         ("1-byte chunks (OpenAI)", lambda n: rechunk(openai_stream(n), 1), (0.02 if q else 0.25) * mb, None, False),
         ("CR-only line endings, 4 KiB chunks", cr_only, (0.5 if q else 5) * mb, None, False),

@@ -781,33 +781,81 @@ static int fits(Py_ssize_t size, PyObject *limit)
 /* Every CR is followed by an LF and every LF preceded by a CR, and the bytes end with a blank line. */
 static int pure_crlf(const char *p, Py_ssize_t size)
 {
-    Py_ssize_t i;
+    const char *q = p, *end = p + size;
+    Py_ssize_t crs = 0, lfs = 0;
     if (size < 4 || memcmp(p + size - 4, "\r\n\r\n", 4) != 0)
         return 0;
-    for (i = 0; i < size; i++) {
-        if (p[i] == '\r' && p[i + 1] != '\n') /* (p[size - 1] is an LF) */
+    while ((q = memchr(q, '\r', end - q)) != NULL) { /* (the last byte is an LF: q + 1 < end) */
+        if (q[1] != '\n')
             return 0;
-        if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
-            return 0;
+        crs++;
+        q += 2;
     }
-    return 1;
+    for (q = p; (q = memchr(q, '\n', end - q)) != NULL; q++)
+        lfs++;
+    return lfs == crs; /* each CR is followed by an LF: any other LF would make more */
 }
 
-/* The same bytes with every CRLF as an LF. */
+/* The same bytes with every CRLF as an LF (p holds no other CR: pure_crlf). */
 static PyObject *crlf_to_lf(const char *p, Py_ssize_t size)
 {
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    const char *q = p, *end = p + size, *cr;
     char *o;
-    Py_ssize_t i;
     if (out == NULL)
         return NULL;
     o = PyBytes_AS_STRING(out);
-    for (i = 0; i < size; i++)
-        if (p[i] != '\r')
-            *o++ = p[i];
+    while ((cr = memchr(q, '\r', end - q)) != NULL) {
+        memcpy(o, q, cr - q);
+        o += cr - q;
+        q = cr + 1;
+    }
+    memcpy(o, q, end - q);
+    o += end - q;
     if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) < 0)
         return NULL;
     return out;
+}
+
+/* The index of the last occurrence of pair (n bytes, ending with an LF) in p[lo:size], or -1. */
+static Py_ssize_t last_pair(const char *p, Py_ssize_t lo, Py_ssize_t size, const char *pair, Py_ssize_t n)
+{
+    Py_ssize_t hi = size, k;
+    const char *lf;
+    while (hi > lo + n - 1) {
+        if ((lf = memrchr(p + lo + n - 1, '\n', hi - (lo + n - 1))) == NULL)
+            return -1;
+        k = lf - p - (n - 1);
+        if (memcmp(p + k, pair, n) == 0)
+            return k;
+        hi = lf - p;
+    }
+    return -1;
+}
+
+/* rest (the start of a line after a block boundary) holds no LF, and no CR or only a last one that ends an empty
+   line or a data line: see _holdable_cr. */
+static int holdable(const char *rest, Py_ssize_t n)
+{
+    const char *cr;
+    if (n > HOLD_MAX || memchr(rest, '\n', n) != NULL)
+        return 0;
+    cr = memchr(rest, '\r', n);
+    return cr == NULL || (cr == rest + n - 1 && (n == 1 || (n >= 5 && memcmp(rest, "data:", 5) == 0)));
+}
+
+/* items, with rest held for the next chunk (items NULL after an error). */
+static PyObject *holding(ParserCore *self, PyObject *items, const char *rest, Py_ssize_t n)
+{
+    PyObject *held;
+    if (items == Py_None || items == NULL)
+        return items;
+    if ((held = PyBytes_FromStringAndSize(rest, n)) == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    Py_SETREF(self->held, held);
+    return items;
 }
 
 /* The C fast paths of feed for data at a block boundary, held_len bytes of it held from the last chunk:
@@ -815,7 +863,7 @@ static PyObject *crlf_to_lf(const char *p, Py_ssize_t size)
 static PyObject *fast_paths(ParserCore *self, PyObject *data, Py_ssize_t held_len)
 {
     const char *p = PyBytes_AS_STRING(data);
-    Py_ssize_t size = PyBytes_GET_SIZE(data), end;
+    Py_ssize_t size = PyBytes_GET_SIZE(data), k;
     PyObject *items, *lf;
     items = blocks_of(self, data, size, 0);
     if (items != Py_None)
@@ -831,22 +879,22 @@ static PyObject *fast_paths(ParserCore *self, PyObject *data, Py_ssize_t held_le
         Py_DECREF(items);
     }
     /* Whole blocks, then the start of a line: see _feed_py. */
-    for (end = size - 1; end > held_len && !(p[end] == '\n' && p[end - 1] == '\n'); end--)
-        ;
-    if (end <= held_len || size - (end + 1) > HOLD_MAX || memchr(p + end + 1, '\n', size - end - 1) != NULL
-        || memchr(p + end + 1, '\r', size - end - 1) != NULL)
-        Py_RETURN_NONE;
-    end++;
-    items = blocks_of(self, data, end, 0);
-    if (items != Py_None && items != NULL) {
-        PyObject *rest = PyBytes_FromStringAndSize(p + end, size - end);
-        if (rest == NULL) {
-            Py_DECREF(items);
-            return NULL;
-        }
-        Py_SETREF(self->held, rest);
+    k = last_pair(p, held_len, size, "\n\n", 2);
+    if (k >= 0 && holdable(p + k + 2, size - k - 2) && memchr(p + k + 2, '\r', size - k - 2) == NULL) {
+        items = blocks_of(self, data, k + 2, 0);
+        if (items != Py_None)
+            return holding(self, items, p + k + 2, size - k - 2);
+        Py_DECREF(items);
     }
-    return items;
+    /* The same with CRLF endings. */
+    k = last_pair(p, held_len, size, "\r\n\r\n", 4);
+    if (k < 0 || !holdable(p + k + 4, size - k - 4) || !pure_crlf(p, k + 4))
+        Py_RETURN_NONE;
+    if ((lf = crlf_to_lf(p, k + 4)) == NULL)
+        return NULL;
+    items = blocks_of(self, lf, PyBytes_GET_SIZE(lf), 1);
+    Py_DECREF(lf);
+    return holding(self, items, p + k + 4, size - k - 4);
 }
 
 static PyObject *core_feed(ParserCore *self, PyObject *arg)
