@@ -401,7 +401,7 @@ class SSEParser(_ParserCore):
         An incomplete event is NOT dispatched (spec)."""
         if self._held:
             held, self._held = self._held, b""
-            self._feed_text(held)  # a piece of a line: nothing to dispatch
+            self._feed_text(held)  # a piece of a line, or a data line cut before its LF: nothing to dispatch
         self._text(self._decode(b"", True), [])  # at most U+FFFD for a truncated sequence
         if not self._tail.total:
             return None
