@@ -817,13 +817,26 @@ static PyObject *crlf_to_lf(const char *p, Py_ssize_t size)
     return out;
 }
 
+/* The last LF in p[0:n], or NULL. */
+static const char *last_lf(const char *p, Py_ssize_t n)
+{
+#if defined(__GLIBC__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+    return memrchr(p, '\n', n);
+#else /* (memrchr is not standard C: macOS has none) */
+    while (n-- > 0)
+        if (p[n] == '\n')
+            return p + n;
+    return NULL;
+#endif
+}
+
 /* The index of the last occurrence of pair (n bytes, ending with an LF) in p[lo:size], or -1. */
 static Py_ssize_t last_pair(const char *p, Py_ssize_t lo, Py_ssize_t size, const char *pair, Py_ssize_t n)
 {
     Py_ssize_t hi = size, k;
     const char *lf;
     while (hi > lo + n - 1) {
-        if ((lf = memrchr(p + lo + n - 1, '\n', hi - (lo + n - 1))) == NULL)
+        if ((lf = last_lf(p + lo + n - 1, hi - (lo + n - 1))) == NULL)
             return -1;
         k = lf - p - (n - 1);
         if (memcmp(p + k, pair, n) == 0)
