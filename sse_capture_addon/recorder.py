@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from . import recording as _recording
-from .decoding import (FREE_DECODED, ITEM_COST, LINE_COST, MAX_RATIO, DecodeError, UnsupportedEncoding, make_decoder,
-                       too_inflated)
+from .decoding import (CHUNK_ALLOWANCE, FREE_DECODED, ITEM_COST, LINE_COST, MAX_DENSITY, MAX_RATIO, DecodeError,
+                       UnsupportedEncoding, make_decoder, too_dense, too_inflated)
 from .recording import (DEFAULT_FORM, blocks_chunk_line, chunk_line, comment_block, data_json, encode_data,
                         event_line_json, form_block, header_line, line, line_at, line_ending, message_lines, sse_block,
                         time_json)
@@ -162,7 +162,7 @@ class StreamRecorder:
         self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
-        self.decoded_items = 0  # what the parser gave for a compressed stream's decoded bytes (see too_inflated)
+        self.decoded_items = 0  # what the parser gave for the decoded bytes (see too_inflated, too_dense)
         self.errors: list[str] = []
         self.lost_lines = 0
         self.write_failed = False
@@ -209,6 +209,9 @@ class StreamRecorder:
                 t_json = time_json(t)  # every line a chunk completes shares its arrival time
                 self._add_lines(t_json, parsed, out)
                 items = parsed
+                self.decoded_items += len(parsed)
+                if too_dense(self.decoded_bytes, self.parser.slow_lines, self.decoded_items, self.chunks):
+                    out.append(self._stop_parsing(t, "parse", self._too_dense_message()))
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
                 out.append(self._stop_parsing(t, *_failure(e, "parser")))
         if self.raw_chunks:
@@ -241,6 +244,8 @@ class StreamRecorder:
         if self.parser is not None:
             try:
                 self.decoder.decode_to(chunk, self._parse_pieces(t_json, out))
+                if too_dense(self.decoded_bytes, self.parser.slow_lines, self.decoded_items, self.chunks):
+                    out.append(self._stop_parsing(t, "parse", self._too_dense_message()))
             except Exception as e:  # noqa: BLE001 - a decoding error or a parser bug must never break traffic
                 out.append(self._stop_parsing(t, *_failure(e, "parser")))
         if out:
@@ -386,6 +391,15 @@ class StreamRecorder:
         if report:
             self.on_error(message)
         return line({"t": round(t, 6), "kind": "error", "what": what, "message": message})
+
+    def _too_dense_message(self) -> str:
+        return (f"{self.decoded_items} item(s) (events, runs of data-only events, comments) and "
+                f"{self.parser.slow_lines} line(s) read one by one in {self.decoded_bytes} byte(s) in "
+                f"{self.chunks} chunk(s): parsing them cost over {MAX_DENSITY} times what their bytes would, past the "
+                f"first {FREE_DECODED >> 20} MiB and {CHUNK_ALLOWANCE} bytes' worth a chunk (each such line counted as "
+                f"{LINE_COST} bytes more and each item as {ITEM_COST}), as from a flood of comments, blank lines or "
+                "empty events, which would hold up every stream through the proxy; no longer parsed (the client "
+                "still gets every byte)")
 
     def _stop_parsing(self, t: float, what: str, message: str) -> bytes:
         self.parser = None

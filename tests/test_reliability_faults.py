@@ -8,6 +8,7 @@ events the parser finds in those bytes, whole lines, and the right end record.
 import hashlib
 import os
 import random
+import statistics
 import threading
 import time
 
@@ -499,13 +500,18 @@ def test_compressed_stream_corrupted_midway(proxy, certs, servers, upstream_app)
     assert 0 < len(rec.events) and _events(rec) == reference_events(plain)[:len(rec.events)]
 
 
-@pytest.mark.parametrize("encoding", ["gzip, gzip", "br", "gzip comments", "gzip blank lines"])
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "br", "gzip comments", "gzip blank lines", "identity pings"])
 def test_a_decompression_bomb_neither_swells_the_proxy_nor_holds_up_other_streams(certs, tmp_path, encoding):
     """A few KB that decode to 256 MiB (gzip, gzip: 1 KB), or 16 KB of gzip that decode to 8 million comments or
-    16 million blank lines (which cost far more to parse than their 16 MiB of bytes: ~24 s and ~3 s): the client
-    gets them unchanged, another stream keeps flowing meanwhile, and the recording stops decoding them with an
-    error line."""
-    if encoding.startswith("gzip ") and encoding != "gzip, gzip":
+    16 million blank lines (which cost far more to parse than their 16 MiB of bytes: ~24 s and ~3 s), or 32 MiB of
+    ": ping" uncompressed at the network's speed (12.7 s to parse, against 0.17 s through plain mitmproxy): the
+    client gets them unchanged, another stream keeps flowing meanwhile, and the recording stops parsing them with
+    an error line."""
+    what, said = "decode", "decompression bomb"
+    if encoding == "identity pings":
+        encoding, bomb = "identity", b"data: first\n\n" + b": ping\n\n" * (4 * 1024 * 1024)
+        what, said = "parse", "flood"
+    elif encoding.startswith("gzip ") and encoding != "gzip, gzip":
         encoding, bomb = "gzip", line_flood(b":\n" if encoding == "gzip comments" else b"\n", 16 * 1024 * 1024)
     else:
         bomb = decompression_bomb(encoding, 256 * 1024 * 1024)
@@ -514,7 +520,8 @@ def test_a_decompression_bomb_neither_swells_the_proxy_nor_holds_up_other_stream
     def respond(request):
         path = request.split(b" ", 2)[1]
         if path == b"/sse/bomb":
-            return [sse_response_head(f"content-encoding: {encoding}\r\n"), bomb, "close"]
+            head = sse_response_head("" if encoding == "identity" else f"content-encoding: {encoding}\r\n")
+            return [head, bomb, "close"]
         if path == b"/sse/tick":
             return [sse_response_head(), *_steps(ticks, 0.02), "close"]
         return [sse_response_head(), b"data: warm\n\n", "close"]
@@ -539,25 +546,31 @@ def test_a_decompression_bomb_neither_swells_the_proxy_nor_holds_up_other_stream
             ticker.start()
             assert ticking.wait(10)
             with httpx.Client(proxy=mitm.url, timeout=30) as client:
+                started = time.monotonic()
                 with client.stream("GET", f"{server.base}/sse/bomb", headers={"accept-encoding": encoding}) as r:
                     got = b"".join(r.iter_raw())
+                took = time.monotonic() - started
             ticker.join(30)
             peak = proc_status(pid)["VmHWM"]
             path = recording_for(mitm, "/sse/bomb")
             ticked = read_recording(recording_for(mitm, "/sse/tick"))
     finally:
         server.stop()
-    print(f"{encoding} bomb of {len(bomb)} bytes: the other stream's longest gap {max(gaps):.2f}s, "
-          f"RSS before {before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
+    print(f"{encoding} bomb of {len(bomb)} bytes in {took:.2f}s: the other stream's longest gap {max(gaps):.2f}s, "
+          f"median {statistics.median(gaps) * 1000:.0f} ms, RSS before {before / 1024:.1f} MiB, peak "
+          f"{peak / 1024:.1f} MiB")
     assert got == bomb   # unchanged
+    assert took < 4, f"its bytes took {took:.1f}s to come through"  # parsed, the pings took 12.7 s (plain: 0.17 s)
     assert gaps and max(gaps) < 1.0, f"the other stream stalled for {max(gaps):.2f}s"
+    # its events come 20 ms apart; parsed, the pings held each ~90 ms more
+    assert statistics.median(gaps) < 0.06, f"the other stream's events came {statistics.median(gaps):.3f}s apart"
     assert peak - before < 100 * 1024, f"peak RSS grew by {(peak - before) / 1024:.0f} MiB"
     assert ticked.ending == "complete" and len(ticked.events) == len(ticks)
     whole_lines(path)
     rec = read_recording(path)
     assert [decode_data(e["data"]) for e in rec.events] == ["first"]
     [error] = [r for r in rec.records if r["kind"] == "error"]
-    assert error["what"] == "decode" and "decompression bomb" in error["message"]
+    assert error["what"] == what and said in error["message"]
     assert rec.ending == "complete" and rec.end["errors"] == [error["message"]] and rec.end["bytes"] == len(bomb)
     assert b"".join(b for _, b in rec.chunks) == bomb
 
