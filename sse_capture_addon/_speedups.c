@@ -847,7 +847,7 @@ static Py_ssize_t last_pair(const char *p, Py_ssize_t lo, Py_ssize_t size, const
 }
 
 /* rest (the start of a line after a block boundary) holds no LF, and no CR or only a last one that ends an empty
-   line or a data line: see _holdable_cr. */
+   line or a data line: see _holdable. */
 static int holdable(const char *rest, Py_ssize_t n)
 {
     const char *cr;

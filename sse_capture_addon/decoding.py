@@ -56,11 +56,15 @@ LINE_COST = 128
 ITEM_COST = 512
 
 
+def parse_cost(decoded: int, lines: int, items: int) -> int:
+    """What parsing ``decoded`` bytes cost, in bytes of a large event's: the parser read ``lines`` of their lines one by
+    one (``SSEParser.slow_lines``) and found ``items`` items (events, batches of them, comments...)."""
+    return decoded + lines * LINE_COST + items * ITEM_COST
+
+
 def too_inflated(compressed: int, decoded: int, lines: int = 0, items: int = 0) -> bool:
-    """``compressed`` bytes have decoded to more than a stream's should: ``decoded`` bytes, in which the parser read
-    ``lines`` lines one by one (``SSEParser.slow_lines``) and found ``items`` items (events, batches of them,
-    comments...)."""
-    return decoded + lines * LINE_COST + items * ITEM_COST > compressed * MAX_RATIO + FREE_DECODED
+    """``compressed`` bytes have decoded to more than a stream's should (``parse_cost``'s arguments)."""
+    return parse_cost(decoded, lines, items) > compressed * MAX_RATIO + FREE_DECODED
 
 
 # Any stream, compressed or not, stops being parsed once parsing it has cost more than MAX_DENSITY times what its
@@ -77,10 +81,9 @@ CHUNK_ALLOWANCE = 4096
 
 
 def too_dense(decoded: int, lines: int, items: int, chunks: int) -> bool:
-    """Parsing ``decoded`` bytes in ``chunks`` chunks, ``lines`` of them read one by one and ``items`` items found,
-    has cost more than a stream's should."""
-    cost = decoded + lines * LINE_COST + items * ITEM_COST
-    return cost > decoded * MAX_DENSITY + chunks * CHUNK_ALLOWANCE + FREE_DECODED
+    """Parsing ``decoded`` bytes that came in ``chunks`` chunks has cost more than a stream's should
+    (``parse_cost``'s arguments)."""
+    return parse_cost(decoded, lines, items) > decoded * MAX_DENSITY + chunks * CHUNK_ALLOWANCE + FREE_DECODED
 
 
 class UnsupportedEncoding(ValueError):

@@ -162,7 +162,9 @@ class StreamRecorder:
         self.last_chunk_t = 0.0
         self.bytes = 0
         self.decoded_bytes = 0
-        self.decoded_items = 0  # what the parser gave for the decoded bytes (see too_inflated, too_dense)
+        # what the parser gave for the decoded bytes (see too_inflated, too_dense), but the token fast path's
+        # batches (one a chunk: never dense)
+        self.decoded_items = 0
         self.errors: list[str] = []
         self.lost_lines = 0
         self.write_failed = False
@@ -210,8 +212,7 @@ class StreamRecorder:
                 self._add_lines(t_json, parsed, out)
                 items = parsed
                 self.decoded_items += len(parsed)
-                if too_dense(self.decoded_bytes, self.parser.slow_lines, self.decoded_items, self.chunks):
-                    out.append(self._stop_parsing(t, "parse", self._too_dense_message()))
+                self._stop_if_too_dense(t, out)
             except Exception as e:  # noqa: BLE001 - a parser bug must never break traffic
                 out.append(self._stop_parsing(t, *_failure(e, "parser")))
         if self.raw_chunks:
@@ -244,8 +245,7 @@ class StreamRecorder:
         if self.parser is not None:
             try:
                 self.decoder.decode_to(chunk, self._parse_pieces(t_json, out))
-                if too_dense(self.decoded_bytes, self.parser.slow_lines, self.decoded_items, self.chunks):
-                    out.append(self._stop_parsing(t, "parse", self._too_dense_message()))
+                self._stop_if_too_dense(t, out)
             except Exception as e:  # noqa: BLE001 - a decoding error or a parser bug must never break traffic
                 out.append(self._stop_parsing(t, *_failure(e, "parser")))
         if out:
@@ -392,14 +392,18 @@ class StreamRecorder:
             self.on_error(message)
         return line({"t": round(t, 6), "kind": "error", "what": what, "message": message})
 
-    def _too_dense_message(self) -> str:
-        return (f"{self.decoded_items} item(s) (events, runs of data-only events, comments) and "
-                f"{self.parser.slow_lines} line(s) read one by one in {self.decoded_bytes} byte(s) in "
-                f"{self.chunks} chunk(s): parsing them cost over {MAX_DENSITY} times what their bytes would, past the "
-                f"first {FREE_DECODED >> 20} MiB and {CHUNK_ALLOWANCE} bytes' worth a chunk (each such line counted as "
-                f"{LINE_COST} bytes more and each item as {ITEM_COST}), as from a flood of comments, blank lines or "
-                "empty events, which would hold up every stream through the proxy; no longer parsed (the client "
-                "still gets every byte)")
+    def _stop_if_too_dense(self, t: float, out: list[bytes]) -> None:
+        """After a chunk is parsed: stop parsing, with an error line in ``out``, once the stream is too dense."""
+        if not too_dense(self.decoded_bytes, self.parser.slow_lines, self.decoded_items, self.chunks):
+            return
+        message = (f"{self.decoded_items} item(s) (events, runs of data-only events, comments) and "
+                   f"{self.parser.slow_lines} line(s) read one by one in {self.decoded_bytes} byte(s) in {self.chunks} "
+                   f"chunk(s): parsing them cost over {MAX_DENSITY} times what their bytes would, past the first "
+                   f"{FREE_DECODED >> 20} MiB and {CHUNK_ALLOWANCE} bytes' worth a chunk (each such line counted as "
+                   f"{LINE_COST} bytes more and each item as {ITEM_COST}), as from a flood of comments, blank lines "
+                   "or empty events, which would hold up every stream through the proxy; no longer parsed (the client "
+                   "still gets every byte)")
+        out.append(self._stop_parsing(t, "parse", message))
 
     def _stop_parsing(self, t: float, what: str, message: str) -> bytes:
         self.parser = None

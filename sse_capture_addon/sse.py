@@ -97,9 +97,11 @@ def _pure_crlf_bytes(data: bytes) -> bool:
     return data.endswith(b"\r\n\r\n") and data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n")
 
 
-def _holdable_cr(rest: bytes) -> bool:
-    """``rest`` (the start of a line after a block boundary, without LF) holds no CR, or only a last one that ends
-    an empty line or a data line."""
+def _holdable(rest: bytes) -> bool:
+    """``rest`` (what follows a block boundary) can be held for the next chunk: at most _HOLD_MAX bytes, no LF, and no
+    CR or only a last one that ends an empty line or a data line (neither gives an item when it ends)."""
+    if len(rest) > _HOLD_MAX or b"\n" in rest:
+        return False
     cr = rest.find(b"\r")
     return cr < 0 or (cr == len(rest) - 1 and (cr == 0 or rest.startswith(b"data:")))
 
@@ -225,8 +227,7 @@ class SSEParser(_ParserCore):
                 # The same with CRLF endings. A cut between the CR and the LF of a line is held too when that line
                 # is a data line or the first half of a blank line: neither gives an item when it ends.
                 rest = data[k + 4:]
-                if len(rest) <= _HOLD_MAX and b"\n" not in rest and _holdable_cr(rest) \
-                        and _pure_crlf_bytes(blocks := data[:k + 4]):
+                if _holdable(rest) and _pure_crlf_bytes(blocks := data[:k + 4]):
                     items = _c_simple_blocks(self, blocks.replace(b"\r\n", b"\n"), True)
                     if items is not None:
                         self._held = rest
@@ -319,7 +320,7 @@ class SSEParser(_ParserCore):
         if last == first:
             return None
         blocks = text[first + 4:last + 4]
-        if len(blocks) > self.max_event_size or not (blocks.count("\r") == blocks.count("\n") == blocks.count("\r\n")):
+        if len(blocks) > self.max_event_size or not self._pure_crlf(blocks):  # (blocks ends with a blank line)
             return None
         out: list[Item] = []
         if first >= 0:
@@ -331,10 +332,9 @@ class SSEParser(_ParserCore):
             out += events
         rest = text[last + 4:]
         if rest:
-            held = None
-            if len(rest) <= _HOLD_MAX and "\n" not in rest and "\ufffd" not in rest and not self._undecoded:
-                held = rest.encode()  # the bytes it came from: decoded whole, no replacement character
-            if held is not None and _holdable_cr(held):
+            # the bytes it came from, when it was decoded whole and without a replacement character
+            held = rest.encode() if "\ufffd" not in rest and not self._undecoded else None
+            if held is not None and _holdable(held):
                 self._held = held
             else:
                 self._text(rest, out)

@@ -13,7 +13,7 @@ import zstandard
 from mitmproxy import exceptions, flow
 from mitmproxy.test import taddons, tflow, tutils
 
-from reliability_helpers import decompression_bomb
+from reliability_helpers import decompression_bomb, line_flood
 from sse_capture_addon.capture import RoutineLines, SSECapture, is_sse
 from sse_capture_addon.recording import decode_data, read_recording
 from sse_capture_addon.writer import SpaceReserve
@@ -244,7 +244,7 @@ def test_a_flood_of_lines_is_decoded_no_further_than_a_bomb_would_be(tmp_path, c
     held the proxy's thread for ~7 s. Each line now counts as LINE_COST bytes more."""
     from sse_capture_addon.decoding import FREE_DECODED, LINE_COST, MAX_RATIO, PIECE_SIZE
     line = LINE_FLOODS[flood]
-    body = gzip.compress(b"data: first\n\n" + line * (16 * 1024 * 1024 // len(line)))
+    body = line_flood(line, 16 * 1024 * 1024)
     chunks = [body[i:i + 4096] for i in range(0, len(body), 4096)]
     rec = _capture_gzip(tmp_path, chunks)
     [error] = [r for r in rec.records if r["kind"] == "error"]
@@ -291,8 +291,7 @@ def test_honest_streams_read_in_large_chunks_are_parsed_whole(tmp_path, shape, e
 @pytest.mark.parametrize("shape", ["empty events", "pings", "comments"])
 def test_a_stream_paced_one_tiny_item_a_chunk_is_parsed_whole(tmp_path, shape):
     # as servers send heartbeats and events: each in its own chunk, however small, is far within CHUNK_ALLOWANCE
-    item = {"empty events": b"data:\n\n", "pings": b": ping\n\n", "comments": b":\n"}[shape]
-    rec = _capture_gzip(tmp_path, [item] * 60_000, None)
+    rec = _capture_gzip(tmp_path, [FLOODS[shape]] * 60_000, None)
     assert not rec.end["errors"] and rec.end["events"] + rec.end["comments"] == 60_000
 
 
