@@ -19,7 +19,7 @@ from mitmproxy import ctx, exceptions, flowfilter, http
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import url as mitmproxy_url
 
-from .decoding import DecodeError, UnsupportedEncoding, make_decoder
+from .decoding import decode_body
 from .deferred_options import apply_deferred
 from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
@@ -471,7 +471,7 @@ class SSECapture:
             return {"body": None, "body_size": None}
         if not req.raw_content:  # most SSE requests (GET); what the steps below give for no body, in their order
             return {"body_size": 0, "body_truncated": False, "body": ""}
-        body, whole = _decoded_body(req, cap)
+        body, whole = decode_body(req.raw_content, _str(_field(req.headers, b"content-encoding")), cap)
         out: dict = {"body_size": len(body) if whole else None}
         if self.redactor.json_keys and not whole:
             return {**out, "body": None, "body_omitted": "compressed, and decoded only as far as sse_capture_max_body, "
@@ -521,40 +521,6 @@ class SSECapture:
             log.info(text)
         else:
             log.warning(text)
-
-
-class _Full(Exception):
-    pass
-
-
-def _decoded_body(req: http.Request, cap: int) -> tuple[bytes, bool]:
-    """A request body as its Content-Encoding decodes (the bytes as they are when it cannot), and whether that is all
-    of it: decoding stops a little past ``cap`` bytes, as a few hundred KB of gzip can make gigabytes."""
-    raw = req.raw_content
-    try:
-        decoder = make_decoder(_str(_field(req.headers, b"content-encoding")))
-    except UnsupportedEncoding:
-        decoder = None
-    if decoder is None:  # no Content-Encoding, identity, or one that is not known
-        return raw, True
-    pieces: list[bytes] = []
-    size = 0
-
-    def take(piece: bytes) -> None:
-        nonlocal size
-        pieces.append(piece)
-        size += len(piece)
-        if size > cap:
-            raise _Full
-
-    try:
-        decoder.decode_to(raw, take)
-        decoder.flush_to(take)
-    except _Full:
-        return b"".join(pieces), False
-    except DecodeError:
-        return raw, True
-    return b"".join(pieces), True
 
 
 def _names(values: Sequence[str], option: str) -> list[str]:

@@ -287,3 +287,37 @@ def make_decoder(content_encoding: str | None) -> Decoder | None:
     if not decoders:
         return None
     return decoders[0] if len(decoders) == 1 else _Chain(decoders)
+
+
+class _Full(Exception):
+    pass
+
+
+def decode_body(raw: bytes, content_encoding: str | None, cap: int) -> tuple[bytes, bool]:
+    """A request body as its Content-Encoding decodes (the bytes as they are when it cannot: an unknown encoding,
+    or bytes not valid in theirs), and whether that is all of it: decoding stops a little past ``cap`` bytes, as a
+    few hundred KB of gzip can make gigabytes."""
+    try:
+        decoder = make_decoder(content_encoding)
+    except UnsupportedEncoding:
+        decoder = None
+    if decoder is None:  # no Content-Encoding, identity, or one that is not known
+        return raw, True
+    pieces: list[bytes] = []
+    size = 0
+
+    def take(piece: bytes) -> None:
+        nonlocal size
+        pieces.append(piece)
+        size += len(piece)
+        if size > cap:
+            raise _Full
+
+    try:
+        decoder.decode_to(raw, take)
+        decoder.flush_to(take)
+    except _Full:
+        return b"".join(pieces), False
+    except DecodeError:
+        return raw, True
+    return b"".join(pieces), True

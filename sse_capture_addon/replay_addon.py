@@ -19,13 +19,13 @@ import secrets
 from collections.abc import Sequence
 from typing import Optional
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, http
 
 from .capture import is_sse
 from .deferred_options import apply_deferred
 from .recording import Recording, RecordingError
 from .replay.matching import Matcher, MatchOptions, RequestInfo, load_mapping
-from .replay.server import CLIENT_GONE, Playback, ReplayServer, Request, book_in_turn, cors_headers
+from .replay.server import CLIENT_GONE, LOOPBACK, Playback, ReplayServer, Request, book_in_turn, cors_headers
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, ReplaySettings, check_found, check_recordings, load_recordings,
     option_value, parse_extra, parse_settings,
@@ -170,7 +170,7 @@ class SSEReplay:
                        for k, v in cors_headers(req.headers.get, preflight=True)]
             flow.response = http.Response.make(204, b"", headers)
             return
-        info = RequestInfo(req.method, req.url, req.raw_content)
+        info = RequestInfo(req.method, req.url, req.raw_content, req.headers.get("content-encoding"))
         booking = await book_in_turn(self.matcher, info)
         if booking is not None and (self.server is None or flow.error):  # shut down, or the client left, meanwhile
             booking.give_back()
@@ -186,8 +186,12 @@ class SSEReplay:
         self.expected[token] = self.awaiting_head[token] = Playback(plan, label=self._label(req), booking=booking)
         flow.metadata["sse_replay"] = {"recording": rec.path, "token": token,
                                        "url": (req.scheme, req.host, req.port, req.host_header)}
-        req.scheme, req.host, req.port = "http", "127.0.0.1", self.server.port
+        req.scheme, req.host, req.port = "http", LOOPBACK, self.server.port
         req.headers[TOKEN_HEADER] = token
+        if flow.server_conn.via is not None:
+            # upstream mode: the replay server is this proxy's own, not one behind the upstream proxy. (A new
+            # Server: the one the flow has is its client connection's, which that connection's other requests share.)
+            flow.server_conn = connection.Server(address=(LOOPBACK, self.server.port))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get("sse_replay")
@@ -226,7 +230,9 @@ class SSEReplay:
             # proxy close its connection, which may come after the client's next request.
             playback.unanswered()
         if self.expected.pop(meta["token"], None) is not None:  # the replay server never had the request
-            playback.outcome = CLIENT_GONE
+            message = flow.error.msg if flow.error else ""
+            # mitmproxy's words for a client that left: "Client disconnected.", "stream reset by client (...)"
+            playback.outcome = CLIENT_GONE if "client" in message.lower() else f"not delivered ({message})"
             self._ended(playback)
 
     # -- helpers ----------------------------------------------------------------------------------------

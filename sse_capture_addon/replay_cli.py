@@ -178,7 +178,8 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
         return f"{request.method} {matcher.shown_url(request.target)}"
 
     async def resolve(request: Request) -> Playback | None:
-        info = RequestInfo(request.method, f"http://{LOOPBACK}{request.target}", request.body)
+        info = RequestInfo(request.method, f"http://{LOOPBACK}{request.target}", request.body,
+                           request.header("content-encoding"))
         booking = await book_in_turn(matcher, info)
         if booking is None:
             why = matcher.why_unmatched(info)
@@ -212,7 +213,9 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
 
 #: The command-line option of each option that ``parse_settings`` names.
 _CLI_OPTION = {"sse_replay_speed": "--speed", "sse_replay_max_pause": "--max-pause", "sse_replay_swap": "--swap",
-               "sse_replay_bytes": "--bytes"}
+               "sse_replay_bytes": "--bytes", "sse_replay_cut_after": "--cut-after",
+               "sse_replay_stall_after": "--stall-after", "sse_replay_stop_mid_event": "--stop-mid-event",
+               "sse_replay_rechunk": "--rechunk"}
 
 
 def _usage_error(e: OptionValueError) -> click.ClickException:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from harness import (CHECKOUT_ENV, PAGE_EVENTSOURCE, PAGE_FETCH, ROOT, Certs, Mitmdump, free_port, stop_process,
@@ -100,10 +100,11 @@ def parse_comments(data: bytes) -> list[str]:
 
 # --- the replay proxy -------------------------------------------------------------------------------------
 
-def replay_proxy(certs: Certs, workdir: Path, *recordings: Path, **options) -> Mitmdump:
+def replay_proxy(certs: Certs, workdir: Path, *recordings: Path, mitm_args: Iterable[str] = (), **options) -> Mitmdump:
     """A real mitmdump with scripts/replay.py; ``options`` are sse_replay_* without the prefix (a list value
-    sets a sequence option, True a boolean). The script imports this checkout's package, not an installed one."""
-    args = []
+    sets a sequence option, True a boolean), ``mitm_args`` more of mitmdump's arguments. The script imports this
+    checkout's package, not an installed one."""
+    args = list(mitm_args)
     for rec in recordings:
         args += ["--set", f"sse_replay={rec}"]
     for name, value in options.items():

@@ -6,7 +6,7 @@ import pytest
 from replay_helpers import chat_recording, chunk, ev, parse_events, write_recording
 
 from sse_capture_addon.recording import read_recording
-from sse_capture_addon.replay.faults import Faults, parse_swap
+from sse_capture_addon.replay.faults import FaultError, Faults, parse_swap
 from sse_capture_addon.replay.schedule import COMPLETE, HOLD, RESET, RECHUNK_GAP, Timing, build_plan
 from sse_capture_addon.sse import SSEParser
 
@@ -45,6 +45,22 @@ def test_drop_leaves_out_events_of_a_type_and_keeps_later_ids(chat):
     plan = build_plan(chat, faults=Faults(drop_types={"delta"}))
     assert parse_events(sent(plan)) == [("done", "[DONE]", "5")]
     assert plan.ending == COMPLETE
+
+
+def test_drop_still_sends_the_retry_a_dropped_event_carried(tmp_path):
+    """A retry sets how long the client waits before it reconnects, for the rest of the stream: dropping the
+    event that carried it must not change that (a browser would fall back to its default, ~3 s)."""
+    rec = read_recording(write_recording(tmp_path / "r.jsonl", [
+        ev(0.1, "hi", "hello", id="1", retry=200), ev(0.2, "next", id="2"), ev(0.3, "bye", "hello", id="3")]))
+    plan = build_plan(rec, faults=Faults(drop_types={"hello"}))
+    parser = SSEParser()
+    items = parser.feed(sent(plan))
+    assert parser.close() is None
+    assert [(type(i).__name__, getattr(i, "data", None)) for i in items] == [("NoDispatch", None), ("Event", "next")]
+    assert parser.reconnection_time == 200
+    assert parse_events(sent(plan)) == [("message", "next", "2")]
+    assert [w.events for w in plan.writes] == [0, 1]  # the retry alone is no event
+    assert plan.events == 1
 
 
 def test_stop_mid_event_sends_half_an_event_then_ends_the_body(chat):
@@ -128,8 +144,9 @@ def test_byte_exact_takes_only_rechunking(tmp_path):
     ({"cut_after": 1, "stall_after": 2}, "cut_after and stall_after each end the stream; choose one"),
 ])
 def test_bad_faults_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FaultError, match=message) as e:
         Faults(**kwargs)
+    assert e.value.field == next(iter(kwargs))  # for the option's name in the message
 
 
 def test_parse_swap():

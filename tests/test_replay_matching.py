@@ -39,6 +39,12 @@ def test_host_port_and_query_parameters_can_be_ignored(tmp_path):
     recordings = [rec(tmp_path, "a")]
     url = "https://localhost:3000/v1/chat?model=a&stream=1"
     assert served(Matcher(recordings, MatchOptions(ignore_host=True, ignore_port=True)), url) == "a"
+    # recorded on an HTTPS server, replayed to a dev server over HTTP: another host is another scheme too
+    url = "http://localhost:5173/v1/chat?model=a&stream=1"
+    assert served(Matcher(recordings, MatchOptions(ignore_host=True, ignore_port=True)), url) == "a"
+    assert served(Matcher(recordings, MatchOptions(ignore_port=True)), url) is None
+    assert served(Matcher(recordings, MatchOptions(ignore_port=True)), "http://api.test/v1/chat?model=a&stream=1") \
+        is None
     url = "https://api.test/v1/chat?model=a&stream=1&cachebust=123"
     assert served(Matcher(recordings, MatchOptions(ignore_params=("cachebust",))), url) == "a"
     assert served(Matcher(recordings, MatchOptions(ignore_params=("*",))), "https://api.test/v1/chat") == "a"
@@ -214,6 +220,9 @@ def test_why_a_request_to_a_recorded_endpoint_is_unmatched(tmp_path):
         "recorded with other query parameters (model, x): try --ignore-param model --ignore-param x"
     assert why(matcher, "https://localhost:8443/v1/chat?model=a&_=1") == \
         "recorded for another host (api.test) and for another port (443): try --ignore-host --ignore-port"
+    assert why(matcher, "http://api.test/v1/chat?model=a&_=1") == \
+        "recorded over https and for another port (443): try --ignore-host --ignore-port"
+    assert why(matcher, "http://api.test:443/v1/chat?model=a&_=1") == "recorded over https: try --ignore-host"
     assert why(matcher, "https://api.test/v1/other?model=a&_=1") is None  # another path, another method:
     assert why(matcher, "https://api.test/v1/chat?model=a&_=1", method="GET") is None  # not the recordings' business
     assert served(matcher, "https://api.test/v1/chat?model=a&_=1") == "a"

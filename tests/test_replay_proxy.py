@@ -1,5 +1,6 @@
 """The replay addon in a real mitmdump, with httpx as the client: matching, endings, headers, bad input."""
 
+import asyncio
 import fcntl
 import gzip
 import json
@@ -15,13 +16,14 @@ import time
 import httpx
 import pytest
 from click.testing import CliRunner
-from harness import ROOT, Scenario, free_port, httpx_client, run_mitmdump_expect_failure, wait_for_port, wait_until
+from harness import ROOT, RawServer, Scenario, free_port, httpx_client, run_mitmdump_expect_failure, wait_for_port, wait_until
 from reliability_helpers import raw_proxy_request
 from replay_helpers import REPLAY_SCRIPT, chat_recording, chunk, ev, parse_events, replay_proxy, write_recording
 
+import mitmproxy.flow
 from mitmproxy.addons import proxyserver
 from mitmproxy.exceptions import OptionsError
-from mitmproxy.test import taddons
+from mitmproxy.test import taddons, tflow
 
 from sse_capture_addon.processes import listens
 from sse_capture_addon.replay_addon import SSEReplay
@@ -212,6 +214,62 @@ def test_matching_on_the_body(certs, tmp_path):
         assert parse_events(client.post(url, json={"messages": ["hello"]}).content) == [("message", "re: hello", "")]
 
 
+def test_matching_on_a_compressed_body_compares_it_as_it_was_recorded(certs, tmp_path):
+    """The capture addon records a request body as its Content-Encoding decodes; a client that compresses its
+    request (gzip here) sends the same bytes again when the test replays it, and must get the recording."""
+    url = f"http://{OFFLINE}/v1/chat"
+    for word in ("hello", "bye"):
+        write_recording(tmp_path / f"{word}.jsonl", [ev(0.01, f"re: {word}")], url=url, method="POST",
+                        body=json.dumps({"messages": [word]}))
+    with replay_proxy(certs, tmp_path, tmp_path / "hello.jsonl", tmp_path / "bye.jsonl", match_body=True,
+                      extra="404") as mitm, httpx_client(mitm, certs) as client:
+        for word in ("bye", "hello"):
+            r = client.post(url, content=gzip.compress(json.dumps({"messages": [word]}).encode()),
+                            headers={"content-type": "application/json", "content-encoding": "gzip"})
+            assert parse_events(r.content) == [("message", f"re: {word}", "")]
+        r = client.post(url, content=gzip.compress(b'{"messages":["other"]}'), headers={"content-encoding": "gzip"})
+        assert r.status_code == 404
+
+
+def test_a_recording_from_an_https_server_answers_an_http_dev_origin_with_ignore_host(certs, tmp_path):
+    """Recorded against https://staging, replayed to a frontend on http://localhost:5173 (docs/replay.md's recipe):
+    ignoring the host ignores the scheme too. Without it, the log says what differs and what to try."""
+    chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url="https://staging.example/api/chat", method="POST")
+    dev = f"http://127.0.0.1:{free_port()}/api/chat"
+    with replay_proxy(certs, tmp_path, tmp_path / "chat.jsonl", ignore_host=True, ignore_port=True) as mitm, \
+            httpx_client(mitm, certs) as client:
+        assert parse_events(client.post(dev, json={}).content) == chat_events(2)
+    with replay_proxy(certs, tmp_path, tmp_path / "chat.jsonl", ignore_port=True, extra="404") as mitm, \
+            httpx_client(mitm, certs) as client:
+        assert client.post(dev, json={}).status_code == 404
+    assert ("recorded over https and for another host (staging.example): try --ignore-host" in mitm.log())
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_replay_in_upstream_mode_answers_from_recordings_and_forwards_the_rest_upstream(certs, tmp_path, scheme):
+    """--mode upstream (a corporate proxy in front of the internet): a matched request is answered by the replay
+    server on this machine, not sent to the upstream proxy; the other requests still go through that proxy, on
+    the same client connection too."""
+    upstream = RawServer(lambda request: [b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\n"
+                                          b"from upstream"])
+    url = f"{scheme}://{OFFLINE}/api/chat"
+    chat_recording(tmp_path / "chat.jsonl", n=2, gap=0.01, url=url, method="POST")
+    try:
+        with replay_proxy(certs, tmp_path, tmp_path / "chat.jsonl", reuse=True,
+                          mitm_args=["--mode", f"upstream:http://127.0.0.1:{upstream.port}"]) as mitm, \
+                httpx_client(mitm, certs) as client:
+            assert parse_events(client.post(url, json={}).content) == chat_events(2)
+            if scheme == "http":
+                assert client.get(f"http://{OFFLINE}/other").text == "from upstream"
+                assert parse_events(client.post(url, json={}).content) == chat_events(2)
+                assert [r.split(b"\r\n")[0] for r in upstream.requests] == [f"GET http://{OFFLINE}/other HTTP/1.1".encode()]
+            else:
+                assert upstream.requests == []  # not even a CONNECT
+    finally:
+        upstream.stop()
+    assert mitm.log().count(f"= POST {url}: 3/3 events in") == (2 if scheme == "http" else 1)
+
+
 def test_replayed_headers_match_the_bytes_sent(certs, tmp_path):
     url = f"http://{OFFLINE}/sse"
     text = b"event: delta\ndata: one\n\nevent: delta\ndata: two\n\n"
@@ -365,6 +423,36 @@ def test_a_bad_option_stops_the_replay_command_with_a_clear_message(tmp_path):
     assert proc.stderr.decode().strip() == "Error: sse_replay_speed: speed must be a number > 0 or 'max', got '0'"
 
 
+def test_a_replayed_request_the_proxy_could_not_deliver_is_not_blamed_on_the_client(tmp_path, caplog):
+    """The error hook before the replay server had the request: a client that left, or a proxy that could not
+    reach the replay server (mitmproxy's words for each), and the recording is served again either way."""
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1, url="http://api.test/sse")
+
+    async def run() -> None:
+        addon = SSEReplay()
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, sse_replay=[str(rec)])
+            await addon.running()
+            try:
+                for message in ("Client disconnected.", "Connection refused", "stream reset by client (CANCEL)"):
+                    f = tflow.tflow()
+                    f.request.url = "http://api.test/sse"
+                    await addon.request(f)
+                    assert "sse_replay" in f.metadata
+                    f.error = mitmproxy.flow.Error(message)
+                    addon.error(f)
+            finally:
+                await addon.done()
+
+    with caplog.at_level(logging.INFO, logger="sse_replay"):
+        asyncio.run(run())
+    ended = [r.getMessage().split("events in ", 1)[1].split("s, ", 1)[1] for r in caplog.records
+             if r.getMessage().startswith("sse-replay: = GET http://api.test/sse: 0/2")]
+    assert ended == ["client went away before the response began: served again next time",
+                     "not delivered (Connection refused) before the response began: served again next time",
+                     "client went away before the response began: served again next time"]
+
+
 def refused(**options) -> str:
     """The message with which the addon refuses these option values."""
     addon = SSEReplay()
@@ -388,8 +476,11 @@ def test_a_bad_recording_is_refused_with_file_and_line(tmp_path, content, where,
     ({"sse_replay_max_pause": "soon"}, "sse_replay_max_pause: must be a number of seconds, got 'soon'"),
     ({"sse_replay_swap": "3"}, "sse_replay_swap: swap must be two event numbers like 3,5, got '3'"),
     ({"sse_replay_cut_after": 1, "sse_replay_stall_after": 2},
-     "sse_replay faults: cut_after and stall_after each end the stream; choose one"),
-    ({"sse_replay_rechunk": 0}, "sse_replay faults: rechunk must be a chunk size >= 1 byte, got 0"),
+     "sse_replay_cut_after: cut_after and stall_after each end the stream; choose one"),
+    ({"sse_replay_rechunk": 0}, "sse_replay_rechunk: rechunk must be a chunk size >= 1 byte, got 0"),
+    ({"sse_replay_cut_after": -1}, "sse_replay_cut_after: cut_after must be an event number >= 0, got -1"),
+    ({"sse_replay_stall_after": -2}, "sse_replay_stall_after: stall_after must be an event number >= 0, got -2"),
+    ({"sse_replay_stop_mid_event": 0}, "sse_replay_stop_mid_event: stop_mid_event must be an event number >= 1"),
     ({"sse_replay_map": ["|/chat|"]}, "sse_replay_map: mapping must look like |url-regex|recording.jsonl"),
     ({"sse_replay": ["/nonexistent"]}, "/nonexistent: no such file or directory"),  # (no line: the whole file)
 ])
@@ -439,12 +530,17 @@ SHARED_BAD_VALUES = [  # serve's and the addon's options for one bad value of ea
 
 @pytest.mark.parametrize("args, options", SHARED_BAD_VALUES, ids=[" ".join(a) for a, _ in SHARED_BAD_VALUES])
 def test_serve_and_replay_refuse_the_same_values(tmp_path, args, options):
-    """One check for both: a value the replay addon refuses, serve refuses with the same reason."""
+    """One check for all: a value the replay addon refuses, naming its option, serve refuses with the same reason,
+    naming its command-line option, and the replay command as the addon does."""
     rec = chat_recording(tmp_path / "chat.jsonl", n=1)
-    reason = refused(sse_replay=[str(rec)], **options).split(": ", 1)[1]
+    option, reason = refused(sse_replay=[str(rec)], **options).split(": ", 1)
+    assert option == next(iter(options))
     result = CliRunner().invoke(serve, [str(rec), *args, "--port", "0"])
     assert result.exit_code == 2, result.output
-    assert result.output.rstrip().endswith(reason)
+    assert result.output.rstrip().endswith(f"Error: Invalid value for {args[0]}: {reason}")
+    result = CliRunner().invoke(replay, [str(rec), *args, "--listen-port", "0"])
+    assert result.exit_code == 1, result.output
+    assert result.output.rstrip() == f"Error: {option}: {reason}"
 
 
 def test_byte_exact_replay_refuses_a_recording_without_raw_chunks(tmp_path):

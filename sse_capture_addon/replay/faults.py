@@ -14,6 +14,14 @@ from typing import NamedTuple
 EVENT_KINDS = ("event", "oversized")
 
 
+class FaultError(ValueError):
+    """A bad fault; ``field`` is the Faults field it is about (the first, when they conflict)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Faults:
     cut_after: int | None = None        # reset the connection right after event N (0: right after the head)
@@ -27,18 +35,18 @@ class Faults:
         for name in ("cut_after", "stall_after"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"{name} must be an event number >= 0, got {value}")
+                raise FaultError(name, f"{name} must be an event number >= 0, got {value}")
         if self.stop_mid_event is not None and self.stop_mid_event < 1:
-            raise ValueError(f"stop_mid_event must be an event number >= 1, got {self.stop_mid_event}")
+            raise FaultError("stop_mid_event", f"stop_mid_event must be an event number >= 1, got {self.stop_mid_event}")
         if self.rechunk is not None and self.rechunk < 1:
-            raise ValueError(f"rechunk must be a chunk size >= 1 byte, got {self.rechunk}")
+            raise FaultError("rechunk", f"rechunk must be a chunk size >= 1 byte, got {self.rechunk}")
         if self.swap is not None:
             a, b = self.swap
             if a < 1 or b < 1 or a == b:
-                raise ValueError(f"swap needs two different event numbers >= 1, got {a},{b}")
+                raise FaultError("swap", f"swap needs two different event numbers >= 1, got {a},{b}")
         stops = [n for n in ("cut_after", "stall_after", "stop_mid_event") if getattr(self, n) is not None]
         if len(stops) > 1:
-            raise ValueError(f"{' and '.join(stops)} each end the stream; choose one")
+            raise FaultError(stops[0], f"{' and '.join(stops)} each end the stream; choose one")
         object.__setattr__(self, "drop_types", frozenset(self.drop_types))
 
     @property
@@ -109,11 +117,16 @@ def apply_to_records(records: list[dict], faults: Faults, warnings: list[str]) -
             stop = Stop(fault, numbered[i][1]["t"], fault == "stop_mid_event")
 
     if faults.drop_types:
-        kept = [(n, r) for n, r in numbered if not (n and r["event"] in faults.drop_types)]
-        if stop is not None and stop.half_last and kept[-1:] != numbered[-1:]:
+        def dropped(n: int, r: dict) -> bool:
+            return bool(n) and r["event"] in faults.drop_types
+
+        if stop is not None and stop.half_last and dropped(*numbered[-1]):
             warnings.append(f"stop_mid_event={faults.stop_mid_event} not applied: that event is dropped")
             stop = stop._replace(half_last=False)
-        numbered = kept
+        # A dropped event's retry still reaches the client, in a block of its own: it sets how long the client
+        # waits before it reconnects, which is not what an event type is about.
+        numbered = [(0, {"t": r["t"], "kind": "no_dispatch", "retry": r["retry"]}) if dropped(n, r) else (n, r)
+                    for n, r in numbered if not dropped(n, r) or "retry" in r]
     return [r for _, r in numbered], stop
 
 

@@ -1,8 +1,8 @@
 """Which recording answers a request. Knows nothing of mitmproxy.
 
 The key is the one mitmproxy's ``server_replay`` uses: method, scheme, host, port, path and query,
-with options to ignore the host, the port or some query parameters (``*`` for all), and to match on the
-request body. Query parameters are compared as a sorted list, so their order does not matter. Parameters
+with options to ignore the host (and with it the scheme: a recording from an HTTPS staging server answers
+``http://localhost``), the port or some query parameters (``*`` for all), and to match on the request body. Query parameters are compared as a sorted list, so their order does not matter. Parameters
 that a recording has redacted (a token in the URL) are left out of every key: the live request carries the
 real value. Likewise with the body: the values of JSON keys the recording redacted (its header's
 ``redacted_keys``) match any live value.
@@ -15,6 +15,7 @@ answers every request whose URL the regex matches.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import shlex
 from collections import Counter
@@ -24,8 +25,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from ..decoding import decode_body
 from ..recording import DEFAULT_PORTS, Recording, read_recording, url_host_port
 from ..redact import DEFAULT_PARAMS, PARAM_SEPARATORS, Redactor
+
+
+MAX_BODY = 64 * 1024 * 1024  # how far a compressed request body is decoded to be compared (bombs stop there)
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,16 @@ class MatchOptions:
 class RequestInfo:
     method: str
     url: str             # absolute
-    body: bytes | None = None
+    body: bytes | None = None  # as sent
+    content_encoding: str | None = None  # the body's
+
+    @functools.cached_property
+    def decoded_body(self) -> bytes | None:
+        """The body as its Content-Encoding decodes, as the capture addon records it (the bytes as they are when
+        they do not decode)."""
+        if not self.body or self.content_encoding is None:
+            return self.body
+        return decode_body(self.body, self.content_encoding, MAX_BODY)[0]
 
 
 @dataclass
@@ -178,7 +192,7 @@ class Matcher:
                                  if k not in o.ignore_params and not (redacted and k.lower() in redacted)))
         return (
             method.upper(),
-            None if o.ignore_scheme else scheme,
+            None if o.ignore_scheme or o.ignore_host else scheme,  # another host: likely another scheme too
             None if o.ignore_host else (hostname or "").lower(),
             None if o.ignore_port else (port or DEFAULT_PORTS.get(scheme)),
             parts.path or "/",
@@ -221,7 +235,7 @@ class Matcher:
     def _candidates(self, request: RequestInfo) -> list[_Entry]:
         candidates = self._by_key.get(self.key(request.method, request.url), [])
         if self.options.match_body:
-            candidates = [e for e in candidates if _body_matches(e, request.body)]
+            candidates = [e for e in candidates if _body_matches(e, request.decoded_body)]
         return candidates
 
     def _take(self, request: RequestInfo) -> tuple[Recording, _Entry | None] | None:
@@ -274,7 +288,8 @@ def _differences(key: tuple, recorded: tuple) -> tuple[int, str]:
         what.append(f"over {recorded[1]}")
     if host != recorded[2]:
         what.append(f"for another host ({recorded[2]})")
-        tries.append("--ignore-host")
+    if scheme != recorded[1] or host != recorded[2]:
+        tries.append("--ignore-host")  # (which ignores the scheme too)
     if port != recorded[3]:
         what.append(f"for another port ({recorded[3]})")
         tries.append("--ignore-port")

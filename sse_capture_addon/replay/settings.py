@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..recording import IN_PROGRESS, Recording, RecordingError, find_recordings, header_pending, read_recording
 from ..shown import shown_path
-from .faults import Faults, check_byte_exact, parse_swap
+from .faults import FaultError, Faults, check_byte_exact, parse_swap
 from .matching import Booking
 from .schedule import Plan, Timing, build_plan, check_raw_chunks, parse_speed
 
@@ -60,9 +60,11 @@ def parse_settings(*, speed: str = "1", max_pause: str | None = None, byte_exact
         pause = parse_seconds(max_pause)
     with option_value("sse_replay_swap"):
         parsed_swap = parse_swap(swap) if swap else None
-    with option_value("sse_replay faults"):
+    try:
         faults = Faults(cut_after=cut_after, stall_after=stall_after, drop_types=frozenset(drop),
                         stop_mid_event=stop_mid_event, rechunk=rechunk, swap=parsed_swap)
+    except FaultError as e:
+        raise OptionValueError(f"sse_replay_{e.field}", str(e)) from None
     if byte_exact:
         with option_value("sse_replay_bytes"):
             check_byte_exact(faults)
