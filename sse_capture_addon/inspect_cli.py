@@ -187,6 +187,8 @@ def _stats_lines(s) -> list[str]:
              + (f" (response headers after {fmt.duration(s.ttfb)})" if s.ttfb is not None else ""),
              f"  events               {s.events}"
              + (f"  ({j['events_per_second']:.1f}/s)" if j["events_per_second"] is not None else "")
+             + (fmt.warn(f", of {s.events_passed} that passed through the proxy (lines were not written)")
+                if s.events_passed is not None and s.events_passed > s.events else "")
              + (f", {s.comments} comments" if s.comments else ""),
              f"  gaps                 p50 {fmt.duration(j['gap_p50'])}  p99 {fmt.duration(j['gap_p99'])}  "
              f"max {fmt.duration(j['gap_max'])}"]

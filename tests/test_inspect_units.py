@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from inspect_helpers import run
-from replay_helpers import record_body
+from replay_helpers import ev, record_body, write_recording
 from sse_capture_addon.contentview import render_events
 from sse_capture_addon.inspect.diff import strip
 from sse_capture_addon.inspect.events import Selector, parse_path
@@ -482,3 +482,19 @@ def test_an_unterminated_tail_is_reported_when_a_client_loses_something_by_it(ta
 def test_lint_passes_a_stream_whose_tail_is_a_comment(tmp_path):
     rec = record_body(tmp_path / "tail.jsonl", b"data: a\n\n: c\n")
     assert run("lint", "--preset", "none", rec).code == 0
+
+
+@pytest.mark.parametrize("what", ["parse", "decode", "bypassed"])
+def test_no_stall_is_counted_after_the_recording_stopped_parsing_events(tmp_path, what):
+    """After such an error line no event is recorded, however many the stream sent: the minute from there to the
+    end is not a silence of the stream."""
+    path = write_recording(tmp_path / "r.jsonl", [ev(0.1, "a"), ev(0.2, "b"),
+                                                  {"t": 0.3, "kind": "error", "what": what, "message": "stopped"}],
+                           end_t=60.0)
+    [stats] = json.loads(run("stats", "--json", path).out)["recordings"]
+    assert stats["longest_stall"]["seconds"] == pytest.approx(0.1)
+    lint = run("lint", "--json", "--max-stall", "30", path)
+    assert [f["code"] for f in json.loads(lint.out)["recordings"][0]["findings"]] == ["recording-error"]
+    # and without the error line, the same minute is a stall
+    plain = write_recording(tmp_path / "p.jsonl", [ev(0.1, "a"), ev(0.2, "b")], end_t=60.0)
+    assert json.loads(run("stats", "--json", plain).out)["recordings"][0]["longest_stall"]["seconds"] > 59

@@ -9,6 +9,7 @@ the StreamRecorder tests below check that on the same tmpfs without a proxy.
 """
 
 import errno
+import json
 import os
 import resource
 import shutil
@@ -19,8 +20,11 @@ import time
 import httpx
 import pytest
 
+from inspect_helpers import run
+
 from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, wait_until
 from reliability_helpers import fill_fs, log_lines, mount_tmpfs, recording_for, reference_events, umount, whole_lines
+from sse_capture_addon.inspect.timeline import read_lane
 from sse_capture_addon.recorder import StreamRecorder
 from sse_capture_addon.recording import FORMAT, FORMAT_VERSION, decode_data, find_recordings, read_recording
 from sse_capture_addon.writer import RecordingFile, SpaceReserve
@@ -293,13 +297,13 @@ def test_directory_replaced_by_a_file_then_restored(certs, tmp_path):
 
 # --- the end line on a full disk, StreamRecorder and SpaceReserve without a proxy ----------------------------
 
-def _recorder(directory, name, reserve, file_class=RecordingFile, header_extra=None):
+def _recorder(directory, name, reserve, file_class=RecordingFile, header_extra=None, **kwargs):
     header = {"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "stream_id": name,
               "started": "2026-01-01T00:00:00.000000Z",
               "request": {"method": "GET", "url": f"http://127.0.0.1/sse/{name}", "headers": []},
               "response": {"status": 200, "headers": []}, **(header_extra or {})}
     return StreamRecorder(file_class(str(directory), f"day/{name}.jsonl"), header, max_event_size=1 << 20,
-                          reserve=reserve)
+                          reserve=reserve, **kwargs)
 
 
 def _reserve_size(directory):
@@ -335,6 +339,34 @@ def test_recorder_end_line_on_a_full_disk(small_fs, tail_size):
         assert r.end["tail"] is None and r.end["tail_dropped"] is True and r.end["tail_size"] == len(tail)
         assert SpaceReserve.SIZE - left <= 3 * 4096   # a small slice for a small end line
     assert find_recordings(small_fs) == [rec.file.path]
+
+
+def test_the_inspect_commands_see_no_stall_where_the_full_disk_lost_lines(small_fs):
+    """An event every 0.1 s, of which those from 1.0 s to 2.9 s could not be written: the file goes from 0.9 s to
+    3.0 s without an event, and stats, lint and timeline must not call that a stall of the stream."""
+    now = [0.0]
+    rec = _recorder(small_fs, "gap", SpaceReserve(str(small_fs)), clock=lambda: now[0])
+    for i in range(40):
+        now[0] = round(i / 10, 1)
+        if i == 10:
+            filler = fill_fs(small_fs)
+        elif i == 30:
+            filler.unlink()
+        rec.feed(_big(i) if 10 <= i < 30 else _small(i))  # (a small one could fit in the file's last page)
+    now[0] = 4.0
+    rec.finish("complete")
+    path = rec.file.path
+    assert [int(e["id"]) for e in read_recording(path).events] == [*range(10), *range(30, 40)]
+    recorded = 20
+
+    stats = json.loads(run("stats", "--json", path).out)["recordings"][0]
+    assert stats["longest_stall"]["seconds"] == pytest.approx(0.1)
+    assert stats["gap_max"] == pytest.approx(0.1)
+    assert (stats["events"], stats["events_passed"], stats["events_per_second"]) == (recorded, 40, 10)
+    assert "of 40 that passed through the proxy (lines were not written)" in run("stats", path).out
+    findings = json.loads(run("lint", "--json", "--max-stall", "0.5", path).out)
+    assert [f["code"] for f in findings["recordings"][0]["findings"]] == ["recording-error"]
+    assert read_lane(path, 0.5).stalls == []
 
 
 def test_one_reserve_serves_several_end_lines_and_comes_back(small_fs):

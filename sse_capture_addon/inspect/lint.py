@@ -73,6 +73,7 @@ class _Linter:
             self.emit_at(self.index, t)(code, ERROR, f"{record['field']} field ignored by clients: {record['reason']} "
                                                      f"(value {record['value']!r})")
         elif kind == "error":
+            self.silences.error(record)
             self.emit_at(self.index, t)("recording-error", WARNING,
                                         f"the recording itself has a gap ({record.get('what', '?')}): "
                                         f"{record['message']}")
@@ -97,7 +98,7 @@ class _Linter:
         self.index += 1
 
     def stall(self, stall: Stall, live: bool = False) -> None:
-        if stall.seconds <= self.options.max_stall:
+        if stall.seconds <= self.options.max_stall or stall.unknown:  # (unknown: the recording-error warning says)
             return
         until = "until its last line so far (it is still being written)" if live else "until the end"
         if stall.after_index is None:

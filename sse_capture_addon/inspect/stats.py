@@ -90,6 +90,7 @@ class StreamStats:
     first_event: float | None = None
     duration: float = 0.0
     events: int = 0
+    events_passed: int | None = None  # through the proxy, as the end line counts them: more when lines were lost
     comments: int = 0
     bytes: int | None = None
     types: Counter = field(default_factory=Counter)
@@ -99,13 +100,14 @@ class StreamStats:
 
     @property
     def events_per_second(self) -> float | None:
-        return self.events / self.duration if self.duration > 0 else None
+        events = self.events if self.events_passed is None else max(self.events, self.events_passed)
+        return events / self.duration if self.duration > 0 else None
 
     def to_json(self) -> dict:
         return {"path": path_text(self.path), "url": self.url, "ending": self.ending, "ttfb": self.ttfb,
                 "time_to_first_event": self.first_event, "duration": self.duration, "events": self.events,
-                "comments": self.comments, "bytes": self.bytes, "events_per_second": _round(self.events_per_second),
-                "types": dict(self.types.most_common()), **self.gap_summary,
+                "events_passed": self.events_passed, "comments": self.comments, "bytes": self.bytes,
+                "events_per_second": _round(self.events_per_second), "types": dict(self.types.most_common()), **self.gap_summary,
                 "longest_stall": self.stall.to_json() if self.stall else None}
 
 
@@ -119,7 +121,7 @@ def gap_json(gaps: Distribution) -> dict:
 
 
 def _consider(stats: StreamStats, stall: Stall) -> None:
-    if stats.stall is None or stall.seconds > stats.stall.seconds:
+    if not stall.unknown and (stats.stall is None or stall.seconds > stats.stall.seconds):
         stats.stall = stall
 
 
@@ -135,10 +137,14 @@ def stream_stats(path: str) -> StreamStats:
         kind = record["kind"]
         if kind == "comment":
             stats.comments += 1
+        elif kind == "error":
+            silences.error(record)
         if kind not in EVENT_KINDS:
             continue
         stall = silences.event(record["t"], record["event"])
-        if stats.events == 0:
+        if stall.unknown:  # lines were lost in it: not a gap between two events the stream sent one after the other
+            pass
+        elif stats.events == 0:
             stats.first_event = record["t"]
         else:
             stats.gaps.add(stall.seconds)
@@ -150,6 +156,7 @@ def stream_stats(path: str) -> StreamStats:
     stats.duration = stream.end["t"] if stream.end else last_t
     if stream.end:
         stats.bytes = stream.end["bytes"]
+        stats.events_passed = stream.end["events"] + stream.end.get("oversized", 0)
     _consider(stats, silences.until_end(stats.duration))
     return stats
 

@@ -67,10 +67,12 @@ def read_lane(path: str, stall: float) -> Lane:
         if record["kind"] == "comment":
             if len(lane.comments) < MAX_MARKS:
                 lane.comments.append(record["t"])
+        elif record["kind"] == "error":
+            silences.error(record)
         if record["kind"] not in EVENT_KINDS:
             continue
         silence = silences.event(record["t"], record["event"])
-        if silence.seconds > stall:
+        if silence.seconds > stall and not silence.unknown:
             lane.stalls.append((silence.start, silence.seconds))
         if len(lane.events) < MAX_MARKS:
             lane.events.append((record["t"], record["event"], _hover(record, lane.total_events, silence.seconds)))
@@ -78,7 +80,7 @@ def read_lane(path: str, stall: float) -> Lane:
     lane.ending = stream.ending
     lane.end_t = stream.end["t"] if stream.end else last_t
     silence = silences.until_end(lane.end_t)
-    if silence.seconds > stall:
+    if silence.seconds > stall and not silence.unknown:
         lane.stalls.append((silence.start, silence.seconds))
     lane.tail = unterminated_tail(stream)
     lane.subtitle = (f"{path_text(os.path.basename(path))} · started {utc(stream.header['started'])} UTC · "
