@@ -26,6 +26,25 @@ from .replay.schedule import parse_speed
 BAD_INPUT = 2
 
 
+class Seconds(click.FloatRange):
+    """A number of seconds >= 0 (``inf``: never): click's FloatRange lets NaN through, as every comparison with it
+    is false, and then every gap is a stall."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if value != value:
+            self.fail(f"{value} is not a number of seconds", param, ctx)
+        return value
+
+
+SECONDS = Seconds()
+
+
 def echo(text: str = "", err: bool = False) -> None:
     click.echo(text, err=err, color=False if os.environ.get("NO_COLOR") else None)
 
@@ -247,7 +266,7 @@ def stats_command(path, totals_only, as_json):
                    "'tool_result after tool_use by data.tool_use_id=data.id'. Repeatable.")
 @click.option("--terminal", multiple=True, metavar="SELECTOR",
               help="An event that ends the stream, e.g. done or 'data=[DONE]'. Repeatable.")
-@click.option("--max-stall", type=click.FloatRange(0), default=DEFAULT_MAX_STALL, show_default=True,
+@click.option("--max-stall", type=SECONDS, default=DEFAULT_MAX_STALL, show_default=True,
               help="Report silences longer than this many seconds.")
 @click.option("--strict", is_flag=True, help="Fail on warnings too (BOM, mixed line endings, unknown types).")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
@@ -320,7 +339,7 @@ def _event_row(index: int, record: dict | None, width: int = 110) -> str:
                    "(e.g. data.message.id, data.**.created). Repeatable.")
 @click.option("--ignore-common", is_flag=True,
               help=f"Ignore the usual per-response noise: {', '.join(COMMON_IGNORES)}.")
-@click.option("--timing", type=click.FloatRange(0), metavar="SECONDS",
+@click.option("--timing", type=SECONDS, metavar="SECONDS",
               help="Also compare event times, allowing this much difference.")
 @click.option("--no-ending", is_flag=True, help="Do not compare how the streams ended.")
 @click.option("-C", "--context", type=click.IntRange(0), default=3, show_default=True,
@@ -372,7 +391,7 @@ def diff_command(a, b, ignore, ignore_common, timing, no_ending, context, as_jso
 @click.argument("file", type=click.Path())
 @click.option("-s", "--speed", default="1", show_default=True, callback=parsed(parse_speed),
               help="Playback speed: 2 (twice as fast), 0.5, or max (no waiting).")
-@click.option("--max-pause", type=click.FloatRange(0), metavar="SECONDS", help="Shorten longer pauses to this.")
+@click.option("--max-pause", type=SECONDS, metavar="SECONDS", help="Shorten longer pauses to this.")
 @click.option("--raw", is_flag=True, help="The raw chunks exactly as the client got them (still content-encoded; "
                                           "needs a recording with raw chunks).")
 @friendly_errors
@@ -418,7 +437,7 @@ def write_page(output: str, page: str) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", default="timeline.html", show_default=True, type=click.Path(),
               callback=writable_output, help="Where to write the HTML page.")
-@click.option("--stall", type=click.FloatRange(0), default=5.0, show_default=True,
+@click.option("--stall", type=SECONDS, default=5.0, show_default=True,
               help="Shade silences longer than this many seconds.")
 @click.option("--title", default="SSE timeline", show_default=True)
 @friendly_errors

@@ -271,6 +271,9 @@ def test_preset_detection_needs_the_protocols_shape_not_just_an_event_name():
     assert detect(look_alike, "http://127.0.0.1/api/chat") is None
     assert detect(look_alike, "https://api.example/v1/messages") == "anthropic"
     assert detect(openai, "http://127.0.0.1/x") == "openai"
+    ping = {"event": "ping", "data": {"type": "ping"}}  # an agent's keep-alive first (docs/inspect.md's rules example)
+    assert detect(ping, "http://127.0.0.1/api/agent") is None
+    assert detect(ping, "https://api.anthropic.com/v1/messages") == "anthropic"
 
 
 # --- recordings the QA pass found mishandled ---------------------------------------------------------------
@@ -498,3 +501,14 @@ def test_no_stall_is_counted_after_the_recording_stopped_parsing_events(tmp_path
     # and without the error line, the same minute is a stall
     plain = write_recording(tmp_path / "p.jsonl", [ev(0.1, "a"), ev(0.2, "b")], end_t=60.0)
     assert json.loads(run("stats", "--json", plain).out)["recordings"][0]["longest_stall"]["seconds"] > 59
+
+
+@pytest.mark.parametrize("args", [["lint", "--max-stall"], ["timeline", "-o", "{tmp}/x.html", "--stall"],
+                                  ["diff", "{f}", "--timing"], ["cat", "--max-pause"]])
+@pytest.mark.parametrize("value", ["nan", "NaN", "-1"])
+def test_a_threshold_that_is_not_a_number_of_seconds_is_refused(recs, tmp_path, args, value):
+    """NaN passes every `>= 0` check and then fails every comparison: lint called each gap a stall."""
+    f = recs["stall"]
+    r = run(*[a.format(tmp=tmp_path, f=f) for a in args], value, f)
+    assert r.code == 2 and f"Invalid value for '{args[-1]}'" in r.err, r.err
+    assert not (tmp_path / "x.html").exists()

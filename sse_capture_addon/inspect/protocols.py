@@ -325,10 +325,10 @@ def detect(first_event: dict | None, url: str, headers: list | None = None) -> s
     if first_event.get("event") == "message" and isinstance(data, dict) and data.get("type") in ("start",
                                                                                                   "start-step"):
         return "ai-sdk"
-    # the event name alone is too common (other agents say message_start too): require Anthropic's shape
-    if isinstance(data, dict) and first_event.get("event") == data.get("type") and (
-            (data.get("type") == "message_start" and isinstance(data.get("message"), dict))
-            or data.get("type") == "ping"):
+    # the event name alone is too common (other agents say message_start too): require Anthropic's shape. Not a
+    # ping, which Anthropic sends after message_start, and any agent may send first.
+    if isinstance(data, dict) and first_event.get("event") == data.get("type") == "message_start" \
+            and isinstance(data.get("message"), dict):
         return "anthropic"
     if isinstance(data, dict) and ("choices" in data or data.get("object") == "chat.completion.chunk"):
         return "openai"
