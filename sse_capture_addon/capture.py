@@ -248,8 +248,9 @@ class SSECapture:
         loader.add_option("sse_capture_fsync", bool, False,
                           "fsync the recording after every chunk (survives power loss; slower).")
         loader.add_option("sse_capture_max_event_size", int, DEFAULT_MAX_EVENT_SIZE,
-                          "Largest event (in characters) whose data is recorded; larger events are recorded as "
-                          "'oversized' with their size and a prefix, and the stream keeps flowing.")
+                          "Largest event (in characters) whose data is recorded (its data, a newline counted after "
+                          "each data line, and each of its lines, field name included); larger events are recorded "
+                          "as 'oversized' with their size and a prefix, and the stream keeps flowing.")
         loader.add_option("sse_capture_max_body", int, 1024 * 1024,
                           "Largest request body (bytes) stored in a recording's header; longer ones are cut.")
         loader.add_option("sse_capture_redact", bool, True,
@@ -274,6 +275,11 @@ class SSECapture:
                 except ValueError as e:
                     raise exceptions.OptionsError(
                         f"sse_capture_filter: invalid filter expression {spec!r}: {e}") from None
+                if body := {"b", "bs"} & _filter_codes(self.filter):
+                    raise exceptions.OptionsError(
+                        f"sse_capture_filter: {' and '.join(sorted(f'~{c}' for c in body))} cannot choose streams by "
+                        f"their response body: {spec!r} is applied when the response headers arrive, before any "
+                        "of the body, so it would never see one (~bq is the request body, ~hs the response headers)")
             else:
                 self.filter = None
         for name in ("sse_capture_max_event_size", "sse_capture_max_body"):
@@ -521,6 +527,15 @@ class SSECapture:
             log.info(text)
         else:
             log.warning(text)
+
+
+def _filter_codes(f) -> set[str]:
+    """The codes (``u``, ``bs``...) of the filters a parsed filter expression is made of."""
+    if isinstance(f, flowfilter.FAnd | flowfilter.FOr):
+        return set().union(*map(_filter_codes, f.lst))
+    if isinstance(f, flowfilter.FNot):
+        return _filter_codes(f.itm)
+    return {getattr(f, "code", "")}
 
 
 def _names(values: Sequence[str], option: str) -> list[str]:

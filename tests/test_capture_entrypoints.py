@@ -70,6 +70,7 @@ def test_sse_capture_record_takes_the_directory_from_a_set_option_too(certs, tmp
 @pytest.mark.parametrize("option, message", [
     ("sse_capture_max_body=0", "sse_capture_max_body must be a positive number of bytes, got 0"),
     ("sse_capture_filter=~q(", "sse_capture_filter: invalid filter expression '~q(': "),
+    ("sse_capture_filter=~bs delta", "sse_capture_filter: ~bs cannot choose streams by their response body: "),
     ("sse_capture_dir=/proc/none", "sse_capture_dir: cannot write recordings to '/proc/none': "),
     ("sse_capture_fsync=maybe", "Failed to parse option sse_capture_fsync: "),
 ])

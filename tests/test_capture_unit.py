@@ -356,6 +356,10 @@ def test_a_recorder_that_cannot_start_never_breaks_the_flow(tmp_path, caplog):
 
 @pytest.mark.parametrize("option,value,message", [
     ("sse_capture_filter", "~q ((", "invalid filter expression"),
+    # the filter is applied at the response headers: a response body filter would never match, silently
+    ("sse_capture_filter", "~bs delta", r"~bs cannot choose streams by their response body"),
+    ("sse_capture_filter", "~u /chat & !(~m GET | ~b secret)", r"~b cannot choose streams by their response body"),
+    ("sse_capture_filter", "~b a | ~bs b", r"~b and ~bs cannot choose"),
     ("sse_capture_max_event_size", 0, "must be a positive"),
     ("sse_capture_max_body", -1, "must be a positive"),
     ("sse_capture_raw_chunks", "sometimes", "must be one of"),
@@ -368,6 +372,14 @@ def test_bad_options_are_refused(tmp_path, option, value, message):
         tctx.configure(addon, sse_capture_dir=str(tmp_path))
         with pytest.raises(exceptions.OptionsError, match=message):
             tctx.configure(addon, **{option: value})
+
+
+@pytest.mark.parametrize("spec", ["~bq hello", "~hs x-stream & ~c 200", "!~bq secret | ~t event-stream"])
+def test_filters_on_the_request_and_the_response_head_are_accepted(tmp_path, spec):
+    addon = SSECapture()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, sse_capture_dir=str(tmp_path), sse_capture_filter=spec)
+        assert addon.filter is not None
 
 
 def test_which_query_parameters_are_redacted(tmp_path):
