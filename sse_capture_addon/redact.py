@@ -122,16 +122,19 @@ class Redactor:
 
     def json_body(self, body: bytes) -> bytes:
         """A JSON request body with the configured keys' values replaced (re-serialised only when one was), as
-        recordings store it; ``orjson.JSONDecodeError`` when it is not JSON."""
+        recordings store it; ``orjson.JSONDecodeError`` when it is not JSON. One that could not be written back as
+        it was (an integer beyond 64 bits) becomes ``"[REDACTED]"`` whole."""
         value, changed = self.json_value(orjson.loads(body))
-        return orjson.dumps(value) if changed else body
+        if not changed:
+            return body
+        return orjson.dumps(REDACTED if _lost_digits(value, body) else value)
 
     def json_text(self, text: str) -> tuple[Any, bool]:
         """Event data (text) with the configured keys' values replaced, and whether any was: the parsed value,
         redacted, when it is JSON with such a key; otherwise ``text`` unchanged. JSON here is what a browser's
         ``JSON.parse`` takes, whitespace around it included. JSON that orjson cannot hold (a number beyond a
-        double, an escaped lone surrogate, nesting deeper than orjson's limit) cannot be written back as it was,
-        so it becomes ``[REDACTED]`` whole when a key is in it."""
+        double, an integer beyond 64 bits, an escaped lone surrogate, nesting deeper than orjson's limit) cannot be
+        written back as it was, so it becomes ``[REDACTED]`` whole when a key is in it."""
         if text.lstrip(" \t\n\r")[:1] not in ("{", "["):
             return text, False  # a string, number or literal has no keys (and most data is not JSON at all)
         try:
@@ -146,4 +149,39 @@ class Redactor:
             _, changed = self.json_value(value)
             return (REDACTED, True) if changed else (text, False)
         value, changed = self.json_value(value)
-        return (value, True) if changed else (text, False)
+        if not changed:
+            return text, False
+        return (REDACTED, True) if _lost_digits(value, text) else (value, True)
+
+
+_INT64_MIN, _INT64_END, _UINT64_END = -(1 << 63), 1 << 63, 1 << 64
+
+
+def _lost_digits(value: Any, text: str | bytes) -> bool:
+    """Whether orjson read an integer of ``text`` as a double (beyond 64 bits), so that writing ``value`` back would
+    change it: an integral double that large, unless Python's exact reading has no such integer either (it came
+    from ``1e22``)."""
+    def big_doubles(v: Any) -> bool:
+        if isinstance(v, float):  # (rounded to a double, -2**63 - 1 reads as -2**63)
+            return v.is_integer() and abs(v) >= _INT64_END
+        if isinstance(v, dict):
+            return any(big_doubles(item) for item in v.values())
+        if isinstance(v, list):
+            return any(big_doubles(item) for item in v)
+        return False
+
+    def big_ints(v: Any) -> bool:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return not _INT64_MIN <= v < _UINT64_END
+        if isinstance(v, dict):
+            return any(big_ints(item) for item in v.values())
+        if isinstance(v, list):
+            return any(big_ints(item) for item in v)
+        return False
+
+    if not big_doubles(value):
+        return False
+    try:
+        return big_ints(json.loads(text))
+    except (ValueError, RecursionError):
+        return True

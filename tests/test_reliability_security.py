@@ -182,6 +182,11 @@ def test_tokens_after_a_semicolon_or_a_hash_and_in_url_headers_are_redacted_over
     ('{"Password":"s","a":[1,{"password":2}]}', {"Password": "[REDACTED]", "a": [1, {"password": "[REDACTED]"}]}),
     (' \t\r\n{"password":"s"} ', {"password": "[REDACTED]"}),      # whitespace JSON.parse allows
     ('[{"password":"s"}, 1e400]', "[REDACTED]"),                   # beyond a double: orjson refuses it
+    ('{"password":"s","n":12345678901234567890123}', "[REDACTED]"),  # beyond 64 bits: orjson reads a double
+    ('{"password":"s","n":-9223372036854775809}', "[REDACTED]"),    # (which rounds to -2**63)
+    ('{"password":"s","n":18446744073709551615,"m":-9223372036854775808}',  # within: written back as it was
+     {"password": "[REDACTED]", "n": 18446744073709551615, "m": -9223372036854775808}),
+    ('{"password":"s","n":1e22,"m":1.5e300}', {"password": "[REDACTED]", "n": 1e22, "m": 1.5e300}),  # doubles
     ('{"password":"s","x":"\\udc00"}', "[REDACTED]"),               # an escaped lone surrogate, too
     ('[' * 2000 + ']' * 2000, "[REDACTED]"),                        # too deep for either parser: not looked into
     ('{"passwords":"s"}', None), ('{"a":1e400}', None), ('{"password":"s",}', None), ("password=s", None),
@@ -190,6 +195,15 @@ def test_tokens_after_a_semicolon_or_a_hash_and_in_url_headers_are_redacted_over
 def test_json_keys_in_event_data_are_redacted_when_json_parse_would_find_them(data, expected):
     value, changed = Redactor(json_keys=["password"]).json_text(data)
     assert (value, changed) == ((expected, True) if expected is not None else (data, False))
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"password":"s","n":12345678901234567890123}', b'"[REDACTED]"'),
+    (b'{"password":"s","n":18446744073709551615}', b'{"password":"[REDACTED]","n":18446744073709551615}'),
+    (b'{"n":12345678901234567890123}', b'{"n":12345678901234567890123}'),   # no key to redact: the bytes as sent
+])
+def test_a_request_body_whose_integers_orjson_cannot_write_back_is_redacted_whole(body, expected):
+    assert Redactor(json_keys=["password"]).json_body(body) == expected
 
 
 def test_json_nested_deeper_than_the_walk_is_replaced_there_and_can_be_written():
