@@ -276,6 +276,10 @@ class SSEParser(_ParserCore):
             out = self._crlf_blocks_inside(text)
             if out is not None:
                 return out
+        elif "\n" not in text:
+            out = self._cr_blocks_inside(text)
+            if out is not None:
+                return out
         out = []
         self._text(text, out)
         self._settle()
@@ -341,6 +345,31 @@ class SSEParser(_ParserCore):
         self._settle()
         return out
 
+    def _cr_blocks_inside(self, text: str) -> list[Item] | None:
+        """_whole_blocks_inside for CR line endings alone (no LF in the chunk): every "\r\r" ends a block, so the
+        whole blocks are those of the text with its CRs as LFs. None when it has no whole block (nothing is done)."""
+        if self._cr:  # the chunk before ended with a CR, which no LF follows: it ended its line alone
+            self._cr = False
+            self._at_boundary = self._started and not self._tail.total
+        first = -2 if self._at_boundary else text.find("\r\r")  # the blank line ending the block in progress
+        last = text.rfind("\r\r")
+        if last < 0 or last == first or last - first > self.max_event_size:
+            return None
+        out: list[Item] = []
+        if first >= 0:
+            self._text(text[:first + 2], out)
+        blocks = text[first + 2:last + 2]
+        events = self._simple_blocks(blocks.replace("\r", "\n"), "cr")
+        if events is None:
+            self._text(blocks, out)
+        else:
+            out += events
+            self._cr = True  # (a blank line's CR, which an LF at the start of the next chunk would complete)
+        if last + 2 < len(text):
+            self._text(text[last + 2:], out)
+        self._settle()
+        return out
+
     @staticmethod
     def _pure_crlf(text: str) -> bool:
         return text.endswith("\r\n\r\n") and text.count("\r") == text.count("\n") == text.count("\r\n")
@@ -352,7 +381,12 @@ class SSEParser(_ParserCore):
             return None
         lid = self.last_event_id
         if _c_simple_blocks is not None:
-            return _c_simple_blocks(self, text.encode(), ending == "crlf")
+            items = _c_simple_blocks(self, text.encode(), ending == "crlf")
+            if items is not None and ending == "cr":  # counted as LF endings: they were CRs
+                counts, lines = self.line_endings, text.count("\n")
+                counts["lf"] -= lines
+                counts["cr"] += lines
+            return items
         if text.startswith("data: "):
             n = text.count("\n\ndata: ") + 1
             if text.count("\n") == 2 * n:

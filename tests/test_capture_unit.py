@@ -273,7 +273,7 @@ HONEST_SHAPES = {
 }
 
 
-@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
 @pytest.mark.parametrize("shape", HONEST_SHAPES)
 def test_honest_streams_read_in_large_chunks_are_parsed_whole(tmp_path, shape, eol):
     """A stream read 64 KiB at a time (a fast upstream, a replay at full speed) costs the parser far less than the

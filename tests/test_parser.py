@@ -719,6 +719,42 @@ def test_a_crlf_token_stream_cut_anywhere_stays_on_the_fast_paths():
         assert p.slow_lines < 6000 // 10, (size, p.slow_lines)
 
 
+CR_PIECES = [b"data: tok\r\r", b'data: {"x":2}\r\r', b"event: e\rdata: q\r\r", b"data: \xc3\xa9\r\r", b": ping\r\r",
+             b"id: 9\rdata: z\r\r", b"retry: 7\r\r", b"data: a\rdata: b\r\r", b"data: x\r", b"\n", b"\r", b"\xef\xbb\xbf"]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(st.sampled_from(CR_PIECES), max_size=30), cuts=st.lists(st.integers(0, 400), max_size=12),
+       batches=st.booleans())
+@example(pieces=[b"data: tok\r\r", b"\n", b"data: tok\r\r"], cuts=[11], batches=False)  # CR, then LF: one CRLF
+@example(pieces=[b"data: x\r", b"data: tok\r\r", b"data: tok\r\r"], cuts=[8, 20], batches=True)
+def test_a_cr_stream_cut_anywhere_gives_each_item_with_the_chunk_that_completes_it(pieces, cuts, batches):
+    # CR endings alone (no LF in a chunk) take the LF fast paths on the text with its CRs read as LFs; a chunk
+    # that ends with a CR leaves it to the next chunk to say whether an LF completes it
+    data = b"".join(pieces)
+    p = SSEParser(message_batches=batches)
+    got: list = []
+    prev = 0
+    for cut in sorted({c for c in cuts if c <= len(data)}) + [len(data)]:
+        got += expand_batches(p.feed(data[prev:cut]))
+        prev = cut
+        assert got == reference(data[:cut])[0], cut
+    items, tail, endings = reference(data)[:3]
+    assert (got, p.close(), p.line_endings) == (items, tail, endings)
+
+
+def test_a_cr_token_stream_stays_on_the_fast_paths():
+    # one event a chunk, or cut anywhere: a few lines per hundred chunks are read one by one (all of them before)
+    events = [b'data: {"i":%d,"text":" token"}\r\r' % i for i in range(3000)]
+    whole = b"".join(events)
+    for chunks in (events, [whole[k:k + 16384] for k in range(0, len(whole), 16384)],
+                   [whole[k:k + 1000] for k in range(0, len(whole), 1000)]):
+        p = SSEParser(message_batches=True)
+        items = [item for chunk in chunks for item in p.feed(chunk)]
+        assert len(expand_batches(items)) == 3000 and p.line_endings == {"lf": 0, "crlf": 0, "cr": 6000}
+        assert p.slow_lines < 6000 // 10, (len(chunks), p.slow_lines)
+
+
 def expand_batches(items: list) -> list:
     out = []
     for item in items:
