@@ -147,6 +147,13 @@ def _ending_of(flow: http.HTTPFlow, idle_for: float) -> tuple[str, str]:
             return "client_disconnected", msg
         return "server_error", (f"{msg} (mitmproxy does not say which side reset the stream; clients reset with "
                                 f"CANCEL, so this one is taken as the server's)")
+    if msg.startswith(("peer closed connection", "HTTP/2 connection closed")):
+        # mitmproxy's HTTP/2 layer, for the connection it serves, whichever side that is; by now it has closed the
+        # other too (an HTTP/2 browser in front of an HTTP/1.1 dev server that quits). With one side on HTTP/2, it
+        # is that side's.
+        client_h2, server_h2 = flow.client_conn.alpn == b"h2", flow.server_conn.alpn == b"h2"
+        if client_h2 != server_h2:
+            return ("client_disconnected" if client_h2 else "server_error"), msg
     client_gone = not flow.client_conn.state & ConnectionState.CAN_READ
     server_gone = not flow.server_conn.state & ConnectionState.CAN_READ
     if client_gone != server_gone:  # HTTP/2 says "peer closed connection" for either side

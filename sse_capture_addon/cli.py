@@ -44,12 +44,14 @@ def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
       sse-capture record --set sse_capture_filter='~u /chat'
     """
     argv = [find_mitmproxy_tool(tool), "-s", ADDON]
+    dir_given = click.get_current_context().get_parameter_source("directory") is not ParameterSource.DEFAULT
     if _sets(mitm_args, "sse_capture_dir"):
-        if click.get_current_context().get_parameter_source("directory") is not ParameterSource.DEFAULT:
+        if dir_given:
             raise click.UsageError("the recordings directory is given twice: -d and --set sse_capture_dir; "
                                    "give one")
     else:
         argv += ["--set", f"sse_capture_dir={directory}"]
+    _check_config_file(mitm_args, {"sse_capture_dir"} if dir_given else set())
     if not any(a == "--listen-host" or a.startswith("--listen-host=") for a in mitm_args) \
             and not _sets(mitm_args, "listen_host"):
         argv += ["--listen-host", "127.0.0.1"]  # recordings hold production data: stay local unless asked
@@ -67,8 +69,7 @@ def _check_capture_options(argv: list[str]) -> None:
 
     from .capture import SSECapture
 
-    specs = [a for i, a in enumerate(argv) if i and argv[i - 1] == "--set" and a.startswith("sse_capture")]
-    specs += [a.removeprefix("--set=") for a in argv if a.startswith("--set=sse_capture")]
+    specs = [spec for spec in _set_specs(argv) if spec.startswith("sse_capture")]
     loop = asyncio.new_event_loop()
     try:
         checking = master.Master(options.Options(), event_loop=loop)
@@ -80,10 +81,41 @@ def _check_capture_options(argv: list[str]) -> None:
         loop.close()
 
 
+def _check_config_file(mitm_args: tuple[str, ...], given: set[str]) -> None:
+    """Refuse an option set both on the command line (``--set``, or ``given`` by this command's own options) and in
+    mitmproxy's config file: mitmproxy applies the file after ``--set``, so the file's value would win without a
+    word (its issue #5069), and ``-d`` would not be where the recordings go."""
+    from mitmproxy import exceptions, optmanager
+
+    settings = _set_values(mitm_args)
+    names = given | set(settings)
+    for name in ("config.yaml", "config.yml"):
+        path = os.path.join(os.path.expanduser(settings.get("confdir", "~/.mitmproxy")), name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                in_file = optmanager.parse(f.read())
+        except (OSError, UnicodeDecodeError, exceptions.OptionsError):
+            continue  # none there, or one mitmproxy refuses itself
+        if both := sorted(names & set(in_file)):
+            raise click.UsageError(f"{', '.join(both)} set both on the command line and in {path}, whose value "
+                                   "mitmproxy would take (it applies its config file after --set): set it in one "
+                                   "place")
+
+
+def _set_specs(args) -> list[str]:
+    """The ``option=value`` of each ``--set option=value`` or ``--set=option=value`` in mitmproxy arguments."""
+    return [a for i, a in enumerate(args) if i and args[i - 1] == "--set"] + \
+        [a.removeprefix("--set=") for a in args if a.startswith("--set=")]
+
+
+def _set_values(mitm_args: tuple[str, ...]) -> dict[str, str]:
+    """The options mitmproxy arguments set, by name."""
+    return dict(spec.split("=", 1) for spec in _set_specs(mitm_args) if "=" in spec)
+
+
 def _sets(mitm_args: tuple[str, ...], option: str) -> bool:
     """Whether mitmproxy arguments set ``option`` (``--set option=...`` or ``--set=option=...``)."""
-    return any(a.startswith(f"{option}=") and i and mitm_args[i - 1] == "--set" or a.startswith(f"--set={option}=")
-               for i, a in enumerate(mitm_args))
+    return option in _set_values(mitm_args)
 
 
 @main.command()

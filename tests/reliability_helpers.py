@@ -449,23 +449,25 @@ def fill_fs(path: Path) -> Path:
 # --- a minimal HTTP/2 client that can reset one stream (httpx never sends RST_STREAM) -------------------
 
 class H2ThroughProxy:
-    """CONNECT through the proxy, TLS with ALPN h2 (trusting ``ca``), then raw HTTP/2 via the h2 library."""
+    """CONNECT through the proxy (unless not ``connect``: a reverse proxy), TLS with ALPN h2 (trusting ``ca``), then
+    raw HTTP/2 via the h2 library."""
 
-    def __init__(self, proxy_port: int, host: str, port: int, ca: str, timeout: float = 20.0):
+    def __init__(self, proxy_port: int, host: str, port: int, ca: str, timeout: float = 20.0, connect: bool = True):
         import ssl
 
         import h2.config
         import h2.connection
 
         raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
-        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            piece = raw.recv(4096)
-            if not piece:
-                raise ConnectionError("proxy closed during CONNECT")
-            reply += piece
-        assert reply.startswith(b"HTTP/1.1 200"), reply
+        if connect:
+            raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                piece = raw.recv(4096)
+                if not piece:
+                    raise ConnectionError("proxy closed during CONNECT")
+                reply += piece
+            assert reply.startswith(b"HTTP/1.1 200"), reply
         ctx = ssl.create_default_context(cafile=ca)
         ctx.set_alpn_protocols(["h2"])
         self.sock = ctx.wrap_socket(raw, server_hostname=host)

@@ -1,6 +1,7 @@
 """The ways a user starts capture: scripts/record, sse-capture record/demo, mitmweb, an installed package."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -65,6 +66,22 @@ def test_sse_capture_record_takes_the_directory_from_a_set_option_too(certs, tmp
     both = subprocess.run([str(BIN / "sse-capture"), "record", "-d", "a", "--set", "sse_capture_dir=b"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, env=CHECKOUT_ENV, stdin=subprocess.DEVNULL)
     assert both.returncode == 2 and "given twice" in both.stderr, both
+
+
+@pytest.mark.parametrize("args", [["-d", "mine"], ["--set", "sse_capture_dir=mine"], ["--set=sse_capture_filter=~u x"]])
+def test_sse_capture_record_refuses_an_option_mitmproxys_config_file_would_override(certs, tmp_path, args):
+    """mitmproxy applies confdir/config.yaml after --set (its issue #5069): -d would silently not be where the
+    recordings go."""
+    confdir = tmp_path / "conf"
+    shutil.copytree(certs.mitm_confdir, confdir)
+    (confdir / "config.yaml").write_text("sse_capture_dir: elsewhere\nsse_capture_filter: '~u chat'\n")
+    r = subprocess.run([str(BIN / "sse-capture"), "record", *args, "--listen-port", str(free_port()),
+                        "--set", f"confdir={confdir}"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env=CHECKOUT_ENV, stdin=subprocess.DEVNULL)
+    name = "sse_capture_filter" if "filter" in args[0] else "sse_capture_dir"
+    assert r.returncode == 2 and r.stdout == "", r
+    assert f"Error: {name} set both on the command line and in {confdir / 'config.yaml'}" in r.stderr, r.stderr
+    assert not (tmp_path / "mine").exists() and not (tmp_path / "elsewhere").exists()
 
 
 @pytest.mark.parametrize("option, message", [

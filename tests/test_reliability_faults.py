@@ -98,6 +98,38 @@ def test_client_closes_connection_at_random_points(proxy, certs, servers, upstre
         _check_disconnected(path, sent, bytes(got), name)
 
 
+@pytest.mark.parametrize("how", ["dropped", "goaway"])
+@pytest.mark.parametrize("mode", ["lazy", "reverse"])
+def test_an_h2_client_that_closes_its_connection_to_an_h1_upstream_is_the_one_that_left(certs, tmp_path, servers,
+                                                                                       upstream_app, mode, how):
+    """A browser (HTTP/2 to the proxy) in front of an HTTP/1.1 server, as with --mode reverse:http://localhost:8000 or
+    connection_strategy=lazy, quits (its connection dropped, or closed with a GOAWAY): mitmproxy's HTTP/2 layer says
+    "peer closed connection" and closes the upstream too, so by the error hook both connections are closed. It was
+    recorded as server_error."""
+    rng = random.Random(f"h2-client-h1-upstream-{mode}")
+    name = f"h2-over-h1-{mode}-{how}"
+    gate, sent, cut = _stream_to_cut(upstream_app, name, rng, b"data: after the client left\n\n")
+    upstream = servers["h1" if mode == "reverse" else "h1-tls"]
+    args = ["--mode", f"reverse:{upstream.base}"] if mode == "reverse" else ["--set", "connection_strategy=lazy"]
+    with Mitmdump(certs, tmp_path, args=args) as mitm:
+        h2c = H2ThroughProxy(mitm.port, "127.0.0.1", mitm.port if mode == "reverse" else upstream.port,
+                             str(certs.mitm_ca), connect=mode != "reverse")
+        try:
+            sid = h2c.get(f"/sse/{name}")
+            got = h2c.read_until(sid, cut)
+            assert got == sent[:len(got)]
+            if how == "goaway":
+                h2c.close()
+            else:
+                h2c.sock.close()
+            path = recording_for(mitm, f"/sse/{name}")
+        finally:
+            gate.set()
+            h2c.sock.close()
+        assert read_recording(path).header["response"]["http_version"] == "HTTP/1.1"
+    _check_disconnected(path, sent, got, name)
+
+
 def test_h2_client_resets_one_stream_at_random_points(proxy, certs, servers, upstream_app):
     """HTTP/2 RST_STREAM(CANCEL) from the client while the connection (and a sibling stream) stays up."""
     rng = random.Random("client-rst-stream")
