@@ -403,12 +403,13 @@ class SSECapture:
             self._file_workers = None
 
     def _finish_left_open(self) -> None:
-        """No new instance took the streams over: the script was removed, not reloaded."""
+        """No new instance took the streams over: the script was removed, or its reload failed."""
         self.active.update(_left_open)
         _left_open.clear()
         for _, flow, _, _ in list(self.active.values()):
             self._finish(flow, "recording_failed", "sse-capture was unloaded mid-stream (its script was removed "
-                                                   "from mitmproxy): the rest of the stream is not recorded")
+                                                   "from mitmproxy, or reloaded and failed to load): the rest of the "
+                                                   "stream is not recorded")
 
     # -- helpers ----------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,6 +113,7 @@ def run_demo(directory: str, echo=print) -> str:
             if p.poll() is None:
                 p.terminate()
                 p.wait(10)
+        shutil.rmtree(confdir, ignore_errors=True)  # its CA's private key
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from .inspect import fmt
-from .inspect.diff import COMMON_IGNORES, DiffOptions, diff as diff_recordings
+from .inspect.diff import COMMON_IGNORES, DiffOptions, diff as diff_recordings, ending_text
 from .inspect.events import Selector, data_text, parse_path
 from .inspect.lint import DEFAULT_MAX_STALL, ERROR, LintOptions, lint_paths
 from .inspect.listing import Filters, list_recordings, parse_since
@@ -366,8 +366,8 @@ def diff_command(a, b, ignore, ignore_common, timing, no_ending, context, as_jso
                    "divergence": None if d is None else {"index": d.index, "what": d.what, "detail": d.detail,
                                                          "a": d.a, "b": d.b}})
         sys.exit(0 if result.same else 1)
-    echo(fmt.dim(f"A {fmt.shown_path(a)}: {result.events_a} events, {fmt.printable(result.ending_a)}"))
-    echo(fmt.dim(f"B {fmt.shown_path(b)}: {result.events_b} events, {fmt.printable(result.ending_b)}"))
+    echo(fmt.dim(f"A {fmt.shown_path(a)}: {result.events_a} events, {fmt.printable(ending_text(result.ending_a))}"))
+    echo(fmt.dim(f"B {fmt.shown_path(b)}: {result.events_b} events, {fmt.printable(ending_text(result.ending_b))}"))
     if d is None:
         echo(click.style("same events" + ("" if no_ending else " and ending"), fg="green"))
         return

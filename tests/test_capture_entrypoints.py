@@ -149,16 +149,22 @@ def test_installed_package_works_outside_the_checkout(certs, tmp_path, servers, 
         proxy.stop()
 
 
-def test_demo_records_a_chat_from_the_bundled_agent(tmp_path):
-    out = subprocess.run([str(BIN / "sse-capture"), "demo", "--dir", str(tmp_path / "rec")], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("command", ["sse-capture demo", "scripts/demo"])
+def test_demo_records_a_chat_from_the_bundled_agent(tmp_path, command):
+    # a relative --dir is the caller's (scripts/demo used to write it into the checkout), and the demo's own
+    # mitmproxy CA, private key included, does not outlive it
+    program = [str(BIN / "sse-capture"), "demo"] if command == "sse-capture demo" else [str(ROOT / "scripts" / "demo")]
+    (tmp_path / "tmp").mkdir()
+    out = subprocess.run([*program, "--dir", "rec"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TMPDIR": str(tmp_path / "tmp"), "SSE_CAPTURE_VENV": str(BIN.parent)})
     assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
     [path] = find_recordings(tmp_path / "rec")
     rec = read_recording(path)
     assert rec.ending == "complete"
     assert [e["event"] for e in rec.events] == ["message_start", "delta", "delta", "tool_use", "tool_result",
                                                 "delta", "delta", "done"]
-    assert '"type":"tool_use"' in out.stdout and str(path) in out.stdout
+    assert '"type":"tool_use"' in out.stdout and f"recorded {os.path.relpath(path, tmp_path)} " in out.stdout
 
 
 @pytest.mark.parametrize("fsync", ["true", "false"])

@@ -293,7 +293,12 @@ def test_diff_against_a_stream_that_ended_badly(recs):
     r = run("diff", recs["client-gone"], recs["killed"], "--json")
     d = json.loads(r.out)
     assert r.code == 1 and d["divergence"]["what"] == "ending" and d["events_a"] == d["events_b"] == 2
+    assert (d["ending_a"], d["ending_b"]) == ("client_disconnected", "proxy_died")  # codes, as ls --json gives
     assert run("diff", recs["client-gone"], recs["killed"], "--no-ending").code == 0
+    # the text says them as ls and show do
+    lines = run("diff", recs["client-gone"], recs["killed"]).out.splitlines()
+    assert lines[0].endswith(": 2 events, client disconnected") and lines[1].endswith(": 2 events, proxy died")
+    assert "A ended client disconnected, B ended proxy died" in lines[2]
 
 
 # --- cat -----------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import MISSING, data_json, data_text, format_path, value_text
-from .fmt import event_number
+from .fmt import ending_label, event_number
 from .reader import EVENT_KINDS, RecordingStream, unterminated_tail
 
 #: ``--ignore-common``: the usual per-response noise of LLM streaming APIs.
@@ -165,8 +165,15 @@ def _events(stream: RecordingStream) -> Iterator[dict]:
 
 
 def _ending(stream: RecordingStream) -> str:
+    """The ending's code, with the unterminated tail described (what --json gives, and is compared)."""
     tail = unterminated_tail(stream)
     return stream.ending + (f" with unterminated tail {tail.describe(60)}" if tail else "")
+
+
+def ending_text(ending: str) -> str:
+    """``_ending``'s text with the ending's label ("client disconnected"), as ls and show say it."""
+    code, sep, rest = ending.partition(" ")
+    return ending_label(code) + sep + rest
 
 
 def diff(path_a: str, path_b: str, options: DiffOptions) -> DiffResult:
@@ -194,5 +201,6 @@ def diff(path_a: str, path_b: str, options: DiffOptions) -> DiffResult:
     result.events_a, result.events_b = counts
     result.ending_a, result.ending_b = _ending(sa), _ending(sb)
     if result.divergence is None and options.compare_ending and result.ending_a != result.ending_b:
-        result.divergence = Divergence(None, "ending", f"A ended {result.ending_a}, B ended {result.ending_b}")
+        result.divergence = Divergence(None, "ending", f"A ended {ending_text(result.ending_a)}, "
+                                                       f"B ended {ending_text(result.ending_b)}")
     return result
