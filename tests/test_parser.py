@@ -683,6 +683,20 @@ def test_each_chunk_gives_the_same_items_with_the_c_fast_path_as_without(data, c
         sse._c_simple_blocks = simple_blocks
 
 
+def assert_each_item_comes_with_its_chunk(data: bytes, cuts: list[int], batches: bool) -> None:
+    """``data`` fed cut at ``cuts``: after each chunk, the items so far are the spec's parser's for the stream so far
+    (a fast path's hold changes only which path a line takes, never when an item comes out), and so is the end."""
+    p = SSEParser(message_batches=batches)
+    got: list = []
+    prev = 0
+    for cut in sorted({c for c in cuts if c <= len(data)}) + [len(data)]:
+        got += expand_batches(p.feed(data[prev:cut]))
+        prev = cut
+        assert got == reference(data[:cut])[0], cut
+    items, tail, endings = reference(data)[:3]
+    assert (got, p.close(), p.line_endings) == (items, tail, endings)
+
+
 CRLF_PIECES = [b"data: tok\r\n\r\n", b'data: {"x":2}\r\n\r\n', b"event: e\r\ndata: q\r\n\r\n", b"data: \xc3\xa9\r\n\r\n",
                b": ping\r\n\r\n", b"id: 9\r\ndata: z\r\n\r\n", b"retry: x\r\n\r\n", b"data: x\r", b"data: y\r\n", b"\n", b"\r"]
 
@@ -696,16 +710,7 @@ def test_a_crlf_stream_cut_anywhere_gives_each_item_with_the_chunk_that_complete
     # CRLF streams cut anywhere take the fast paths, which hold the start of a line (and a data line cut between
     # its CR and LF) back for the next chunk: each item still comes out of the chunk that completes it, as the
     # spec's parser gives it for the stream so far
-    data = b"".join(pieces)
-    p = SSEParser(message_batches=batches)
-    got: list = []
-    prev = 0
-    for cut in sorted({c for c in cuts if c <= len(data)}) + [len(data)]:
-        got += expand_batches(p.feed(data[prev:cut]))
-        prev = cut
-        assert got == reference(data[:cut])[0], cut
-    items, tail, endings = reference(data)[:3]
-    assert (got, p.close(), p.line_endings) == (items, tail, endings)
+    assert_each_item_comes_with_its_chunk(b"".join(pieces), cuts, batches)
 
 
 def test_a_crlf_token_stream_cut_anywhere_stays_on_the_fast_paths():
@@ -731,16 +736,7 @@ CR_PIECES = [b"data: tok\r\r", b'data: {"x":2}\r\r', b"event: e\rdata: q\r\r", b
 def test_a_cr_stream_cut_anywhere_gives_each_item_with_the_chunk_that_completes_it(pieces, cuts, batches):
     # CR endings alone (no LF in a chunk) take the LF fast paths on the text with its CRs read as LFs; a chunk
     # that ends with a CR leaves it to the next chunk to say whether an LF completes it
-    data = b"".join(pieces)
-    p = SSEParser(message_batches=batches)
-    got: list = []
-    prev = 0
-    for cut in sorted({c for c in cuts if c <= len(data)}) + [len(data)]:
-        got += expand_batches(p.feed(data[prev:cut]))
-        prev = cut
-        assert got == reference(data[:cut])[0], cut
-    items, tail, endings = reference(data)[:3]
-    assert (got, p.close(), p.line_endings) == (items, tail, endings)
+    assert_each_item_comes_with_its_chunk(b"".join(pieces), cuts, batches)
 
 
 def test_a_cr_token_stream_stays_on_the_fast_paths():
