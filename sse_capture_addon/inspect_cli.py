@@ -427,6 +427,7 @@ def write_page(output: str, page: str) -> None:
     try:
         # owner-only, as the recordings whose data it holds
         with open(output, "w", encoding="utf-8", opener=lambda path, flags: os.open(path, flags, 0o600)) as f:
+            os.fchmod(f.fileno(), 0o600)  # a file that was there keeps its mode otherwise
             f.write(page)
     except OSError as e:
         raise click.BadParameter(f"cannot write {fmt.shown_path(output)}: {os_reason(e)}",

@@ -17,12 +17,13 @@ import fcntl
 import functools
 import json
 import os
+import stat
 from binascii import b2a_base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import eq
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import SplitResult
 
 import orjson
@@ -635,10 +636,24 @@ def died_tail(rec: Recording) -> DiedTail | None:
     return DiedTail(parser.close(), parser.tail_truncated, parser.bom)
 
 
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only. A FIFO named ``*.jsonl`` (it can come in a tarball of
+    recordings) would block its reader until something writes to it, and a device would never end: those are a
+    ``RecordingError``, as is a file that cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # (no effect on a regular file)
+    except OSError as e:
+        raise RecordingError(os.fspath(path), 0, f"cannot open: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordingError(os.fspath(path), 0, "not a regular file (a FIFO, a device or a socket)")
+    return os.fdopen(fd, "rb")
+
+
 def writer_alive(path: str | os.PathLike) -> bool:
     """True while a proxy still holds the recording open for writing (it keeps an exclusive lock)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
@@ -656,12 +671,16 @@ def header_pending(path: str | os.PathLike) -> bool:
     """The proxy writing ``path`` has not finished its header line yet: the file holds no whole line, and a
     proxy holds its lock."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             if f.readline(DEFAULT_MAX_LINE).endswith(b"\n"):
                 return False
-    except OSError:
+    except (OSError, RecordingError):
         return False
     return writer_alive(path)
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 class LineCheck:
@@ -690,10 +709,14 @@ class LineCheck:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
-            if not raw.endswith(b"\n") and lineno > 1 and not self.ended:
-                return None
-            what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
-            raise RecordingError(path, lineno, f"{what}: {e}") from None
+            try:
+                # orjson refuses a number beyond a double: a retry of hundreds of digits (not NaN or Infinity)
+                obj = json.loads(raw, parse_constant=_not_json)
+            except (ValueError, RecursionError):
+                if not raw.endswith(b"\n") and lineno > 1 and not self.ended:
+                    return None
+                what = "truncated line (no newline at end of file)" if not raw.endswith(b"\n") else "invalid JSON"
+                raise RecordingError(path, lineno, f"{what}: {e}") from None
         if type(obj) is dict and type(obj.get("retry")) is float:
             obj = json.loads(raw)  # orjson reads an integer beyond 64 bits as a float; the retry's digits are exact
         if lineno == 1:
@@ -734,11 +757,7 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
     kernel stopped at a page boundary when the proxy was killed. It never reached the client (each chunk is
     forwarded after its write), so reading stops before it and ``on_torn(lineno, its length)`` is told.
     """
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
-    with f:
+    with open_regular(path) as f:
         check = LineCheck(path, max_line)
         while raw := f.readline(max_line + 1):
             obj = check.line(raw)

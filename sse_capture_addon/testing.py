@@ -44,6 +44,9 @@ class ReplayProxy:
                 v = str(v).lower() if isinstance(v, bool) else v
                 cmd += ["--set", f"sse_replay_{name}={v}"]
         self.cmd = cmd
+        # without a log_dir the log is a temporary file, which stop() removes (log() still gives its text)
+        self._log_is_temporary = log_dir is None
+        self._log_text: str | None = None
         self.log_path = Path(tempfile.mkstemp(prefix="sse-replay-", suffix=".log", dir=log_dir)[1])
         self._log = open(self.log_path, "wb")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))}
@@ -60,11 +63,16 @@ class ReplayProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
+        if self._log_text is not None:
+            return self._log_text
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         stop_process(self.proc)
         self._log.close()
+        if self._log_is_temporary and self._log_text is None:
+            self._log_text = self.log()
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ReplayProxy:
         return self

@@ -512,3 +512,64 @@ def test_a_threshold_that_is_not_a_number_of_seconds_is_refused(recs, tmp_path, 
     r = run(*[a.format(tmp=tmp_path, f=f) for a in args], value, f)
     assert r.code == 2 and f"Invalid value for '{args[-1]}'" in r.err, r.err
     assert not (tmp_path / "x.html").exists()
+
+
+# --- hostile files (a security QA pass) ----------------------------------------------------------------------
+
+def test_a_fifo_named_like_a_recording_is_reported_not_waited_on(recs, tmp_path):
+    """A FIFO named *.jsonl (a tarball of recordings can hold one) blocked every reader of its directory forever."""
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    shutil.copy(recs["stall"], folder / "a.jsonl")
+    os.mkfifo(folder / "b.jsonl")
+    for args in (["ls"], ["stats"], ["lint"], ["timeline", "-o", str(tmp_path / "t.html")], ["replay", "-p", "0"]):
+        r = subprocess.run([sys.executable, "-m", "sse_capture_addon.cli", args[0], str(folder), *args[1:]],
+                           capture_output=True, text=True, timeout=30, cwd=ROOT, stdin=subprocess.DEVNULL)
+        assert f"{folder / 'b.jsonl'}: not a regular file (a FIFO, a device or a socket)" in r.stderr, (args, r.stderr)
+        assert r.returncode != 0, (args, r)  # (and it returned: subprocess.run's timeout did not fire)
+    r = run("diff", folder / "a.jsonl", folder / "b.jsonl")
+    assert r.code == 2 and "b.jsonl: not a regular file" in r.err
+
+
+def test_the_last_line_of_a_file_is_found_block_by_block_and_bounded(tmp_path):
+    from sse_capture_addon.inspect.listing import _last_line
+    from sse_capture_addon.recording import RecordingError
+
+    path = tmp_path / "r.jsonl"
+    for content, last in [(b"a\nbb\nccc\n", b"ccc\n"), (b"a\n" + b"x" * 50 + b"\n", b"x" * 50 + b"\n"),
+                          (b"x" * 30, b"x" * 30), (b"\n", b"\n"), (b"a\nb", b"b"), (b"", b"")]:
+        path.write_bytes(content)
+        for block in (1, 2, 7, 1 << 16):
+            assert _last_line(str(path), block) == last, (content, block)
+    path.write_bytes(b"{}\n" + b"x" * 5000)
+    with pytest.raises(RecordingError, match="last line is longer than 1000 bytes"):
+        _last_line(str(path), 64, max_line=1000)
+
+
+def test_timeline_makes_an_existing_output_file_owner_only(recs, tmp_path):
+    out = tmp_path / "page.html"
+    out.write_text("an older page")
+    out.chmod(0o644)
+    assert run("timeline", recs["stall"], "-o", out).code == 0
+    assert out.stat().st_mode & 0o777 == 0o600 and "an older page" not in out.read_text()
+
+
+def test_a_retry_of_hundreds_of_digits_is_read_back(tmp_path):
+    """All ASCII digits is a valid retry however long (the parser takes up to Python's 4,300); orjson refuses a
+    number beyond a double, which made such a recording unreadable by every command and by replay."""
+    from sse_capture_addon.recording import read_recording
+
+    retry = "9" * 400
+    path = record_body(tmp_path / "r.jsonl", f"retry: {retry}\ndata: hello\n\nretry: {retry}\n\n".encode())
+    rec = read_recording(path)
+    assert [(e["retry"], e["data"]) for e in rec.events] == [(int(retry), "hello")]
+    assert [r["retry"] for r in rec.records if r["kind"] == "no_dispatch"] == [int(retry)]
+    assert run("show", path).code == 0
+    bad = tmp_path / "nan.jsonl"
+    bad.write_bytes(path.read_bytes().replace(b'"data":"hello"', b'"data":NaN'))
+    assert run("show", bad).code == 2  # what orjson refused before and Python's json takes is still refused

@@ -10,8 +10,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -345,6 +347,24 @@ def test_the_fixture_refuses_a_port_another_program_listens_on(certs, tmp_path):
             ReplayProxy(rec, port=port, confdir=certs.mitm_confdir, log_dir=tmp_path)
     assert str(e.value).startswith(f"the replay proxy did not start: process exited with 1 before listening on {port}")
     assert "address already in use" in str(e.value)
+
+
+def test_replay_proxy_outside_pytest_leaves_no_log_file_behind(certs, tmp_path):
+    """docs/replay.md's `with ReplayProxy(...)`: without a log_dir its log is a temporary file, removed at stop (a
+    /tmp/sse-replay-*.log was left by every use), its text still there for log(); failing to start too."""
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1, url=f"http://{OFFLINE}/sse")
+    with ReplayProxy(rec, speed="max", confdir=certs.mitm_confdir) as proxy:
+        with httpx.Client(proxy=proxy.url, timeout=10) as client:
+            assert parse_events(client.get(f"http://{OFFLINE}/sse").content) == chat_events(1)
+        assert proxy.log_path.exists()
+    assert not proxy.log_path.exists() and f"GET http://{OFFLINE}/sse" in proxy.log()
+    logs = set(Path(tempfile.gettempdir()).glob("sse-replay-*.log"))
+    with socket.socket() as dev_server:
+        dev_server.bind(("127.0.0.1", 0))
+        dev_server.listen()
+        with pytest.raises(RuntimeError, match="address already in use"):
+            ReplayProxy(rec, port=dev_server.getsockname()[1], confdir=certs.mitm_confdir)
+    assert set(Path(tempfile.gettempdir()).glob("sse-replay-*.log")) <= logs
 
 
 def test_waiting_for_a_port_waits_for_the_process_not_for_whoever_answers(tmp_path):

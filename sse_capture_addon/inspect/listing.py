@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 
 import orjson
 
-from ..recording import RecordingError, header_of, validate_record
+from ..recording import DEFAULT_MAX_LINE, RecordingError, header_of, open_regular, validate_record
 from .fmt import ended_badly, path_text, started_at
 from .reader import EVENT_KINDS, RecordingStream, each_readable
 
@@ -33,20 +33,28 @@ class Summary:
         return {**asdict(self), "path": path_text(self.path)}
 
 
-def _last_line(path: str, block: int = 1 << 16) -> bytes:
-    """The file's last line (without reading the rest of it, however long the file)."""
-    with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos, tail = end, b""
+def _last_line(path: str, block: int = 1 << 16, max_line: int = DEFAULT_MAX_LINE) -> bytes:
+    """The file's last line (without reading the rest of it, however long the file); ``RecordingError`` when it is
+    longer than ``max_line``, as any reader refuses such a line. Each block is searched once: a long last line
+    costs its length, not its length squared."""
+    with open_regular(path) as f:
+        pos = f.seek(0, os.SEEK_END)
+        blocks: list[bytes] = []
+        size = 0
         while pos > 0:
             step = min(block, pos)
             pos -= step
             f.seek(pos)
-            tail = f.read(step) + tail
-            cut = tail.rfind(b"\n", 0, len(tail) - 1)
+            piece = f.read(step)
+            # the newline that ends the last line itself does not start it
+            cut = piece.rfind(b"\n", 0, len(piece) - 1 if not blocks else len(piece))
             if cut >= 0:
-                return tail[cut + 1:]
-        return tail
+                return b"".join([piece[cut + 1:], *reversed(blocks)])
+            blocks.append(piece)
+            size += step
+            if size > max_line + 1:
+                raise RecordingError(path, 0, f"its last line is longer than {max_line} bytes")
+        return b"".join(reversed(blocks))
 
 
 def summarize(path: str) -> Summary:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, died_tail,
-                         find_recordings, header_pending, iter_lines, read_recording, writer_alive)
+                         find_recordings, header_pending, iter_lines, open_regular, read_recording, writer_alive)
 from ..sse import Event, NoDispatch, Oversized, tail_parser
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
@@ -159,11 +159,7 @@ class RecordingStream:
 def follow_lines(path: str, poll: float = 0.2, max_line: int = DEFAULT_MAX_LINE,
                  on_torn: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict]]:
     """Like ``iter_lines`` but waits for more lines while the writer holds its lock."""
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise RecordingError(path, 0, f"cannot open: {e.strerror or e}") from None
-    with f:
+    with open_regular(path) as f:
         pending: list[bytes] = []  # the start of the next line, as read (joined once its end is there)
         pending_size = 0
         check = LineCheck(path, max_line)
