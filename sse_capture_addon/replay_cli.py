@@ -7,6 +7,7 @@ import functools
 import logging
 import re
 import signal
+from urllib.parse import urlsplit
 
 import click
 
@@ -120,6 +121,22 @@ async def _run_proxy(host: str, port: int, options: dict, settings: tuple[str, .
     await master.run()
 
 
+def allowed_origin(origin: str, allowed: tuple[str, ...] = ()) -> bool:
+    """Whether ``serve --cors`` lets a page of this Origin read its answers: a loopback one (a dev frontend on another
+    port of this machine), or one the user named; not any site's (nor ``null``: sandboxed frames, files)."""
+    if origin.rstrip("/").lower() in (a.rstrip("/").lower() for a in allowed):
+        return True
+    try:
+        parts = urlsplit(origin)
+        host = (parts.hostname or "").rstrip(".")
+        parts.port  # (a bad port raises)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and (
+        host == "localhost" or host.endswith(".localhost") or host == "::1"
+        or (host.startswith("127.") and host.replace(".", "").isdigit()))
+
+
 def refused_host(host: str, allowed: tuple[str, ...] = ()) -> str | None:
     """Why ``serve`` does not answer a request with this Host header, or None. A page on any site can have
     its own name resolve to 127.0.0.1 (DNS rebinding) and then read what a loopback server answers; only
@@ -142,14 +159,17 @@ def refused_host(host: str, allowed: tuple[str, ...] = ()) -> str | None:
 @replay_options
 @click.option("-p", "--port", type=PORT, default=8000, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
-@click.option("--cors", is_flag=True, help="Allow cross-origin requests from any origin (for a dev frontend "
-                                           "on another port).")
+@click.option("--cors", is_flag=True, help="Let pages on other origins read the answers (a dev frontend on another "
+                                           "port): loopback origins (localhost, 127.x, [::1]) and --allow-origin ones.")
+@click.option("--allow-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
+              help="With --cors, also let pages of this origin read the answers (e.g. https://app.example:8443; "
+                   "repeatable). Any other site's page could otherwise read the recordings.")
 @click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="Also answer requests for this host name (the Host header without its port; repeatable). "
                    "By default only 127.0.0.1, [::1], localhost and *.localhost are answered, so that no web "
                    "page can read the recordings through DNS rebinding.")
 def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_body, mappings, cut_after,
-          stall_after, drop, stop_mid_event, rechunk, swap, port, cors, allowed_hosts) -> None:
+          stall_after, drop, stop_mid_event, rechunk, swap, port, cors, allowed_origins, allowed_hosts) -> None:
     """Serve recordings as a plain HTTP server on 127.0.0.1, no proxy.
 
     Point a local dev frontend straight at it: a request for a recorded path (and query, method, ...)
@@ -194,7 +214,8 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
     async def main() -> None:
         server = ReplayServer(resolve, port=port, cors=cors, on_start=lambda p: click.echo(p.start_line()),
                               on_end=lambda p: click.echo(p.end_line()),
-                              refuse_host=functools.partial(refused_host, allowed=allowed_hosts))
+                              refuse_host=functools.partial(refused_host, allowed=allowed_hosts),
+                              origin_allowed=functools.partial(allowed_origin, allowed=allowed_origins))
         try:
             await server.start()
         except OSError as e:

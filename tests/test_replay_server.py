@@ -162,6 +162,29 @@ def test_serve_command(tmp_path):
             "try --ignore-param token --ignore-param x\n") in out
 
 
+def test_serve_lets_only_loopback_and_named_origins_read_the_recordings(tmp_path):
+    """serve answers requests for loopback names only (DNS rebinding), but a page of any site may fetch
+    http://127.0.0.1:8000 itself: with --cors only a loopback origin (or one named with --allow-origin) is let read
+    the answer, and without it no recorded Access-Control-Allow-Origin (a public API's "*") is passed on."""
+    headers = [["content-type", "text/event-stream"], ["access-control-allow-origin", "*"],
+               ["access-control-allow-credentials", "true"]]
+    rec = write_recording(tmp_path / "chat.jsonl", [ev(0.01, "secret data")], url="https://api.test/sse",
+                          headers=headers)
+    for args, readers in [([], []), (["--cors"], ["http://localhost:3000", "http://127.0.0.1:5173"]),
+                          (["--cors", "--allow-origin", "https://app.example:8443"],
+                           ["http://localhost:3000", "http://127.0.0.1:5173", "https://app.example:8443"])]:
+        with serve_process(rec, "--reuse", *args) as served, httpx.Client(base_url=served.base, timeout=10) as client:
+            for origin in ["http://localhost:3000", "http://127.0.0.1:5173", "https://app.example:8443",
+                           "https://evil.example", "null"]:
+                r = client.get("/sse", headers={"origin": origin})
+                assert r.status_code == 200 and parse_events(r.content) == [("message", "secret data", "")]
+                allowed = r.headers.get("access-control-allow-origin")
+                assert allowed == (origin if origin in readers else None), (args, origin, allowed)
+                preflight = client.options("/sse", headers={"origin": origin, "access-control-request-method": "GET"})
+                assert preflight.headers.get("access-control-allow-origin") == (
+                    origin if origin in readers else None), (args, origin)
+
+
 def test_serve_with_only_a_mapping(tmp_path):
     """--map names its recording, so it needs no other (the docs' "serve this one recording for every request
     whose URL matches")."""

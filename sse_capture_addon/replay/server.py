@@ -248,13 +248,17 @@ class ReplayServer:
     every stream still playing."""
 
     def __init__(self, resolve: Resolver, *, port: int = 0, on_start: Observer = _ignore,
-                 on_end: Observer = _ignore, cors: bool = False, refuse_host: Callable[[str], str | None] = None):
+                 on_end: Observer = _ignore, cors: bool = False, refuse_host: Callable[[str], str | None] = None,
+                 origin_allowed: Callable[[str], bool] | None = None):
         self.resolve = resolve
         self.refuse_host = refuse_host  # the reason to refuse a request for this Host header, or None
         self.port = port
         self.on_start = on_start
         self.on_end = on_end
         self.cors = cors
+        # serve's: the page origins that may read what it answers (cors), and no recorded access-control-* header
+        # (a recorded "*" would let any page read the recordings); None for the replay proxy's own server
+        self.origin_allowed = origin_allowed
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._timeline: Timeline | None = None
@@ -331,6 +335,8 @@ class ReplayServer:
         await _respond(writer, conn, status, headers, text.encode("utf-8", "surrogateescape"))
 
     def _cors_headers(self, request: Request, preflight: bool = False) -> list[tuple[str, str]]:
+        if self.origin_allowed is not None and not self.origin_allowed(request.header("origin") or ""):
+            return []
         return cors_headers(request.header, preflight)
 
     async def _play(self, playback: Playback, request: Request, conn: h11.Connection,
@@ -363,8 +369,9 @@ class ReplayServer:
         if plan.head_delay > 0:
             await asyncio.sleep(plan.head_delay)
         headers = list(plan.headers)
-        if self.cors:
+        if self.cors or self.origin_allowed is not None:
             headers = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+        if self.cors:
             headers += self._cors_headers(request)
         headers.append(("connection", "close"))
         writer.write(conn.send(h11.Response(status_code=plan.status, reason=plan.reason.encode("latin-1", "replace"),
