@@ -9,6 +9,10 @@ import socket
 import subprocess
 import time
 
+#: Set by ``testing.ReplayProxy`` to its own process id: ``sse-capture replay`` then stops when that process is gone,
+#: however it went (a test run killed with SIGTERM, as CI cancels a job, runs no clean-up of its own).
+EXIT_WITH_PARENT = "SSE_REPLAY_EXIT_WITH_PARENT"
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
 import signal
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from .replay.server import LOOPBACK, Playback, ReplayServer, Request, book_in_tu
 from .replay.settings import (
     EXTRA_CHOICES, OptionValueError, Plans, check_found, check_recordings, load_recordings, parse_settings,
 )
+from .processes import EXIT_WITH_PARENT
 from .shown import printable, shown_path
 
 PORT = click.IntRange(0, 65535)
@@ -118,7 +120,18 @@ async def _run_proxy(host: str, port: int, options: dict, settings: tuple[str, .
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
+    parent = os.environ.get(EXIT_WITH_PARENT)
+    watch = asyncio.create_task(_shut_down_when_orphaned(int(parent), master)) if parent else None
     await master.run()
+    if watch is not None:
+        watch.cancel()
+
+
+async def _shut_down_when_orphaned(parent: int, master) -> None:
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    logging.getLogger("sse_replay").warning("sse-replay: the process that started this proxy is gone; stopping")
+    master.shutdown()
 
 
 def allowed_origin(origin: str, allowed: tuple[str, ...] = ()) -> bool:

@@ -367,6 +367,31 @@ def test_replay_proxy_outside_pytest_leaves_no_log_file_behind(certs, tmp_path):
     assert set(Path(tempfile.gettempdir()).glob("sse-replay-*.log")) <= logs
 
 
+def test_the_replay_proxy_stops_when_the_test_run_that_started_it_is_killed(certs, tmp_path):
+    """CI cancels a job with SIGTERM, which runs no clean-up: the fixture's proxy outlived pytest, holding its port."""
+    rec = chat_recording(tmp_path / "chat.jsonl", n=1)
+    script = ("import sys, time\nfrom sse_capture_addon.testing import ReplayProxy\n"
+              f"p = ReplayProxy({str(rec)!r}, confdir={str(certs.mitm_confdir)!r}, log_dir={str(tmp_path)!r})\n"
+              "print(p.proc.pid, flush=True)\ntime.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proxy_pid = None
+    try:
+        proxy_pid = int(run.stdout.readline())
+        run.terminate()  # SIGTERM: Python's default, no finally, no atexit
+        run.wait(10)
+        wait_until(lambda: not os.path.exists(f"/proc/{proxy_pid}") or
+                   open(f"/proc/{proxy_pid}/stat").read().split()[2] == "Z", timeout=10, what="the proxy to stop")
+        proxy_pid = None
+    finally:
+        run.kill()
+        run.stdout.close()
+        if proxy_pid is not None:  # (the failure: no orphan left behind by the test itself)
+            os.kill(proxy_pid, 9)
+    [log] = tmp_path.glob("sse-replay-*.log")
+    assert "the process that started this proxy is gone; stopping" in log.read_text()
+
+
 def test_waiting_for_a_port_waits_for_the_process_not_for_whoever_answers(tmp_path):
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
