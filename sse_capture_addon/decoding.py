@@ -73,8 +73,7 @@ def too_inflated(compressed: int, decoded: int, lines: int = 0, items: int = 0) 
 # every other stream through the proxy (32 MiB of ": ping" in 12.7 s, against 0.17 s through plain mitmproxy, another
 # stream's events ~90 ms late all that while; now it stops after 90,000 pings, 0.4 s, the whole 32 MiB taking 0.33 s
 # to come through). Honest streams stay far below: 1-15 bytes' worth per byte for OpenAI, Anthropic, Vercel AI SDK and
-# pretty-printed JSON streams in LF or CRLF, ~35 for a retry on every event; only CR-only streams of one-character
-# events go beyond. A stream paced one event per chunk never comes near, however small its events: CHUNK_ALLOWANCE
+# pretty-printed JSON streams in LF, CRLF or CR, ~35 for a retry on every event. A stream paced one event per chunk never comes near, however small its events: CHUNK_ALLOWANCE
 # covers an event's item and lines.
 MAX_DENSITY = 48
 CHUNK_ALLOWANCE = 4096

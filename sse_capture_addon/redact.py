@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -161,27 +161,24 @@ def _lost_digits(value: Any, text: str | bytes) -> bool:
     """Whether orjson read an integer of ``text`` as a double (beyond 64 bits), so that writing ``value`` back would
     change it: an integral double that large, unless Python's exact reading has no such integer either (it came
     from ``1e22``)."""
-    def big_doubles(v: Any) -> bool:
-        if isinstance(v, float):  # (rounded to a double, -2**63 - 1 reads as -2**63)
-            return v.is_integer() and abs(v) >= _INT64_END
-        if isinstance(v, dict):
-            return any(big_doubles(item) for item in v.values())
-        if isinstance(v, list):
-            return any(big_doubles(item) for item in v)
-        return False
+    def big_double(v: Any) -> bool:  # (rounded to a double, -2**63 - 1 reads as -2**63)
+        return type(v) is float and v.is_integer() and abs(v) >= _INT64_END
 
-    def big_ints(v: Any) -> bool:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return not _INT64_MIN <= v < _UINT64_END
-        if isinstance(v, dict):
-            return any(big_ints(item) for item in v.values())
-        if isinstance(v, list):
-            return any(big_ints(item) for item in v)
-        return False
+    def big_int(v: Any) -> bool:
+        return type(v) is int and not _INT64_MIN <= v < _UINT64_END
 
-    if not big_doubles(value):
+    if not _any_number(value, big_double):
         return False
     try:
-        return big_ints(json.loads(text))
+        return _any_number(json.loads(text), big_int)
     except (ValueError, RecursionError):
         return True
+
+
+def _any_number(value: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether ``test`` holds for some scalar in a parsed JSON value (``value`` itself, or one nested in it)."""
+    if isinstance(value, dict):
+        return any(_any_number(item, test) for item in value.values())
+    if isinstance(value, list):
+        return any(_any_number(item, test) for item in value)
+    return test(value)

@@ -141,13 +141,18 @@ def allowed_origin(origin: str, allowed: tuple[str, ...] = ()) -> bool:
         return True
     try:
         parts = urlsplit(origin)
-        host = (parts.hostname or "").rstrip(".")
+        host = parts.hostname or ""
         parts.port  # (a bad port raises)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and (
-        host == "localhost" or host.endswith(".localhost") or host == "::1"
-        or (host.startswith("127.") and host.replace(".", "").isdigit()))
+    return parts.scheme in ("http", "https") and _loopback_name(f"[{host}]" if ":" in host else host)
+
+
+def _loopback_name(name: str) -> bool:
+    """``localhost``, ``*.localhost``, ``127.x`` or ``[::1]`` (any case, a trailing dot allowed)."""
+    name = name.lower().rstrip(".")
+    return name in ("localhost", "[::1]") or name.endswith(".localhost") or (
+        name.startswith("127.") and name.replace(".", "").isdigit())
 
 
 def refused_host(host: str, allowed: tuple[str, ...] = ()) -> str | None:
@@ -159,9 +164,7 @@ def refused_host(host: str, allowed: tuple[str, ...] = ()) -> str | None:
     else:
         name = host.rpartition(":")[0] if ":" in host else host
     name = name.lower().rstrip(".")
-    loopback = name in ("localhost", "[::1]") or name.endswith(".localhost") or (
-        name.startswith("127.") and name.replace(".", "").isdigit())
-    if loopback or name in (h.lower() for h in allowed):
+    if _loopback_name(name) or name in (h.lower() for h in allowed):
         return None
     shown = printable(host) if host else "(none)"
     return (f"sse-capture serve answers requests for loopback names only, not Host {shown}: a web page could "

@@ -49,8 +49,8 @@ class ReplayProxy:
         self._log_text: str | None = None
         self.log_path = Path(tempfile.mkstemp(prefix="sse-replay-", suffix=".log", dir=log_dir)[1])
         self._log = open(self.log_path, "wb")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")])),
-               EXIT_WITH_PARENT: str(os.getpid())}  # no orphan proxy when the test run is killed
+        path = os.pathsep.join(filter(None, [_PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path, EXIT_WITH_PARENT: str(os.getpid())}  # no orphan when the run is killed
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env)
         try:

@@ -107,7 +107,8 @@ class StreamStats:
         return {"path": path_text(self.path), "url": self.url, "ending": self.ending, "ttfb": self.ttfb,
                 "time_to_first_event": self.first_event, "duration": self.duration, "events": self.events,
                 "events_passed": self.events_passed, "comments": self.comments, "bytes": self.bytes,
-                "events_per_second": _round(self.events_per_second), "types": dict(self.types.most_common()), **self.gap_summary,
+                "events_per_second": _round(self.events_per_second), "types": dict(self.types.most_common()),
+                **self.gap_summary,
                 "longest_stall": self.stall.to_json() if self.stall else None}
 
 
@@ -142,12 +143,11 @@ def stream_stats(path: str) -> StreamStats:
         if kind not in EVENT_KINDS:
             continue
         stall = silences.event(record["t"], record["event"])
-        if stall.unknown:  # lines were lost in it: not a gap between two events the stream sent one after the other
-            pass
-        elif stats.events == 0:
-            stats.first_event = record["t"]
-        else:
-            stats.gaps.add(stall.seconds)
+        if not stall.unknown:  # (lines were lost in it: no gap between two events the stream sent one after the other)
+            if stats.events == 0:
+                stats.first_event = record["t"]
+            else:
+                stats.gaps.add(stall.seconds)
         _consider(stats, stall)
         stats.events += 1
         stats.types[record["event"]] += 1

@@ -37,7 +37,8 @@ class Faults:
             if value is not None and value < 0:
                 raise FaultError(name, f"{name} must be an event number >= 0, got {value}")
         if self.stop_mid_event is not None and self.stop_mid_event < 1:
-            raise FaultError("stop_mid_event", f"stop_mid_event must be an event number >= 1, got {self.stop_mid_event}")
+            raise FaultError("stop_mid_event",
+                             f"stop_mid_event must be an event number >= 1, got {self.stop_mid_event}")
         if self.rechunk is not None and self.rechunk < 1:
             raise FaultError("rechunk", f"rechunk must be a chunk size >= 1 byte, got {self.rechunk}")
         if self.swap is not None:

@@ -2,7 +2,8 @@
 
 The key is the one mitmproxy's ``server_replay`` uses: method, scheme, host, port, path and query,
 with options to ignore the host (and with it the scheme: a recording from an HTTPS staging server answers
-``http://localhost``), the port or some query parameters (``*`` for all), and to match on the request body. Query parameters are compared as a sorted list, so their order does not matter. Parameters
+``http://localhost``), the port or some query parameters (``*`` for all), and to match on the request body.
+Query parameters are compared as a sorted list, so their order does not matter. Parameters
 that a recording has redacted (a token in the URL) are left out of every key: the live request carries the
 real value. Likewise with the body: the values of JSON keys the recording redacted (its header's
 ``redacted_keys``) match any live value.
