@@ -173,6 +173,35 @@ def test_a_rules_files_preset_is_the_base_and_its_types_add_to_the_presets(tmp_p
     assert r.code == 2 and "unknown preset 'anthropics' (auto, none, anthropic," in r.err
 
 
+def test_a_problem_two_rules_find_in_one_event_is_reported_once(tmp_path):
+    def ev(t, kind, **fields):
+        return (t, kind, {"type": kind, **fields})
+
+    rec = write(tmp_path / "a.jsonl", ev(0.1, "message_start", message={}, seq=1),
+                ev(0.2, "content_block_start", index=0, content_block={}, seq=2),
+                (0.3, "content_block_delta", "not json"), (0.4, "message_delta", {"type": "ping", "seq": 4}),
+                ev(0.5, "content_block_stop", index=0), ev(0.6, "message_stop", seq=6))
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"rules": [{"kind": "json", "event": "*", "has": ["data.type", "data.seq"], '
+                     '"type_path": "data.type"}]}')
+
+    def findings(*args):
+        r = run("lint", rec, "--preset", "anthropic", *args, "--json")
+        [recording] = orjson.loads(r.out)["recordings"]
+        return [(f["index"], f["code"], f["message"]) for f in recording["findings"]]
+
+    not_json = (2, "rule-json", "content_block_delta data is not JSON")  # the preset's json rules, and the file's
+    outside = (2, "rule-block", "content_block_delta data.index = None outside an open content_block_start")
+    wrong_type = (3, "rule-json", "data.type is 'ping', but the event type is 'message_delta'")
+    assert findings() == [not_json, outside, wrong_type]
+    # the file's rule says the same as the preset's about #3 and #4, once each; what only it says is kept
+    assert findings("--rules", rules) == [not_json, outside, wrong_type,
+                                          (4, "rule-json", "content_block_stop data has no data.seq")]
+    r = run("lint", rec, "--preset", "anthropic", "--rules", rules)
+    assert r.code == 1 and r.out.count("data is not JSON") == 1 and r.out.count("but the event type is") == 1
+    assert "4 problem(s) in 1 of 1 recording(s)" in r.out
+
+
 def test_diff_compares_json_not_its_spelling(tmp_path):
     a = write(tmp_path / "a.jsonl", (0.1, "m", '{"a": 1, "b": [1, 2]}'), (0.2, "m", "text"))
     b = write(tmp_path / "b.jsonl", (0.5, "m", {"b": [1, 2], "a": 1}), (0.6, "m", "text"))

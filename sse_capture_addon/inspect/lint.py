@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from ..recording import IN_PROGRESS, RecordingError
 from .fmt import event_number, path_text
-from .protocols import PRESETS, Protocol, detect
+from .protocols import PRESETS, Emit, Protocol, detect
 from .reader import AN_EVENT, EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
 from .stalls import Silences, Stall
 
@@ -65,6 +65,18 @@ class _Linter:
             self.findings.append(Finding(self.path, code, severity, message, index, t))
         return emit
 
+    @staticmethod
+    def once(emit: Emit) -> Emit:
+        """``emit`` for the rules, saying each problem once: when two rules find the same thing (the preset's and
+        a rules file's ``json`` rules both wanting JSON data) there is one finding, not one per rule."""
+        said: set[tuple[str, str, str]] = set()
+
+        def emit_once(code: str, severity: str, message: str) -> None:
+            if (code, severity, message) not in said:
+                said.add((code, severity, message))
+                emit(code, severity, message)
+        return emit_once
+
     def record(self, record: dict) -> None:
         kind, t = record["kind"], record["t"]
         self.last_t = t
@@ -93,8 +105,9 @@ class _Linter:
                                               f"{event_number(self.terminal[0])} ({self.terminal[1]})")
         elif any(s.matches(record) for s in self.protocol.terminal):
             self.terminal = (index, record["event"])
+        emit_rule = self.once(emit)
         for rule in self.protocol.rules:
-            rule.check(record, index, emit)
+            rule.check(record, index, emit_rule)
         self.index += 1
 
     def stall(self, stall: Stall, live: bool = False) -> None:
@@ -122,8 +135,9 @@ class _Linter:
         self.stall(self.silences.until_end(end["t"] if end else self.last_t), live=ending == IN_PROGRESS)
         if ending == IN_PROGRESS:
             return  # what is missing may still come
+        emit_rule = self.once(emit)
         for rule in self.protocol.rules:
-            rule.finish(emit)
+            rule.finish(emit_rule)
         if self.protocol.terminal and self.terminal is None:
             wanted = " or ".join(str(s) for s in self.protocol.terminal)
             emit("no-terminal", ERROR, f"the stream never sent a terminal event ({wanted}); it ended: {ending}")
