@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from .inspect import fmt
-from .inspect.diff import COMMON_IGNORES, DiffOptions, diff as diff_recordings, ending_text
+from .inspect.diff import COMMON_IGNORES, DiffOptions, diff as diff_recordings, ending_text, ids_differ
 from .inspect.events import Selector, data_text, parse_path
 from .inspect.lint import DEFAULT_MAX_STALL, ERROR, LintOptions, lint_paths
 from .inspect.listing import Filters, list_recordings, parse_since
@@ -324,11 +324,14 @@ def lint_command(path, preset, rules_file, rules, terminal, max_stall, strict, a
 
 # --- diff ----------------------------------------------------------------------------------------------------
 
-def _event_row(index: int, record: dict | None, width: int = 110) -> str:
+def _event_row(index: int, record: dict | None, show_id: bool = False, width: int = 110) -> str:
+    """An event in diff's listing; with ``show_id`` its last event ID, for a pair whose ids differ."""
     if record is None:
         return f"{fmt.event_number(index):<5} (nothing)"
+    event_id = f"id={fmt.printable(repr(record.get('id', '')))}  " if show_id else ""
+    oversized = f"[oversized: {record['size']} chars, data not kept] " if record["kind"] == "oversized" else ""
     return f"{fmt.event_number(index):<5} {fmt.seconds(record['t']):>9}  {fmt.style_type(record['event'])}  " \
-           f"{fmt.shorten(data_text(record), width)}"
+           f"{event_id}{oversized}{fmt.shorten(data_text(record), width)}"
 
 
 @click.command("diff", short_help="Compare two recordings event by event.")
@@ -376,11 +379,13 @@ def diff_command(a, b, ignore, ignore_common, timing, no_ending, context, as_jso
     for index, record in result.before:
         echo("    " + _event_row(index, record))
     if d.index is not None:
-        echo(click.style("  - A " + _event_row(d.index, d.a), fg="red"))
-        echo(click.style("  + B " + _event_row(d.index, d.b), fg="green"))
+        show_id = ids_differ(d.a, d.b, options)
+        echo(click.style("  - A " + _event_row(d.index, d.a, show_id), fg="red"))
+        echo(click.style("  + B " + _event_row(d.index, d.b, show_id), fg="green"))
         for n, (ra, rb) in enumerate(result.after, start=d.index + 1):
-            echo(fmt.dim("    A " + _event_row(n, ra)))
-            echo(fmt.dim("    B " + _event_row(n, rb)))
+            show_id = ids_differ(ra, rb, options)
+            echo(fmt.dim("    A " + _event_row(n, ra, show_id)))
+            echo(fmt.dim("    B " + _event_row(n, rb, show_id)))
     sys.exit(1)
 
 

@@ -212,6 +212,39 @@ def test_diff_compares_json_not_its_spelling(tmp_path):
     assert run("diff", a, c, "-i", "data.b[*]").code == 0
 
 
+def test_diff_lists_the_ids_and_the_kind_of_events_that_differ_in_them(tmp_path):
+    def rec(name, ids, xs=(1, 2, 3)):
+        return write_recording(tmp_path / name, [ev(0.1 * n, {"x": x}, "delta", id=i)
+                                                 for n, (i, x) in enumerate(zip(ids, xs), start=1)])
+
+    a, b = rec("a.jsonl", "123"), rec("b.jsonl", "178")
+    r = run("diff", a, b)
+    assert r.code == 1 and "first difference at event #2 (id): id '2' ≠ '7'" in r.out
+    lines = r.out.splitlines()
+    assert """    #1       0.100s  delta  {"x":1}""" in lines   # equal: no id
+    assert """  - A #2       0.200s  delta  id='2'  {"x":2}""" in lines
+    assert """  + B #2       0.200s  delta  id='7'  {"x":2}""" in lines
+    assert """    A #3       0.300s  delta  id='3'  {"x":3}""" in lines   # the ids of what follows differ too
+    assert """    B #3       0.300s  delta  id='8'  {"x":3}""" in lines
+    d = orjson.loads(run("diff", a, b, "--json").out)["divergence"]  # --json: the same keys; the records hold ids
+    assert set(d) == {"index", "what", "detail", "a", "b"}
+    assert (d["what"], d["a"]["id"], d["b"]["id"]) == ("id", "2", "7")
+
+    no_id = rec("c.jsonl", ["1", None, "3"])
+    assert """  + B #2       0.200s  delta  id=''  {"x":2}""" in run("diff", a, no_id).out.splitlines()
+    other = rec("d.jsonl", "178", xs=(1, 2, 30))
+    r = run("diff", a, other, "-i", "id")  # ids left out of the comparison: not shown
+    assert "first difference at event #3 (data): data.x: 3 ≠ 30" in r.out and "id=" not in r.out
+
+    big = write_recording(tmp_path / "big.jsonl", [{"t": 0.1, "kind": "oversized", "event": "delta", "size": 9000,
+                                                    "data_prefix": "y" * 200}])
+    whole = write_recording(tmp_path / "whole.jsonl", [ev(0.1, "y" * 200, "delta")])
+    r = run("diff", whole, big)
+    assert r.code == 1 and "first difference at event #1 (data): event ≠ oversized" in r.out
+    [row] = [line for line in r.out.splitlines() if line.startswith("  + B #1")]
+    assert "delta  [oversized: 9000 chars, data not kept] yyy" in row
+
+
 def test_strip_paths_with_wildcards():
     value = {"id": 1, "message": {"id": 2, "items": [{"id": 3, "x": 1}]}, "created": 5}
     assert strip(value, parse_path("data.**.id")[1:]) == {"message": {"items": [{"x": 1}]}, "created": 5}
@@ -377,7 +410,8 @@ def test_control_characters_from_a_recording_are_shown_escaped(tmp_path):
     assert r"red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b" in shown and r"ty\x1bpe" in shown and r"id=id\x07" in shown
     assert r": ping\x1b[1A" in shown and r"bad\x07byte" in shown and r"reset\x1b[K" in shown
     assert r"data: cut\x1b[2J" in shown and r"http://x/\x1b]0;TITLE\x07" in shown
-    assert r"ty\x1bpe  blue\x1b[34m" in run("diff", rec, other).out
+    diffed = run("diff", rec, other).out  # (their ids differ: the listing shows them)
+    assert r"ty\x1bpe  id='id\x07'  red\x1b[31m" in diffed and r"ty\x1bpe  id=''  blue\x1b[34m" in diffed
     assert r"r\x1b[2J.jsonl" in run("ls", tmp_path).out
     assert r"has a gap (parse): bad\x07byte" in run("lint", rec, "--strict").out
     # the exact text stays in --json

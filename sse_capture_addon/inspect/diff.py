@@ -134,11 +134,16 @@ def _ignored(options: DiffOptions, root: str) -> bool:
     return any(p == (root,) for p in options.ignore)
 
 
+def ids_differ(a: dict | None, b: dict | None, options: DiffOptions) -> bool:
+    """Whether two events' last event IDs differ where the comparison looks at them (the listing shows them then)."""
+    return a is not None and b is not None and a.get("id", "") != b.get("id", "") and not _ignored(options, "id")
+
+
 def compare_events(a: dict, b: dict, options: DiffOptions) -> tuple[str, str] | None:
     """``(what, detail)`` of the first difference between two event records, or None."""
     if a["event"] != b["event"] and not _ignored(options, "event"):
         return "type", f"event type {a['event']!r} ≠ {b['event']!r}"
-    if a.get("id", "") != b.get("id", "") and not _ignored(options, "id"):
+    if ids_differ(a, b, options):
         return "id", f"id {a.get('id', '')!r} ≠ {b.get('id', '')!r}"
     if a["kind"] != b["kind"]:
         return "data", f"{a['kind']} ≠ {b['kind']}"
