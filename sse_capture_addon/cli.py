@@ -52,12 +52,25 @@ def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
     else:
         argv += ["--set", f"sse_capture_dir={directory}"]
     _check_config_file(mitm_args, {"sse_capture_dir"} if dir_given else set())
-    if not any(a == "--listen-host" or a.startswith("--listen-host=") for a in mitm_args) \
-            and not _sets(mitm_args, "listen_host"):
+    if not _gives(mitm_args, "--listen-host", "listen_host"):
         argv += ["--listen-host", "127.0.0.1"]  # recordings hold production data: stay local unless asked
+    quiet_flows = tool == "mitmdump" and not _gives(mitm_args, "--flow-detail", "flow_detail") \
+        and not any(a in ("-q", "--quiet", "-v", "--verbose") for a in mitm_args)  # (these set flow_detail too)
+    if quiet_flows:
+        # mitmdump's line per flow shows its URL as it is, credentials in the query included; the addon's own
+        # line per recorded stream shows it redacted
+        argv += ["--flow-detail", "0"]
     argv += mitm_args
     _check_capture_options(argv)
+    if quiet_flows:
+        click.echo("sse-capture: mitmdump's line per flow is off, as it shows URLs unredacted (--flow-detail 1 "
+                   "to have it); each recorded stream is logged, redacted, when it ends", err=True)
     os.execv(argv[0], argv)
+
+
+def _gives(mitm_args: tuple[str, ...], flag: str, option: str) -> bool:
+    """Whether mitmproxy arguments give ``option``, as ``flag VALUE``, ``flag=VALUE`` or ``--set option=VALUE``."""
+    return any(a == flag or a.startswith(flag + "=") for a in mitm_args) or _sets(mitm_args, option)
 
 
 def _check_capture_options(argv: list[str]) -> None:
