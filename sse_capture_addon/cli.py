@@ -55,7 +55,8 @@ def record(tool: str, directory: str, mitm_args: tuple[str, ...]) -> None:
     if not _gives(mitm_args, "--listen-host", "listen_host"):
         argv += ["--listen-host", "127.0.0.1"]  # recordings hold production data: stay local unless asked
     quiet_flows = tool == "mitmdump" and not _gives(mitm_args, "--flow-detail", "flow_detail") \
-        and not any(a in ("-q", "--quiet", "-v", "--verbose") for a in mitm_args)  # (these set flow_detail too)
+        and not any(a in ("-q", "--quiet", "-v", "--verbose") for a in mitm_args) \
+        and not any("flow_detail" in options for _, options in _config_files(mitm_args))
     if quiet_flows:
         # mitmdump's line per flow shows its URL as it is, credentials in the query included; the addon's own
         # line per recorded stream shows it redacted
@@ -98,21 +99,29 @@ def _check_config_file(mitm_args: tuple[str, ...], given: set[str]) -> None:
     """Refuse an option set both on the command line (``--set``, or ``given`` by this command's own options) and in
     mitmproxy's config file: mitmproxy applies the file after ``--set``, so the file's value would win without a
     word (its issue #5069), and ``-d`` would not be where the recordings go."""
-    from mitmproxy import exceptions, optmanager
-
-    settings = _set_values(mitm_args)
-    names = given | set(settings)
-    for name in ("config.yaml", "config.yml"):
-        path = os.path.join(os.path.expanduser(settings.get("confdir", "~/.mitmproxy")), name)
-        try:
-            with open(path, encoding="utf-8") as f:
-                in_file = optmanager.parse(f.read())
-        except (OSError, UnicodeDecodeError, exceptions.OptionsError):
-            continue  # none there, or one mitmproxy refuses itself
+    names = given | set(_set_values(mitm_args))
+    for path, in_file in _config_files(mitm_args):
         if both := sorted(names & set(in_file)):
             raise click.UsageError(f"{', '.join(both)} set both on the command line and in {path}, whose value "
                                    "mitmproxy would take (it applies its config file after --set): set it in one "
                                    "place")
+
+
+def _config_files(mitm_args: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """Each of mitmproxy's config files in the confdir the arguments name (or its default) that mitmproxy would
+    take, with the options it sets."""
+    from mitmproxy import exceptions, optmanager
+
+    confdir = os.path.expanduser(_set_values(mitm_args).get("confdir", "~/.mitmproxy"))
+    found = []
+    for name in ("config.yaml", "config.yml"):
+        path = os.path.join(confdir, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                found.append((path, optmanager.parse(f.read())))
+        except (OSError, UnicodeDecodeError, exceptions.OptionsError):
+            continue  # none there, or one mitmproxy refuses itself
+    return found
 
 
 def _set_specs(args) -> list[str]:

@@ -68,26 +68,32 @@ def test_sse_capture_record_takes_the_directory_from_a_set_option_too(certs, tmp
     assert both.returncode == 2 and "given twice" in both.stderr, both
 
 
-@pytest.mark.parametrize("args", [(), ("--flow-detail", "1")], ids=["default", "flow-detail-1"])
+@pytest.mark.parametrize("asked", [None, "option", "config file"])
 def test_sse_capture_record_shows_no_credential_from_a_url_unless_asked(certs, tmp_path, servers, upstream_app,
-                                                                        scenario_name, args):
+                                                                        scenario_name, asked):
     """mitmdump's own line per flow prints the URL as it is: a key in the query reached the terminal (and CI logs)
     although the recording and the addon's line redact it. ``record`` turns those lines off unless asked."""
     port = free_port()
-    proxy = _Proc([str(BIN / "sse-capture"), "record", "--listen-port", str(port), "--set",
-                   f"confdir={certs.mitm_confdir}", *args], port, tmp_path)
+    confdir = certs.mitm_confdir
+    if asked == "config file":  # (a confdir of its own: mitmproxy makes a CA there, which plain HTTP does not use)
+        confdir = tmp_path / "confdir"
+        confdir.mkdir()
+        (confdir / "config.yaml").write_text("flow_detail: 1\n")
+    args = ["--flow-detail", "1"] if asked == "option" else []
+    proxy = _Proc([str(BIN / "sse-capture"), "record", "--listen-port", str(port), "--set", f"confdir={confdir}",
+                   *args], port, tmp_path)
     server = servers["h1"]
     upstream_app.add(scenario_name, Scenario([b"data: 1\n\n"]))
     try:
         with httpx_client(proxy, certs) as client:
             assert client.get(f"{server.base}/sse/{scenario_name}?api_key=K3Y-1N-URL&n=1").text == "data: 1\n\n"
         wait_until(lambda: "api_key=[REDACTED]&n=1: 1 events" in proxy.log_path.read_text(), what="the addon's line")
-        if args:
+        if asked:
             wait_until(lambda: "api_key=K3Y-1N-URL" in proxy.log_path.read_text(), what="mitmdump's flow line")
     finally:
         proxy.stop()
     log = proxy.log_path.read_text()
-    if not args:
+    if not asked:
         assert "K3Y-1N-URL" not in log, log
         assert "line per flow is off, as it shows URLs unredacted (--flow-detail 1 to have it)" in log
     else:
