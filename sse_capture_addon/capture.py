@@ -6,6 +6,7 @@ import asyncio
 import base64
 import functools
 import logging
+import math
 import os
 import re
 import tempfile
@@ -31,6 +32,7 @@ log = logging.getLogger("sse_capture")
 
 RAW_CHUNK_CHOICES = ("auto", "on", "off")
 SLOW_FILE_CREATION = 0.002  # seconds; see SSECapture._create_file
+SLOW_WRITE_WARNING_EVERY = 60.0  # seconds; see SSECapture._slow_write
 
 
 def is_sse(response: http.Response | None) -> bool:
@@ -236,6 +238,7 @@ class SSECapture:
         self.max_event_size = DEFAULT_MAX_EVENT_SIZE
         self.max_body = 1024 * 1024
         self._files_are_slow = False  # the last recording file took long to create (see _create_file)
+        self._slow_writes, self._slow_write_warned = 0, -math.inf  # see _slow_write
         self._file_workers: ThreadPoolExecutor | None = None  # then create them in these threads
 
     def load(self, loader):
@@ -454,9 +457,23 @@ class SSECapture:
         blocks the event loop, and with it every stream, so after a slow one files are made in worker threads
         until one is quick again."""
         start = time.perf_counter()
-        file = RecordingFile(self.directory, name, fsync=self.fsync)
+        file = RecordingFile(self.directory, name, fsync=self.fsync, on_slow_write=self._slow_write)
         self._files_are_slow = time.perf_counter() - start > SLOW_FILE_CREATION
         return file
+
+    def _slow_write(self, file: RecordingFile, seconds: float) -> None:
+        """A write that held up every stream the proxy carries: warned at once, then at most once a minute, with
+        how many more there were."""
+        self._slow_writes += 1
+        now = time.monotonic()
+        if now - self._slow_write_warned < SLOW_WRITE_WARNING_EVERY:
+            return
+        more = self._slow_writes - 1
+        self._slow_writes, self._slow_write_warned = 0, now
+        log.warning(f"sse-capture: writing {file.path} took {seconds:.2f}s, and all the proxy's traffic waited for "
+                    f"it (each chunk is written before it is forwarded, so that whatever a client has seen is "
+                    f"recorded){f'; {more} more such write(s) since the last warning' if more else ''}: put "
+                    f"sse_capture_dir on a faster local disk{' or turn sse_capture_fsync off' if self.fsync else ''}")
 
     async def _create_file_in_worker(self, name: str) -> RecordingFile:
         if self._file_workers is None:

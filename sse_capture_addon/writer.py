@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from .recording import DEFAULT_PORTS, url_host_port
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
+_monotonic = time.monotonic
 
 
 def _safe(text: str, limit: int) -> str:
@@ -100,11 +101,17 @@ def _made_or_there(path: str) -> None:
             raise
 
 
+#: seconds: a write that took longer held up the proxy (RecordingFile's ``on_slow_write``)
+SLOW_WRITE = 0.1
+
+
 class RecordingFile:
     """An open recording: created owner-only, exclusively locked while open (readers use the lock to
-    tell a stream still being written from one whose proxy died)."""
+    tell a stream still being written from one whose proxy died). ``on_slow_write(file, seconds)`` is called
+    after an append that took over ``SLOW_WRITE`` seconds."""
 
-    def __init__(self, directory: str, name: str, fsync: bool = False):
+    def __init__(self, directory: str, name: str, fsync: bool = False,
+                 on_slow_write: Callable[[RecordingFile, float], None] | None = None):
         parts = name.split("/")
         if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise ValueError(f"recording name escapes the directory: {name!r}")
@@ -117,10 +124,12 @@ class RecordingFile:
             self.fd = os.open(self.path, flags, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.fsync = fsync
+        self.on_slow_write = on_slow_write
         self.size = 0
 
     def append(self, data: bytes) -> None:
         """Write whole lines; on failure truncate back to the last whole line and re-raise."""
+        start = _monotonic()
         try:
             n = os.write(self.fd, data)
             if n < len(data):  # rare: a signal, or the disk filling up mid-write
@@ -136,6 +145,8 @@ class RecordingFile:
                 pass
             raise
         self.size += len(data)
+        if (took := _monotonic() - start) > SLOW_WRITE and self.on_slow_write is not None:
+            self.on_slow_write(self, took)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -548,6 +548,29 @@ def test_after_a_slow_file_creation_files_are_made_off_the_event_loop_until_quic
     assert sorted(len(r.events) for r in recordings) == [0, 1, 1, 1]
 
 
+def test_slow_writes_are_warned_of_at_once_then_counted_between_warnings(tmp_path, monkeypatch, caplog):
+    import sse_capture_addon.capture as capture
+    import sse_capture_addon.writer as writer
+
+    monkeypatch.setattr(writer, "SLOW_WRITE", 0.0)  # every write is "slow"
+    monkeypatch.setattr(capture, "SLOW_WRITE_WARNING_EVERY", 0.3)
+    addon = SSECapture()
+    with taddons.context(addon) as tctx, caplog.at_level(logging.WARNING, logger="sse_capture"):
+        tctx.configure(addon, sse_capture_dir=str(tmp_path), sse_capture_fsync=True)
+        f = _sse_flow()
+        addon.responseheaders(f)  # the header line: warned
+        f.response.stream(b"data: a\n\n")
+        f.response.stream(b"data: b\n\n")
+        time.sleep(0.35)
+        f.response.stream(b"data: c\n\n")  # warned, with the two before it
+        addon.response(f)
+    warnings = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert "more such" not in warnings[0] and "; 2 more such write(s) since the last warning" in warnings[1]
+    assert all(w.endswith("put sse_capture_dir on a faster local disk or turn sse_capture_fsync off") for w in warnings)
+    assert [e["data"] for e in read_recording(next(tmp_path.rglob("*.jsonl"))).events] == ["a", "b", "c"]
+
+
 def test_a_stream_gone_while_its_file_is_created_leaves_no_file(tmp_path, monkeypatch):
     _slow_files(monkeypatch, 0.2)
     addon = SSECapture()

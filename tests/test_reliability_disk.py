@@ -22,7 +22,7 @@ import pytest
 
 from inspect_helpers import run
 
-from harness import Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, wait_until
+from harness import ADDON, Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, wait_until
 from reliability_helpers import fill_fs, log_lines, mount_tmpfs, recording_for, reference_events, umount, whole_lines
 from sse_capture_addon.inspect.timeline import read_lane
 from sse_capture_addon.recorder import StreamRecorder
@@ -576,3 +576,53 @@ def test_an_end_line_that_cannot_be_written_is_logged(tmp_path):
     rec.finish("complete")
     assert b'"kind":"end"' not in open(rec.file.path, "rb").read()
     assert errors[-1].startswith("the end line could not be written either")
+
+
+SLOW_DISK_SCRIPT = '''
+import os, time
+from pathlib import Path
+from sse_capture_addon import writer
+
+FLAG = Path(os.environ["SLOW_DISK_FLAG"])  # holds the seconds each write of a recording takes while it exists
+
+
+class _SlowDisk:
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd, data):
+        if FLAG.exists():
+            time.sleep(float(FLAG.read_text()))
+        return os.write(fd, data)
+
+
+writer.os = _SlowDisk()
+'''
+
+
+def test_writes_on_a_slow_disk_are_warned_of_once_and_lose_nothing(certs, tmp_path):
+    """The proxy forwards a chunk once it is written, so a disk that takes long to write holds up all its traffic:
+    the user is told, loudly but not once per write, and the recording is whole."""
+    script, flag = tmp_path / "slow_disk.py", tmp_path / "slow"
+    script.write_text(SLOW_DISK_SCRIPT)
+    events = [f"id: {i}\ndata: {i}\n\n".encode() for i in range(4)]
+    server = RawServer(lambda req: [sse_response_head(), *[x for e in events for x in (e, 0.05)], "close"])
+    try:
+        with Mitmdump(certs, tmp_path, scripts=[ADDON, script], env={"SLOW_DISK_FLAG": str(flag)}) as mitm:
+            with httpx.Client(proxy=mitm.url, timeout=20) as client:
+                assert client.get(f"{server.base}/sse/quick").content == b"".join(events)
+                recording_for(mitm, "/sse/quick")
+                flag.write_text("0.15")
+                assert client.get(f"{server.base}/sse/slow").content == b"".join(events)  # traffic continues
+                path = recording_for(mitm, "/sse/slow")
+                flag.unlink()
+            warnings = log_lines(mitm, "sse-capture: writing .* took")
+    finally:
+        server.stop()
+    # the header, four chunks and the end line were each slow: one warning
+    [warning] = warnings
+    assert f"writing {path} took 0.1" in warning and "all the proxy's traffic waited for it" in warning, warning
+    assert "put sse_capture_dir on a faster local disk" in warning and "fsync" not in warning
+    rec = read_recording(path)
+    assert rec.ending == "complete" and [e.get("id") for e in rec.events] == ["0", "1", "2", "3"]
