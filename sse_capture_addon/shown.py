@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import re
 
-# C0 and C1 controls and DEL, and lone surrogates (which no terminal encoding can carry)
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 and C1 controls and DEL, lone surrogates (which no terminal encoding can carry), and the bidirectional
+# controls (marks, embeddings, overrides, isolates), which would show the text after them reordered
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -17,9 +18,10 @@ def _escape(m: re.Match) -> str:
 
 
 def printable(text: str) -> str:
-    """Recorded text made safe to print, on one line: control characters written as ``\\n``, ``\\x1b``, ...
-    Raw, an ESC or BEL from a stream would drive the terminal (colours, its title, erasing what is shown), and
-    when piped click strips escape sequences, silently changing the data shown."""
+    """Recorded text made safe to print, on one line: control characters written as ``\\n``, ``\\x1b``,
+    ``\\u202e``, ... Raw, an ESC or BEL from a stream would drive the terminal (colours, its title, erasing what
+    is shown), a right-to-left override would show the rest of the line reversed, and when piped click strips
+    escape sequences, silently changing the data shown."""
     return _UNPRINTABLE.sub(_escape, text)
 
 

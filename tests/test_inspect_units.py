@@ -419,6 +419,36 @@ def test_control_characters_from_a_recording_are_shown_escaped(tmp_path):
     assert first["data"] == "red\x1b[31m TEXT\x1b[0m\x08\x08XX\x9b"
 
 
+BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_bidirectional_controls_from_a_recording_are_shown_escaped(tmp_path):
+    """A right-to-left override (or isolate, embedding, mark) in a recording would show the rest of the line
+    reordered ("Trojan Source"): text for people shows them as escapes; --json keeps the exact text."""
+    h = orjson.loads(header())
+    h["request"]["url"] = "http://x/sse?user=\u202enimda\u202c"
+    rec = tmp_path / "r\u2067.jsonl"
+    rec.write_bytes(line(h) + event_line(0.1, "ty\u200fpe", 'tool \u2066"rm -rf /"\u2069 ok', "id\u061c", None)
+                    + line({"t": 0.2, "kind": "comment", "text": " ping\u202d"})
+                    + end(0.4, 1, reason="server_error", message="reset\u202a"))
+    other = write(tmp_path / "other.jsonl", (0.1, "ty\u200fpe", "x\u200e"))
+    for r in (run("show", rec), run("show", rec, "-p"), run("diff", rec, other), run("ls", tmp_path),
+              run("stats", tmp_path), run("lint", tmp_path, "--strict")):
+        assert r.code in (0, 1), r.err
+        assert not BIDI.search(r.out + r.err), r.out
+    shown = run("show", rec).out
+    assert r"http://x/sse?user=\u202enimda\u202c" in shown and r"ty\u200fpe" in shown and r"id=id\u061c" in shown
+    assert r'tool \u2066"rm -rf /"\u2069 ok' in shown and r": ping\u202d" in shown and r"reset\u202a" in shown
+    assert r"ty\u200fpe  x\u200e" in run("diff", rec, other).out
+    listed = run("ls", tmp_path).out
+    assert r"r\u2067.jsonl" in listed and r"user=\u202enimda\u202c" in listed
+    # machine-readable output is valid JSON holding the exact text
+    first = orjson.loads(run("show", rec, "--json").out.splitlines()[0])
+    assert (first["event"], first["data"], first["id"]) == ("ty\u200fpe", 'tool \u2066"rm -rf /"\u2069 ok', "id\u061c")
+    rows = {row["path"]: row for row in orjson.loads(run("ls", tmp_path, "--json").out)}
+    assert rows[str(rec)]["url"] == "http://x/sse?user=\u202enimda\u202c"
+
+
 def test_a_file_name_that_is_not_utf8_is_written_escaped(tmp_path):
     folder = tmp_path / "rec"
     folder.mkdir()
