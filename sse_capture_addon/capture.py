@@ -25,6 +25,7 @@ from .deferred_options import apply_deferred
 from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
 from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
+from .shown import printable
 from .sse import DEFAULT_MAX_EVENT_SIZE
 from .writer import RecordingFile, SpaceReserve, make_private_dirs, new_stream_id, recording_name, utc_timestamp
 
@@ -331,13 +332,13 @@ class SSECapture:
         if self.filter is not None and not self.filter(flow):
             return None
         req = flow.request
-        label = escape_bytes(req.method)
+        label = printable(escape_bytes(req.method))
         try:
             url, params = self.redactor.url(req.url)
             pretty_url = _pretty_url(req)
             if params or _query(pretty_url) != _query(url):  # the same query, and nothing in it to redact: as is
                 pretty_url = self.redactor.url(pretty_url)[0]
-            label = escape_bytes(f"{req.method} {pretty_url}")  # for the log
+            label = printable(escape_bytes(f"{req.method} {pretty_url}"))  # for the log (a hostile Host header too)
             header, name = self._header(flow, url, pretty_url, params)
             if self.reserve is not None:
                 self.reserve.ensure()  # no system call while it is whole; else (re)allocate it before this file
@@ -547,7 +548,7 @@ class SSECapture:
         if complete and not self.routine.admit():
             return  # counted, for the summary line
         text = (f"sse-capture: {end['reason']} {label}: {end['events']} events in {recorder.duration:.3f}s "
-                f"-> {recorder.file.path}" + (f" ({escape_bytes(message)})" if message else ""))
+                f"-> {recorder.file.path}" + (f" ({printable(escape_bytes(message))})" if message else ""))
         if complete:
             log.info(text)
         else:

@@ -22,7 +22,7 @@ def printable(text: str) -> str:
     ``\\u202e``, ... Raw, an ESC or BEL from a stream would drive the terminal (colours, its title, erasing what
     is shown), a right-to-left override would show the rest of the line reversed, and when piped click strips
     escape sequences, silently changing the data shown."""
-    return _UNPRINTABLE.sub(_escape, text)
+    return text if text.isprintable() else _UNPRINTABLE.sub(_escape, text)  # (nothing it matches is printable)
 
 
 def path_text(path: str) -> str:

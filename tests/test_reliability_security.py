@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import CHECKOUT_ENV, Mitmdump, RawServer, Scenario, httpx_client, sse_response_head
-from reliability_helpers import raw_proxy_request, recording_for, whole_lines
+from harness import CHECKOUT_ENV, Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, wait_until
+from reliability_helpers import log_lines, raw_proxy_request, recording_for, whole_lines
 from replay_helpers import replay_proxy
 from sse_capture_addon.inspect.reader import RecordingStream, follow_lines
 from sse_capture_addon.recording import RecordingError, decode_data, read_recording
@@ -335,6 +335,26 @@ def test_hostile_urls_stay_inside_the_recordings_directory(certs, tmp_path):
         assert read_recording(p).ending == "complete"
     assert "NOT recording" not in log
     assert not list(Path("/etc").glob("*.jsonl")) and not list(Path("/tmp").glob("escaped*"))
+
+
+def test_a_hostile_host_header_cannot_drive_the_terminal_showing_the_log(certs, tmp_path):
+    """mitmdump prints the addon's log lines on its terminal, and the URL in them is built from the client's Host
+    header: an ESC or a right-to-left override in it is shown escaped."""
+    server = RawServer(lambda req: [sse_response_head(), b"data: x\n\n", "close"])
+    hosts = {"esc": "127.0.0.1\x1b]0;TITLE\x07\x1b[2J", "bidi": "127.0.0.1\u202eevil\u2066"}
+    try:
+        with Mitmdump(certs, tmp_path) as mitm:
+            for name, host in hosts.items():
+                head, body = raw_proxy_request(mitm.port, f"{server.base}/sse/{name}", host)
+                assert head.startswith(b"HTTP/1.1 200") and body == b"data: x\n\n", head
+            wait_until(lambda: len(log_lines(mitm, "sse-capture: complete")) == 2, what="two log lines")
+            ours = log_lines(mitm, "sse-capture")
+    finally:
+        server.stop()
+    assert not any(re.search("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", row) for row in ours), ours
+    shown = "\n".join(ours)
+    assert r"GET http://127.0.0.1\x1b]0;TITLE\x07\x1b[2J/sse/esc: 1 events" in shown
+    assert r"GET http://127.0.0.1\u202eevil\u2066/sse/bidi: 1 events" in shown
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
