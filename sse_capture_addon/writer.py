@@ -103,25 +103,49 @@ def _made_or_there(path: str) -> None:
 
 #: seconds: a write that took longer held up the proxy (RecordingFile's ``on_slow_write``)
 SLOW_WRITE = 0.1
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_folder(path: str) -> int:
+    """A folder of ``make_private_dirs``'s, opened for ``dir_fd``: never a symlink, which anyone who can write the
+    directory above could have planted to send the recordings elsewhere."""
+    try:
+        return os.open(path, _FOLDER_FLAGS)
+    except OSError as e:
+        if e.errno in (errno.ENOTDIR, errno.ELOOP) and os.path.islink(path):
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link; refused, as it could send recordings anywhere "
+                                       "(the recordings directory itself may be one)") from None
+        raise
 
 
 class RecordingFile:
     """An open recording: created owner-only, exclusively locked while open (readers use the lock to
-    tell a stream still being written from one whose proxy died). ``on_slow_write(file, seconds)`` is called
-    after an append that took over ``SLOW_WRITE`` seconds."""
+    tell a stream still being written from one whose proxy died). ``name`` is ``FILE`` or ``FOLDER/FILE``;
+    ``directory`` may be a symlink (the user's choice), ``FOLDER`` may not. ``on_slow_write(file, seconds)`` is
+    called after an append that took over ``SLOW_WRITE`` seconds."""
 
     def __init__(self, directory: str, name: str, fsync: bool = False,
                  on_slow_write: Callable[[RecordingFile, float], None] | None = None):
         parts = name.split("/")
         if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
             raise ValueError(f"recording name escapes the directory: {name!r}")
+        if len(parts) > 2:
+            raise ValueError(f"recording name has more than one folder: {name!r}")
         self.path = os.path.join(directory, name)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        try:
+        if len(parts) == 1:
             self.fd = os.open(self.path, flags, 0o600)
-        except FileNotFoundError:  # the first stream of a new day: make its folder
-            make_private_dirs(os.path.dirname(self.path))
-            self.fd = os.open(self.path, flags, 0o600)
+        else:
+            folder = os.path.dirname(self.path)
+            try:
+                folder_fd = _open_folder(folder)
+            except FileNotFoundError:  # the first stream of a new day: make its folder
+                make_private_dirs(folder)
+                folder_fd = _open_folder(folder)
+            try:
+                self.fd = os.open(parts[1], flags, 0o600, dir_fd=folder_fd)
+            finally:
+                os.close(folder_fd)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.fsync = fsync
         self.on_slow_write = on_slow_write

@@ -295,6 +295,35 @@ def test_directory_replaced_by_a_file_then_restored(certs, tmp_path):
     shutil.rmtree(record_dir)
 
 
+def test_a_day_folder_planted_as_a_symlink_is_refused_but_the_directory_may_be_one(certs, tmp_path):
+    """Anyone who can write the recordings directory could plant the next day's folder as a symlink to a place of
+    theirs; the recordings directory itself may be a symlink (-d ~/recs pointing to another disk)."""
+    server = RawServer(lambda req: [sse_response_head(), b"data: x\n\n", b"id: 1\ndata: y\n\n", "close"])
+    disk, elsewhere, record_dir = tmp_path / "other-disk", tmp_path / "elsewhere", tmp_path / "rec"
+    disk.mkdir()
+    elsewhere.mkdir()
+    record_dir.symlink_to(disk)
+    planted = [disk / time.strftime("%Y-%m-%d", time.gmtime(time.time() + d)) for d in (0, 86400)]  # today, tomorrow
+    try:
+        with Mitmdump(certs, tmp_path, record_dir=record_dir) as mitm:
+            for day in planted:
+                day.symlink_to(elsewhere)
+            _stream_passes_unrecorded(mitm, server, "planted")   # traffic continues
+            wait_until(lambda: log_lines(mitm, "NOT recording .*/sse/planted"), what="the error")
+            errors = log_lines(mitm, "NOT recording .*/sse/planted")
+            assert len(errors) == 1 and "is a symbolic link" in errors[0], mitm.log()[-2000:]
+            for day in planted:
+                day.unlink()
+            _stream_passes_unrecorded(mitm, server, "after")
+            rec = read_recording(recording_for(mitm, "/sse/after"))
+    finally:
+        server.stop()
+    assert list(elsewhere.iterdir()) == []
+    assert rec.ending == "complete" and len(rec.events) == 2
+    [path] = disk.rglob("*.jsonl")
+    assert path.parent.parent == disk and not path.parent.is_symlink()
+
+
 # --- the end line on a full disk, StreamRecorder and SpaceReserve without a proxy ----------------------------
 
 def _recorder(directory, name, reserve, file_class=RecordingFile, header_extra=None, **kwargs):
