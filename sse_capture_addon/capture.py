@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -300,6 +301,7 @@ class SSECapture:
         directory = os.path.expanduser(opts.sse_capture_dir)  # as mitmproxy does for its own paths
         if "sse_capture_dir" in updated:
             _check_writable_dir(directory)
+            _warn_if_others_can_write(directory)
             self.reserve = SpaceReserve(directory)  # allocated with the first recording
         if updated & {"sse_capture_redact", "sse_capture_redact_headers", "sse_capture_redact_keys",
                       "sse_capture_redact_params"}:
@@ -582,3 +584,16 @@ def _check_writable_dir(directory: str) -> None:
     except OSError as e:
         raise exceptions.OptionsError(
             f"sse_capture_dir: cannot write recordings to {directory!r}: {e.strerror or e}") from None
+
+
+def _warn_if_others_can_write(directory: str) -> None:
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "everyone" if mode & stat.S_IWOTH else "its group"
+        log.warning(f"sse-capture: the recordings directory {directory!r} can be written by {who} (mode "
+                    f"{stat.S_IMODE(mode):04o}): recordings may hold production data, and whoever can write there can "
+                    "plant files and symlinks among them (a sticky bit does not stop that); make it owner-only "
+                    "(chmod go-w) or choose another")

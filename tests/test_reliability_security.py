@@ -275,6 +275,23 @@ def test_files_are_owner_only_even_with_umask_0(certs, tmp_path, servers, upstre
     assert stat.S_IMODE(os.stat(page).st_mode) == 0o600
 
 
+@pytest.mark.parametrize("mode, who", [(0o1777, "everyone"), (0o770, "its group")])
+def test_a_recordings_directory_others_can_write_is_warned_about_at_start(certs, tmp_path, mode, who):
+    """Whoever can write the directory can plant files and symlinks among the recordings (the sticky bit of a
+    /tmp-like directory does not stop new ones): recording goes on, with a warning naming it and its mode."""
+    record_dir = tmp_path / "shared"
+    record_dir.mkdir()
+    os.chmod(record_dir, mode)
+    with Mitmdump(certs, tmp_path, record_dir=record_dir) as mitm:
+        wait_until(lambda: "recordings directory" in mitm.log(), what="the warning")
+        [warning] = log_lines(mitm, "recordings directory")
+    assert f"{str(record_dir)!r} can be written by {who} (mode {mode:04o})" in warning
+    assert "production data" in warning and "plant files and symlinks" in warning
+    with Mitmdump(certs, tmp_path) as mitm:   # a directory the addon makes is owner-only: no warning
+        wait_until(lambda: "proxy listening" in mitm.log().lower(), what="the proxy")
+        assert not log_lines(mitm, "recordings directory")
+
+
 # --- hostile URLs --------------------------------------------------------------------------------------
 
 HOSTILE_TARGETS = [
