@@ -25,7 +25,7 @@ from .decoding import decode_body
 from .deferred_options import apply_deferred
 from .recording import FORMAT, FORMAT_VERSION, escape_bytes
 from .recorder import StreamRecorder
-from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
+from .redact import DEFAULT_HEADERS, DEFAULT_PARAMS, QUERY_START, Redactor
 from .shown import printable
 from .sse import DEFAULT_MAX_EVENT_SIZE
 from .writer import RecordingFile, SpaceReserve, make_private_dirs, new_stream_id, recording_name, utc_timestamp
@@ -109,7 +109,17 @@ def _pretty_origin(scheme: str, host_header: str) -> str:
 
 
 def _query(url: str) -> str:
-    return url[url.find("?"):] if "?" in url else ""
+    """The part of ``url`` whose parameters the redactor looks at (from a ``#`` too)."""
+    start = QUERY_START.search(url)
+    return url[start.start():] if start else ""
+
+
+_USERINFO = re.compile(r"(?<=://)[^/?#]*@")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a user name and password, which ``req.url`` never has but a Host header can."""
+    return _USERINFO.sub("", url, count=1) if "@" in url else url
 
 
 def _str(value: bytes | None) -> str | None:
@@ -337,7 +347,7 @@ class SSECapture:
         label = printable(escape_bytes(req.method))
         try:
             url, params = self.redactor.url(req.url)
-            pretty_url = _pretty_url(req)
+            pretty_url = _without_userinfo(_pretty_url(req))  # (the Host header is the client's)
             if params or _query(pretty_url) != _query(url):  # the same query, and nothing in it to redact: as is
                 pretty_url = self.redactor.url(pretty_url)[0]
             label = printable(escape_bytes(f"{req.method} {pretty_url}"))  # for the log (a hostile Host header too)

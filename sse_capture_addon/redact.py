@@ -37,7 +37,7 @@ URL_HEADERS = frozenset({"referer", "location", "content-location"})
 # take (Rack 2, Go before 1.17, Perl's CGI); "#", which may be sent raw in a request target and starts OAuth's
 # implicit-flow parameters in a URL; and "?", of a URL inside a value or of a Host header that holds one.
 PARAM_SEPARATORS = re.compile(r"([&;#?])")
-_QUERY_START = re.compile(r"[?#]")  # the path (";jsessionid=" included) is left as it is
+QUERY_START = re.compile(r"[?#]")  # the path (";jsessionid=" included) is left as it is
 
 
 class Redactor:
@@ -72,7 +72,7 @@ class Redactor:
         """``url`` with the values of credential query parameters replaced (names compared case-insensitively,
         after URL decoding; parameters separated as ``PARAM_SEPARATORS`` says, from the first ``?`` or ``#``
         on); every other byte of it as it was. Also the (lower-case) names redacted."""
-        start = _QUERY_START.search(url) if self.params else None
+        start = QUERY_START.search(url) if self.params else None
         if start is None:
             return url, []
         # the separators are at the odd places; parts[0] is "", as the query starts with one

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inspect_helpers import run
 from harness import CHECKOUT_ENV, Mitmdump, RawServer, Scenario, httpx_client, sse_response_head, wait_until
 from reliability_helpers import log_lines, raw_proxy_request, recording_for, whole_lines
 from replay_helpers import replay_proxy
@@ -176,6 +177,32 @@ def test_tokens_after_a_semicolon_or_a_hash_and_in_url_headers_are_redacted_over
     assert header["request"]["url"].endswith("?x=1;token=[REDACTED]&y=2")
     assert header["redacted_params"] == ["token"]
     assert set(header["redacted_headers"]) == {"location", "referer", "x-amz-security-token", "x-goog-api-key"}
+
+
+def test_credentials_in_a_host_header_are_not_in_the_pretty_url_the_log_or_ls(certs, tmp_path):
+    """The URL shown (pretty_url, the log line, ls, show) is built from the client's Host header, which may differ
+    from the request's authority: a user name and password in it (a client that sends its URL's whole netloc) or a
+    token after a '#' get the redaction the recorded URL gets."""
+    server = RawServer(lambda req: [sse_response_head(), b"data: x\n\n", "close"])
+    authority = f"127.0.0.1:{server.port}"
+    cases = {"userinfo": ("", f"user:pw-SECRET41@{authority}", f"http://{authority}/sse/userinfo"),
+             "fragment": ("", "127.0.0.1#token=SECRET42", "http://127.0.0.1#token=[REDACTED]"),
+             "and-query": ("?x=1", "127.0.0.1#jwt=SECRET43", "http://127.0.0.1#jwt=[REDACTED]?x=1")}
+    try:
+        with Mitmdump(certs, tmp_path) as mitm:
+            for name, (query, host, _) in cases.items():
+                head, body = raw_proxy_request(mitm.port, f"{server.base}/sse/{name}{query}", host)
+                assert head.startswith(b"HTTP/1.1 200") and body == b"data: x\n\n", head
+            pretty = {name: read_recording(recording_for(mitm, f"/sse/{name}")).header["request"]["pretty_url"]
+                      for name in cases}
+            wait_until(lambda: len(log_lines(mitm, "sse-capture: complete")) == len(cases), what="the log lines")
+            ours = log_lines(mitm, "sse-capture")
+            listed = run("ls", mitm.record_dir)
+    finally:
+        server.stop()
+    assert pretty == {name: expected for name, (_, _, expected) in cases.items()}
+    assert not any("SECRET4" in row for row in ours), ours
+    assert listed.code == 0 and "SECRET4" not in listed.out and listed.out.count("[REDACTED]") == 2
 
 
 @pytest.mark.parametrize("data, expected", [
