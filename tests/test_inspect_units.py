@@ -439,7 +439,7 @@ def test_bidirectional_controls_from_a_recording_are_shown_escaped(tmp_path):
     shown = run("show", rec).out
     assert r"http://x/sse?user=\u202enimda\u202c" in shown and r"ty\u200fpe" in shown and r"id=id\u061c" in shown
     assert r'tool \u2066"rm -rf /"\u2069 ok' in shown and r": ping\u202d" in shown and r"reset\u202a" in shown
-    assert r"ty\u200fpe  x\u200e" in run("diff", rec, other).out
+    assert r"ty\u200fpe  id=''  x\u200e" in run("diff", rec, other).out  # (their ids differ: shown)
     listed = run("ls", tmp_path).out
     assert r"r\u2067.jsonl" in listed and r"user=\u202enimda\u202c" in listed
     # machine-readable output is valid JSON holding the exact text
