@@ -489,8 +489,9 @@ typedef struct {
     const char *id; /* NULL for a block without "id:" */
     Py_ssize_t id_len;
     Py_ssize_t lines;
-    const char *data;
-    Py_ssize_t data_len;
+    const char *data; /* the first data line's value; the others follow it, each after an LF and "data:" */
+    Py_ssize_t data_len; /* the values joined by LFs, as the event's data */
+    Py_ssize_t data_lines;
     const char *next;
 } Block;
 
@@ -507,7 +508,8 @@ static const char *field_value(const char **p, const char *end, Py_ssize_t n, Py
     return value;
 }
 
-/* The block at p (whole blocks end at end, which is after a blank line): 1 when it has the shape. */
+/* The block at p (whole blocks end at end, which is after a blank line): 1 when it has the shape: an "event:"
+   and an "id:" line or either or neither, then "data:" lines. */
 static int block_at(const char *p, const char *end, Block *b)
 {
     const char *eol;
@@ -528,16 +530,53 @@ static int block_at(const char *p, const char *end, Block *b)
     }
     if (end - p < 5 || memcmp(p, "data:", 5) != 0)
         return 0;
-    p += 5;
-    if (*p == ' ')
-        p++;
-    eol = memchr(p, '\n', end - p);
-    if (eol + 1 >= end || eol[1] != '\n')
-        return 0; /* another line in the block */
-    b->data = p;
-    b->data_len = eol - p;
+    b->data_len = -1;
+    for (b->data_lines = 1;; b->data_lines++, b->lines++) {
+        p += 5;
+        if (*p == ' ')
+            p++;
+        eol = memchr(p, '\n', end - p);
+        if (b->data_lines == 1)
+            b->data = p;
+        b->data_len += 1 + (eol - p);
+        if (eol + 1 >= end)
+            return 0; /* (whole blocks end with a blank line) */
+        if (eol[1] == '\n')
+            break;
+        p = eol + 1;
+        if (end - p < 5 || memcmp(p, "data:", 5) != 0)
+            return 0; /* another field in the block */
+    }
     b->next = eol + 2;
     return 1;
+}
+
+/* The block's data: its data lines' values joined by LFs (a text with LFs is sent as one "data:" line each). */
+static PyObject *block_data(const Block *b)
+{
+    const char *p = b->data, *eol;
+    char *joined, *q;
+    PyObject *data;
+    Py_ssize_t k;
+    if (b->data_lines == 1)
+        return PyUnicode_DecodeUTF8(b->data, b->data_len, "strict");
+    if ((joined = q = PyMem_Malloc(b->data_len)) == NULL)
+        return PyErr_NoMemory();
+    for (k = 0; k < b->data_lines; k++) {
+        if (k) {
+            p += 5; /* "data:" */
+            if (*p == ' ')
+                p++;
+            *q++ = '\n';
+        }
+        eol = memchr(p, '\n', b->next - p);
+        memcpy(q, p, eol - p);
+        q += eol - p;
+        p = eol + 1;
+    }
+    data = PyUnicode_DecodeUTF8(joined, q - joined, "strict");
+    PyMem_Free(joined);
+    return data;
 }
 
 static PyObject *new_tuple(PyObject *type, Py_ssize_t n)
@@ -626,7 +665,7 @@ static PyObject *blocks_of(ParserCore *self, PyObject *buf, Py_ssize_t size, int
     for (p = start; p < end; p = b.next, n++) {
         if (!block_at(p, end, &b))
             Py_RETURN_NONE;
-        one_data_line &= b.type == NULL && b.id == NULL && p[5] == ' ';
+        one_data_line &= b.type == NULL && b.id == NULL && b.data_lines == 1 && p[5] == ' ';
         ids |= b.id != NULL;
         lines += b.lines;
     }
@@ -672,7 +711,7 @@ static PyObject *blocks_of(ParserCore *self, PyObject *buf, Py_ssize_t size, int
             Py_SETREF(last_event_id, id);
         }
         type = type_str(&b);
-        data = type == NULL ? NULL : PyUnicode_DecodeUTF8(b.data, b.data_len, "strict");
+        data = type == NULL ? NULL : block_data(&b);
         if (data == NULL || (event = new_tuple(event_type, 4)) == NULL) {
             Py_XDECREF(type);
             Py_XDECREF(data);

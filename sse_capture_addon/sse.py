@@ -375,8 +375,9 @@ class SSEParser(_ParserCore):
         return text.endswith("\r\n\r\n") and text.count("\r") == text.count("\n") == text.count("\r\n")
 
     def _simple_blocks(self, text: str, ending: str) -> list[Item] | None:
-        """Fast path for a chunk of whole blocks (LF-terminated here) that are each one "data:" line, or one
-        "event:" and one "data:" line, as LLM APIs stream; None if the chunk is anything else."""
+        """Fast path for a chunk of whole blocks (LF-terminated here) that are each "data:" lines, after one
+        "event:" line or none, as LLM APIs stream (the C path takes an "id:" line too); None if the chunk is anything
+        else."""
         if not text.endswith("\n\n"):
             return None
         lid = self.last_event_id
@@ -402,22 +403,25 @@ class SSEParser(_ParserCore):
         events: list[Item] = []
         lf = 2 * len(blocks)
         for block in blocks:
-            if block.startswith("data: "):
-                type_, value = "message", block[6:]
-            elif block.startswith("data:"):
-                type_, value = "message", block[5:]
-            elif block.startswith("event:"):
-                head, sep, value = block.partition("\ndata:")
-                if not sep or "\n" in head:
+            type_ = "message"
+            if block.startswith("event:"):
+                head, sep, block = block.partition("\n")
+                if not sep:
                     return None
                 type_ = (head[7:] if head.startswith("event: ") else head[6:]) or "message"
-                if value.startswith(" "):
-                    value = value[1:]
                 lf += 1
+            if block.startswith("data: "):
+                value = block[6:]
+            elif block.startswith("data:"):
+                value = block[5:]
             else:
                 return None
-            if "\n" in value:
-                return None
+            if "\n" in value:  # a text with LFs, sent as one "data:" line each
+                first, *more = value.split("\ndata:")
+                if "\n" in first or any("\n" in v for v in more):
+                    return None  # another field in the block
+                value = "\n".join([first] + [v[1:] if v[:1] == " " else v for v in more])
+                lf += len(more)
             events.append(_event(type_, value, lid, None))
         self.line_endings[ending] += lf
         return events

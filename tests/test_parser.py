@@ -115,6 +115,24 @@ def test_slow_lines_counts_the_lines_read_one_by_one():
     assert p.slow_lines == 10
 
 
+@pytest.mark.parametrize("block", [b"data: a\ndata: b\n\n", b"data:a\ndata:\ndata:  c\n\n", b"event: e\ndata: a\ndata: b\n\n",
+                                   b"data: \xc3\xa9\ndata: \n\n", b"event: e\r\ndata: a\r\ndata: b\r\n\r\n"])
+@pytest.mark.parametrize("batches", [False, True])
+def test_a_text_sent_as_several_data_lines_is_not_read_line_by_line(block, batches):
+    # a text with LFs goes as one "data:" line each (sse-starlette splits data so; markdown tokens hold LFs): such
+    # blocks take the block fast paths, in chunks of one event and of many, as one-line ones do (they were read
+    # line by line, at a tenth of the speed)
+    for per_chunk in (1, 40):
+        p = SSEParser(message_batches=batches)
+        items = p.feed(b"data: start\n\n")
+        for _ in range(3):
+            items += p.feed(block * per_chunk)
+        assert p.slow_lines == 0, per_chunk
+        stream = b"data: start\n\n" + block * 3 * per_chunk
+        ref = reference(stream)
+        assert (expand_batches(items), p.close(), p.line_endings) == (ref[0], ref[1], ref[2])
+
+
 # --- line terminators -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("eol,key", [(b"\n", "lf"), (b"\r\n", "crlf"), (b"\r", "cr")])
