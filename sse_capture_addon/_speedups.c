@@ -24,6 +24,11 @@
    on a live proxy the caches are cold when a chunk arrives, and each call and format costs 3-4x what a loop
    measures.
 
+   typed_chunk(blocks, count, t, n) -> bytes | None
+
+   The same for a chunk of "event: TYPE\n" + "data: DATA\n\n" blocks (Anthropic's shape), whose event lines carry
+   the TYPE: {"t":T,"kind":"event","event":"TYPE","data":DATA}.
+
    simple_blocks(parser, buf, crlf) -> list | None
 
    SSEParser's fast path for a chunk of whole blocks as token streams send them: an "event:" line and/or an
@@ -354,6 +359,8 @@ static PyObject *exact_json(PyObject *module, PyObject *arg)
    exactly that (size - 8 * count + count * (head_len + 2) bytes); 0 when a DATA is not exact or the blocks are
    not count such blocks. Each block writes what it consumed less 8 bytes, plus head_len + 2, so a wrong count
    cannot write past w's room: the caller checks count <= size / 8 and that w ended where it should. */
+#define CHUNK_HEAD_MAX 160 /* a chunk line: {"t":T,"kind":"chunk","n":N,"blocks":COUNT} */
+
 static int copy_exact_lines(const unsigned char *p, const unsigned char *end, Py_ssize_t count, const char *head,
                             Py_ssize_t head_len, char *w, const char *w_end)
 {
@@ -412,39 +419,121 @@ static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t
     return lines_after("", 0, args[0], count, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]));
 }
 
+/* The arguments (blocks: bytes, count: int, t: float, n: int) of token_chunk and typed_chunk, and the chunk line
+   blocks_chunk_line writes for them in chunk_head; t_text is t as "%.6f" formats it (PyMem_Free it). 0 when t is
+   out of the range the C path formats (then nothing is set and no exception either), -1 on an exception. */
+static int chunk_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *count, char **t_text,
+                      char *chunk_head, int *chunk_len)
+{
+    Py_ssize_t n;
+    double t;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[3])) {
+        PyErr_Format(PyExc_TypeError, "%s(blocks: bytes, count: int, t: float, n: int)", name);
+        return -1;
+    }
+    *count = PyLong_AsSsize_t(args[1]);
+    if (*count == -1 && PyErr_Occurred())
+        return -1;
+    n = PyLong_AsSsize_t(args[3]);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    t = PyFloat_AsDouble(args[2]); /* a float, or what converts to one (a clock may give ints) */
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!isfinite(t) || fabs(t) >= 1e15)
+        return 0; /* what the Python path writes for such times is its business */
+    /* what b"%.6f" % t gives: bytes formatting calls this with the same arguments */
+    if ((*t_text = PyOS_double_to_string(t, 'f', 6, 0, NULL)) == NULL)
+        return -1;
+    *chunk_len = snprintf(chunk_head, CHUNK_HEAD_MAX, "{\"t\":%s,\"kind\":\"chunk\",\"n\":%zd,\"blocks\":%zd}\n",
+                          *t_text, n, *count);
+    if (*chunk_len < 0 || *chunk_len >= CHUNK_HEAD_MAX) {
+        PyMem_Free(*t_text);
+        return 0;
+    }
+    return 1;
+}
+
 /* token_chunk: the chunk line of a chunk that is a MessageBatch's blocks with no last event ID, and then the
    batch's event lines, as blocks_chunk_line and message_lines write them, built in one buffer. */
 static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t count, n;
-    int chunk_len, head_len;
-    double t;
-    char *t_text, chunk_head[160], head[96];
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "token_chunk(blocks: bytes, count: int, t: float, n: int)");
-        return NULL;
-    }
-    count = PyLong_AsSsize_t(args[1]);
-    if (count == -1 && PyErr_Occurred())
-        return NULL;
-    n = PyLong_AsSsize_t(args[3]);
-    if (n == -1 && PyErr_Occurred())
-        return NULL;
-    t = PyFloat_AsDouble(args[2]); /* a float, or what converts to one (a clock may give ints) */
-    if (t == -1.0 && PyErr_Occurred())
-        return NULL;
-    if (!isfinite(t) || fabs(t) >= 1e15)
-        Py_RETURN_NONE; /* what the Python path writes for such times is its business */
-    /* what b"%.6f" % t gives: bytes formatting calls this with the same arguments */
-    if ((t_text = PyOS_double_to_string(t, 'f', 6, 0, NULL)) == NULL)
-        return NULL;
-    chunk_len = snprintf(chunk_head, sizeof chunk_head, "{\"t\":%s,\"kind\":\"chunk\",\"n\":%zd,\"blocks\":%zd}\n",
-                         t_text, n, count);
+    Py_ssize_t count;
+    int chunk_len, head_len, ok;
+    char *t_text, chunk_head[CHUNK_HEAD_MAX], head[96];
+    if ((ok = chunk_args("token_chunk", args, nargs, &count, &t_text, chunk_head, &chunk_len)) <= 0)
+        return ok < 0 ? NULL : Py_NewRef(Py_None);
     head_len = snprintf(head, sizeof head, "{\"t\":%s,\"kind\":\"event\",\"event\":\"message\",\"data\":", t_text);
     PyMem_Free(t_text);
-    if (chunk_len < 0 || chunk_len >= (int)sizeof chunk_head || head_len < 0 || head_len >= (int)sizeof head)
+    if (head_len < 0 || head_len >= (int)sizeof head)
         Py_RETURN_NONE;
     return lines_after(chunk_head, chunk_len, args[0], count, head, head_len);
+}
+
+/* typed_chunk: the same for a chunk of count blocks "event: TYPE\ndata: DATA\n\n" (Anthropic's shape), when the
+   stream has no last event ID: the chunk line, then {"t":T,"kind":"event","event":"TYPE","data":DATA} for each, as
+   event_line_json writes it. None unless every TYPE is printable ASCII without '"' or '\\' (so that it is its own
+   JSON string) and not "message" (whose block has no "event:" line in the default form), and every DATA is exact
+   JSON (as exact_json). */
+static PyObject *typed_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char kind[] = ",\"kind\":\"event\",\"event\":\"", data_key[] = "\",\"data\":";
+    const unsigned char *p, *end, *type, *q;
+    Py_ssize_t count, i, t_len, out_size;
+    int chunk_len, ok;
+    char *t_text, chunk_head[CHUNK_HEAD_MAX], *w, *w_end;
+    PyObject *out;
+    Scan s;
+    if ((ok = chunk_args("typed_chunk", args, nargs, &count, &t_text, chunk_head, &chunk_len)) <= 0)
+        return ok < 0 ? NULL : Py_NewRef(Py_None);
+    t_len = (Py_ssize_t)strlen(t_text);
+    p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    end = p + PyBytes_GET_SIZE(args[0]);
+    /* each line is its block, "event: " TYPE "\n" "data: " DATA "\n\n", less those 16 bytes, and its own 16 */
+    out_size = chunk_len + (end - p) + count * (5 + t_len + (Py_ssize_t)(sizeof kind - 1 + sizeof data_key - 1) + 2 - 16);
+    if (count < 1 || count > (end - p) / 18 || (out = PyBytes_FromStringAndSize(NULL, out_size)) == NULL) {
+        PyMem_Free(t_text);
+        return count < 1 || count > (end - p) / 18 ? Py_NewRef(Py_None) : NULL;
+    }
+    w = PyBytes_AS_STRING(out);
+    w_end = w + out_size;
+    memcpy(w, chunk_head, chunk_len);
+    w += chunk_len;
+    for (i = 0; i < count; i++) {
+        if (end - p < 18 || memcmp(p, "event: ", 7) != 0)
+            goto refused;
+        for (q = type = p + 7; q < end && *q != '\n'; q++)
+            if (*q < 0x20 || *q > 0x7e || *q == '"' || *q == '\\')
+                goto refused;
+        if (q == type || end - q < 9 || (q - type == 7 && memcmp(type, "message", 7) == 0)
+            || memcmp(q + 1, "data: ", 6) != 0)
+            goto refused;
+        s.p = q + 7;
+        s.end = end;
+        s.depth = 0;
+        if (!container_here(&s) || end - s.p < 2 || s.p[0] != '\n' || s.p[1] != '\n'
+            || w_end - w < 5 + t_len + (Py_ssize_t)(sizeof kind - 1) + (q - type) + (Py_ssize_t)(sizeof data_key - 1)
+                           + (s.p - (q + 7)) + 2)
+            goto refused;
+        memcpy(w, "{\"t\":", 5);
+        memcpy(w += 5, t_text, t_len);
+        memcpy(w += t_len, kind, sizeof kind - 1);
+        memcpy(w += sizeof kind - 1, type, q - type);
+        memcpy(w += q - type, data_key, sizeof data_key - 1);
+        memcpy(w += sizeof data_key - 1, q + 7, s.p - (q + 7));
+        w += s.p - (q + 7);
+        *w++ = '}';
+        *w++ = '\n';
+        p = s.p + 2;
+    }
+    if (p == end && w == w_end) {
+        PyMem_Free(t_text);
+        return out;
+    }
+refused:
+    PyMem_Free(t_text);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
 }
 
 /* --- simple_blocks ---------------------------------------------------------------------------------- */
@@ -1072,6 +1161,10 @@ static PyMethodDef methods[] = {
      "token_chunk(blocks, count, t, n) -> bytes | None: blocks_chunk_line(t, n, count) and then the event lines "
      "message_lines writes for a MessageBatch of blocks with no last event ID, at time t; None when exact_lines "
      "would give None."},
+    {"typed_chunk", (PyCFunction)(void (*)(void))typed_chunk, METH_FASTCALL,
+     "typed_chunk(blocks, count, t, n) -> bytes | None: blocks_chunk_line(t, n, count) and then the event lines "
+     "event_line_json writes for a chunk of count 'event: TYPE' + 'data: DATA' blocks with no last event ID, at "
+     "time t; None when a TYPE is not plain printable ASCII or is 'message', or a DATA is not exact JSON."},
     {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
      "simple_blocks(parser, buf, crlf) -> list | None: the Events (or one MessageBatch) of a chunk of whole "
      "one-data-line blocks, counting its lines in parser.line_endings; None when the chunk is anything else."},

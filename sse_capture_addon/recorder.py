@@ -31,9 +31,9 @@ from .writer import NO_SPACE, RecordingFile, SpaceReserve
 
 # A token stream's chunk line and event lines in one C call (_speedups.c), the same lines as without it. It scans
 # with exact_json's scanner, so only when that passed recording's check against the orjson installed here.
-_token_chunk = None
+_token_chunk = _typed_chunk = None
 if _recording._exact_c is not None:
-    from ._speedups import token_chunk as _token_chunk
+    from ._speedups import token_chunk as _token_chunk, typed_chunk as _typed_chunk
 
 
 def _blocks_of(items: list) -> tuple[bytes, int] | None:
@@ -206,6 +206,14 @@ class StreamRecorder:
                     # A token stream's chunk: the lines _chunk_line and _add_lines give it, in one C call. On a
                     # live proxy, where the caches are cold when a chunk comes, that takes a quarter less time.
                     self.events += batch.count
+                    self._append(lines)
+                    return chunk
+                if parsed and type(first := parsed[0]) is Event and not first[2] and self.raw_chunks \
+                        and not self._rest and self._form is None and _typed_chunk \
+                        and (lines := _typed_chunk(chunk, len(parsed), t, self.chunks)) is not None:
+                    # The same for typed events ("event:" and "data:" lines, Anthropic's stream), when the chunk is
+                    # nothing else (the C call checks)
+                    self.events += len(parsed)
                     self._append(lines)
                     return chunk
                 t_json = time_json(t)  # every line a chunk completes shares its arrival time

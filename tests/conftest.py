@@ -19,13 +19,15 @@ def implementation(request, monkeypatch):
     Python code is what runs where no C compiler was at hand, and must give the same results."""
     from sse_capture_addon import recorder, recording, sse
     if request.param == "C accelerators":
-        if recording._exact_c is None or sse._c_simple_blocks is None or recorder._token_chunk is None:
+        if recording._exact_c is None or sse._c_simple_blocks is None or recorder._token_chunk is None \
+                or recorder._typed_chunk is None:
             pytest.fail("sse_capture_addon._speedups is not built, or its orjson self-check failed: scripts/test "
                         "installs gcc; then `touch sse_capture_addon/_speedups.c` and run it again")
     else:
         monkeypatch.setattr(recording, "_exact_c", None)
         monkeypatch.setattr(recording, "_exact_lines_c", None)
         monkeypatch.setattr(recorder, "_token_chunk", None)
+        monkeypatch.setattr(recorder, "_typed_chunk", None)
         monkeypatch.setattr(sse, "_c_simple_blocks", None)
         monkeypatch.setattr(sse.SSEParser, "feed", sse.SSEParser._feed_py)  # not ParserCore.feed
     return request.param

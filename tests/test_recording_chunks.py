@@ -59,6 +59,35 @@ def test_a_token_stream_s_chunks_take_the_one_call_path_and_write_what_the_gener
     assert [raw for _, raw in fast.chunks] == chunks
 
 
+def test_typed_events_chunks_take_the_one_call_path_and_write_what_the_general_path_writes(tmp_path, monkeypatch):
+    # Anthropic's shape ("event:" and one "data:" line a block), one or several a chunk; what the one C call refuses
+    # goes the general way: a "message" type (no event line in the default form), a type that is not its own JSON
+    # string, data that is not exact JSON, CRLF, a comment, and everything after an id (every event line has it)
+    from sse_capture_addon import recorder
+    calls = []
+    one_call = recorder._typed_chunk
+    monkeypatch.setattr(recorder, "_typed_chunk", lambda *args: calls.append(one_call(*args) is not None) or
+                        one_call(*args))
+    taken = [ANTHROPIC[0], ANTHROPIC[2], ANTHROPIC[0] + ANTHROPIC[2], b'event: a.b-c_1\ndata: [1,{"x":null}]\n\n' * 3,
+             b'event:  spaced \ndata: {"n":-1.5,"s":"\xc3\xa9"}\n\n']
+    refused = [ANTHROPIC[1], b"".join(ANTHROPIC),  # (an escape orjson would not write: not exact JSON)
+               b"event: message\ndata: {}\n\n", b'event: say "hi"\ndata: {}\n\n', b"event: t\\x\ndata: {}\n\n",
+               b"event: \xc3\xa9\ndata: {}\n\n", b"event: t\ndata: not json\n\n", b'event: t\ndata: {"a": 1}\n\n',
+               b"event: t\r\ndata: {}\r\n\r\n", b"event: t\ndata: {}\n\n: ping\n\n", b"event: t\ndata: {}\n\nevent: u\n",
+               b"event: t\ndata:{}\n\n", b"event: t\ndata: {}\ndata: {}\n\n"]
+    after_id = [b"id: 7\nevent: t\ndata: {}\n\n", b"event: t\ndata: {}\n\n"]
+    chunks = taken + refused + after_id
+    fast = record(tmp_path, chunks, "fast.jsonl")
+    assert calls[:len(taken)] == [True] * len(taken) and not any(calls[len(taken):]), calls
+    monkeypatch.setattr(recorder, "_typed_chunk", None)
+    general = record(tmp_path, chunks, "general.jsonl")
+    assert fast.records[1:-1] == general.records[1:-1]  # the lines between the header and the end line
+    assert open(fast.path, "rb").read().split(b"\n")[1:-2] == open(general.path, "rb").read().split(b"\n")[1:-2]
+    assert [raw for _, raw in fast.chunks] == chunks
+    assert [e["event"] for e in fast.events][:5] == ["message_start", "message_stop", "message_start", "message_stop",
+                                                     "a.b-c_1"]
+
+
 def test_a_clock_that_gives_whole_seconds_records_token_chunks_too(tmp_path):
     ticks = itertools.count()
     rec = StreamRecorder(RecordingFile(str(tmp_path), "r.jsonl"), HEADER, max_event_size=1 << 20, clock=lambda: next(ticks))

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sse_capture_addon import recording
-from sse_capture_addon._speedups import exact_json, exact_lines, token_chunk  # built when gcc is there, which scripts/test sees to
-from sse_capture_addon.recording import blocks_chunk_line, data_json, message_lines, time_json
+from sse_capture_addon._speedups import exact_json, exact_lines, token_chunk, typed_chunk  # built when gcc is there, which scripts/test sees to
+from sse_capture_addon.recording import blocks_chunk_line, data_json, event_line_json, message_lines, time_json
 from sse_capture_addon.sse import MessageBatch
 
 
@@ -181,6 +181,43 @@ def test_a_token_chunk_is_its_chunk_line_and_its_event_lines(datas, t, n):
         assert got is None
     else:
         assert got == blocks_chunk_line(t_json, n, len(datas)) + message_lines(t_json, MessageBatch(blocks, len(datas), ""))
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.text(st.characters(max_codepoint=0x9f), min_size=1, max_size=6),
+                          st.one_of(junk, containers.map(canonical).filter(bool))), min_size=1, max_size=4),
+       st.floats(0, 1e9) | st.sampled_from([0.0, 5e-7, 86399.9999995]), st.integers(1, 2 ** 40))
+def test_a_typed_chunk_is_its_chunk_line_and_its_event_lines(events, t, n):
+    """The same for Anthropic's shape, "event: TYPE" and "data: DATA" a block: the lines blocks_chunk_line and
+    event_line_json give, or None when a type is not plain printable ASCII (or is "message") or a data not exact."""
+    events = [(k, d) for k, d in events if "\n" not in k and "\r" not in k and b"\n" not in d and b"\r" not in d]
+    if not events:
+        return
+    blocks = b"".join(b"event: %b\ndata: %b\n\n" % (k.encode(), d) for k, d in events)
+    got = typed_chunk(blocks, len(events), t, n)
+    t_json = time_json(t)
+    plain = all(k.isascii() and k.isprintable() and '"' not in k and "\\" not in k and k != "message" for k, _ in events)
+    if not plain or exact_lines(b"".join(b"data: %b\n\n" % d for _, d in events), len(events), HEAD) is None:
+        assert got is None
+    else:
+        assert got == blocks_chunk_line(t_json, n, len(events)) + b"".join(
+            event_line_json(t_json, k, d, "", None) for k, d in events)
+
+
+def test_typed_chunk_refuses_what_it_does_not_write():
+    blocks = b"event: t\ndata: {}\n\n"
+    assert typed_chunk(blocks, 1, 1.5, 7) == b'{"t":1.500000,"kind":"chunk","n":7,"blocks":1}\n' \
+        b'{"t":1.500000,"kind":"event","event":"t","data":{}}\n'
+    for count in (0, 2, -1):
+        assert typed_chunk(blocks, count, 1.0, 1) is None
+    for other in (b"event: t\ndata: {}\n\n\n", b"event: t\ndata: {}\n", b"event: t\ndata: {}\n\nx", b"event: t\n\n",
+                  b"event: \ndata: {}\n\n", b"data: {}\n\n", b"event: t\nid: 1\ndata: {}\n\n"):
+        assert typed_chunk(other, 1, 1.0, 1) is None, other
+    for t in (float("nan"), float("inf"), 1e300):
+        assert typed_chunk(blocks, 1, t, 1) is None
+    for args in [("event: t\ndata: {}\n\n", 1, 1.0, 1), (blocks, 1, "1", 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0)]:
+        with pytest.raises(TypeError):
+            typed_chunk(*args)
 
 
 def test_token_chunk_refuses_what_it_does_not_write():
