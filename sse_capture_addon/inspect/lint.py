@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from ..recording import IN_PROGRESS, RecordingError
 from .fmt import event_number, path_text
-from .protocols import PRESETS, Emit, Protocol, detect
+from .protocols import PRESETS, Block, Emit, Protocol, detect
 from .reader import AN_EVENT, EVENT_KINDS, RecordingStream, each_readable, unterminated_tail
 from .stalls import Silences, Stall
 
@@ -58,6 +58,7 @@ class _Linter:
         self.silences = Silences(path)
         self.last_t = 0.0   # of the last line, the end of a recording that has no end line
         self.terminal: tuple[int, str] | None = None   # index and type of the first terminal event
+        self.ended_by_error = False                      # that event is the protocol's error event
         self.after_terminal = 0
 
     def emit_at(self, index: int | None, t: float | None) -> Callable[[str, str, str], None]:
@@ -105,6 +106,7 @@ class _Linter:
                                               f"{event_number(self.terminal[0])} ({self.terminal[1]})")
         elif any(s.matches(record) for s in self.protocol.terminal):
             self.terminal = (index, record["event"])
+            self.ended_by_error = any(s.matches(record) for s in self.protocol.errors)
         emit_rule = self.once(emit)
         for rule in self.protocol.rules:
             rule.check(record, index, emit_rule)
@@ -137,7 +139,8 @@ class _Linter:
             return  # what is missing may still come
         emit_rule = self.once(emit)
         for rule in self.protocol.rules:
-            rule.finish(emit_rule)
+            if not (self.ended_by_error and isinstance(rule, Block)):  # the error closed what was open
+                rule.finish(emit_rule)
         if self.protocol.terminal and self.terminal is None:
             wanted = " or ".join(str(s) for s in self.protocol.terminal)
             emit("no-terminal", ERROR, f"the stream never sent a terminal event ({wanted}); it ended: {ending}")

@@ -197,9 +197,13 @@ class Protocol:
     terminal: list[Selector] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     preset: str | None = None   # a rules file's ``preset``: the base it is checked on, instead of auto-detection
+    #: terminal events that report an error (Anthropic's ``error``): the stream ends where the error struck, so
+    #: the blocks it leaves open are not reported as never closed
+    errors: list[Selector] = field(default_factory=list)
 
     def fresh(self) -> "Protocol":
-        return Protocol(self.name, list(self.terminal), [r.fresh() for r in self.rules], self.preset)
+        return Protocol(self.name, list(self.terminal), [r.fresh() for r in self.rules], self.preset,
+                        list(self.errors))
 
     @property
     def empty(self) -> bool:
@@ -210,7 +214,8 @@ class Protocol:
         if other.empty:
             return self
         return Protocol(other.name if self.empty else f"{self.name}+{other.name}", self.terminal + other.terminal,
-                        _types_added_up(self.rules + other.rules), self.preset or other.preset)
+                        _types_added_up(self.rules + other.rules), self.preset or other.preset,
+                        self.errors + other.errors)
 
 
 def _types_added_up(rules: list[Rule]) -> list[Rule]:
@@ -246,7 +251,7 @@ def anthropic() -> Protocol:
         Json(S("content_block_delta"), has=[P("data.index"), P("data.delta")]),
         Block(S("content_block_start"), S("content_block_stop"), P("data.index"), [S("content_block_delta")]),
         Follows(S("message_stop"), S("message_delta")),
-    ])
+    ], errors=[S("error")])
 
 
 def openai() -> Protocol:
@@ -274,7 +279,7 @@ def openai_responses() -> Protocol:
         Increasing(S("*"), P("data.sequence_number"), contiguous=True),
         Block(S("response.output_item.added"), S("response.output_item.done"), P("data.output_index"),
               [S(t) for t in item_events]),
-    ])
+    ], errors=[S("error")])
 
 
 def ai_sdk() -> Protocol:
