@@ -202,6 +202,28 @@ def test_a_problem_two_rules_find_in_one_event_is_reported_once(tmp_path):
     assert "4 problem(s) in 1 of 1 recording(s)" in r.out
 
 
+def test_what_a_stream_the_client_left_never_sent_is_a_warning(tmp_path):
+    # a user pressing "stop generating" ends the stream: no terminal event, a block left open, an event cut short
+    # are not the server's doing, so not errors (lint passes); --strict still fails on them
+    def ev(t, kind, **fields):
+        return (t, kind, {"type": kind, **fields})
+
+    events = (ev(0.1, "message_start", message={}), ev(0.2, "content_block_start", index=0, content_block={}),
+              ev(0.3, "content_block_delta", index=0, delta={}))
+    left = write(tmp_path / "left.jsonl", *events, reason="client_disconnected",
+                 tail="event: content_block_delta\ndata: {")
+    r = run("lint", left, "--json")
+    findings = orjson.loads(r.out)["recordings"][0]["findings"]
+    assert r.code == 0 and {f["severity"] for f in findings} == {"warning"}, findings
+    assert {f["code"] for f in findings} == {"rule-block", "no-terminal", "unterminated-event"}
+    assert all(f["message"].endswith("(the client went away first)") for f in findings)
+    assert run("lint", left, "--strict").code == 1
+    cut = write(tmp_path / "cut.jsonl", *events, reason="server_error", tail="event: x\ndata: {")
+    r = run("lint", cut, "--json")
+    severities = {f["code"]: f["severity"] for f in orjson.loads(r.out)["recordings"][0]["findings"]}
+    assert r.code == 1 and severities == {"rule-block": "error", "no-terminal": "error", "unterminated-event": "error"}
+
+
 def test_diff_compares_json_not_its_spelling(tmp_path):
     a = write(tmp_path / "a.jsonl", (0.1, "m", '{"a": 1, "b": [1, 2]}'), (0.2, "m", "text"))
     b = write(tmp_path / "b.jsonl", (0.5, "m", {"b": [1, 2], "a": 1}), (0.6, "m", "text"))

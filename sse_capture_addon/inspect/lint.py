@@ -78,6 +78,13 @@ class _Linter:
                 emit(code, severity, message)
         return emit_once
 
+    @staticmethod
+    def as_warnings(emit: Emit, why: str) -> Emit:
+        """``emit`` with errors made warnings, saying ``why``."""
+        def emit_warning(code: str, severity: str, message: str) -> None:
+            emit(code, WARNING, f"{message} ({why})" if severity == ERROR else message)
+        return emit_warning
+
     def record(self, record: dict) -> None:
         kind, t = record["kind"], record["t"]
         self.last_t = t
@@ -137,6 +144,8 @@ class _Linter:
         self.stall(self.silences.until_end(end["t"] if end else self.last_t), live=ending == IN_PROGRESS)
         if ending == IN_PROGRESS:
             return  # what is missing may still come
+        if ending == "client_disconnected":  # (a stopped generation): what the stream still owed was never sent
+            emit = self.as_warnings(emit, "the client went away first")
         emit_rule = self.once(emit)
         for rule in self.protocol.rules:
             if not (self.ended_by_error and isinstance(rule, Block)):  # the error closed what was open
@@ -147,8 +156,10 @@ class _Linter:
         if tail := unterminated_tail(stream):
             what = "an event (no blank line after it), which clients drop" if tail.lost == AN_EVENT else \
                 f"a block (no blank line after it), so clients never set {tail.lost}"
-            self.emit_at(self.index, end["t"] if end else self.last_t)(
-                "unterminated-event", ERROR, f"the stream ended in the middle of {what}: {tail.describe()}")
+            emit_tail = self.emit_at(self.index, end["t"] if end else self.last_t)
+            if ending == "client_disconnected":
+                emit_tail = self.as_warnings(emit_tail, "the client went away first")
+            emit_tail("unterminated-event", ERROR, f"the stream ended in the middle of {what}: {tail.describe()}")
         if end is None:
             return
         endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}
