@@ -16,7 +16,7 @@
    The event lines of a MessageBatch (blocks = its count "data: DATA\n\n" blocks) when every DATA is exact
    (as exact_json): head + DATA + "}\n" for each, scanned and copied in one pass; None when one is not.
 
-   token_chunk(blocks, count, t, n) -> bytes | None
+   token_chunk(blocks, count, t, n, crlf=False) -> bytes | None
 
    What the recorder writes for a chunk that is a MessageBatch's blocks (a token stream's chunk, no last event
    ID): the chunk line, {"t":T,"kind":"chunk","n":N,"blocks":COUNT}, then exact_lines with the head of a message
@@ -419,16 +419,21 @@ static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t
     return lines_after("", 0, args[0], count, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]));
 }
 
-/* The arguments (blocks: bytes, count: int, t: float, n: int) of token_chunk and typed_chunk, and the chunk line
-   blocks_chunk_line writes for them in chunk_head; t_text is t as "%.6f" formats it (PyMem_Free it). 0 when t is
+/* The arguments (blocks: bytes, count: int, t: float, n: int, crlf: bool = False) of token_chunk and typed_chunk,
+   and the chunk line blocks_chunk_line writes for them in chunk_head (with crlf, for a chunk that was blocks with
+   CRLF line endings); t_text is t as "%.6f" formats it (PyMem_Free it). 0 when t is
    out of the range the C path formats (then nothing is set and no exception either), -1 on an exception. */
 static int chunk_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *count, char **t_text,
                       char *chunk_head, int *chunk_len)
 {
     Py_ssize_t n;
     double t;
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[3])) {
-        PyErr_Format(PyExc_TypeError, "%s(blocks: bytes, count: int, t: float, n: int)", name);
+    int crlf = 0;
+    if (nargs < 4 || nargs > 5 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[3])
+        || (nargs == 5 && (crlf = PyObject_IsTrue(args[4])) < 0)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s(blocks: bytes, count: int, t: float, n: int, crlf: bool = False)",
+                         name);
         return -1;
     }
     *count = PyLong_AsSsize_t(args[1]);
@@ -445,8 +450,8 @@ static int chunk_args(const char *name, PyObject *const *args, Py_ssize_t nargs,
     /* what b"%.6f" % t gives: bytes formatting calls this with the same arguments */
     if ((*t_text = PyOS_double_to_string(t, 'f', 6, 0, NULL)) == NULL)
         return -1;
-    *chunk_len = snprintf(chunk_head, CHUNK_HEAD_MAX, "{\"t\":%s,\"kind\":\"chunk\",\"n\":%zd,\"blocks\":%zd}\n",
-                          *t_text, n, *count);
+    *chunk_len = snprintf(chunk_head, CHUNK_HEAD_MAX, "{\"t\":%s,\"kind\":\"chunk\",\"n\":%zd,\"blocks\":%zd%s}\n",
+                          *t_text, n, *count, crlf ? ",\"crlf\":true" : "");
     if (*chunk_len < 0 || *chunk_len >= CHUNK_HEAD_MAX) {
         PyMem_Free(*t_text);
         return 0;
@@ -1158,9 +1163,9 @@ static PyMethodDef methods[] = {
      "'data: DATA' blocks of a MessageBatch's blocks, when every DATA is JSON that exact_json accepts; None "
      "otherwise."},
     {"token_chunk", (PyCFunction)(void (*)(void))token_chunk, METH_FASTCALL,
-     "token_chunk(blocks, count, t, n) -> bytes | None: blocks_chunk_line(t, n, count) and then the event lines "
-     "message_lines writes for a MessageBatch of blocks with no last event ID, at time t; None when exact_lines "
-     "would give None."},
+     "token_chunk(blocks, count, t, n, crlf=False) -> bytes | None: blocks_chunk_line(t, n, count, crlf=crlf) and "
+     "then the event lines message_lines writes for a MessageBatch of blocks with no last event ID, at time t; None "
+     "when exact_lines would give None."},
     {"typed_chunk", (PyCFunction)(void (*)(void))typed_chunk, METH_FASTCALL,
      "typed_chunk(blocks, count, t, n) -> bytes | None: blocks_chunk_line(t, n, count) and then the event lines "
      "event_line_json writes for a chunk of count 'event: TYPE' + 'data: DATA' blocks with no last event ID, at "

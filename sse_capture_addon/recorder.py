@@ -111,6 +111,7 @@ def _forms_of(text: bytes, items: list, current: str) -> list[tuple[str, bool]]:
     return [(letters, crlf), (letters.replace("e", "E"), crlf)]
 
 
+_CRLF_DEFAULT = (DEFAULT_FORM, True)  # a stream's _form once its blocks have shown CRLF endings
 _KEPT_MAX = 64 * 1024  # the most of a block's start kept across chunks that complete nothing (see _chunk_line)
 
 
@@ -205,6 +206,15 @@ class StreamRecorder:
                         and (lines := _token_chunk(chunk, batch.count, t, self.chunks)) is not None:
                     # A token stream's chunk: the lines _chunk_line and _add_lines give it, in one C call. On a
                     # live proxy, where the caches are cold when a chunk comes, that takes a quarter less time.
+                    self.events += batch.count
+                    self._append(lines)
+                    return chunk
+                if len(parsed) == 1 and type(batch := parsed[0]) is MessageBatch and self._form == _CRLF_DEFAULT \
+                        and self.raw_chunks and not self._rest and not batch.last_event_id and _token_chunk \
+                        and len(chunk) == len(batch.blocks) + 2 * batch.count \
+                        and chunk == batch.blocks.replace(b"\n", b"\r\n") \
+                        and (lines := _token_chunk(batch.blocks, batch.count, t, self.chunks, True)) is not None:
+                    # The same with CRLF line endings (Gemini's, sse-starlette's), once the stream has shown them
                     self.events += batch.count
                     self._append(lines)
                     return chunk

@@ -88,6 +88,26 @@ def test_typed_events_chunks_take_the_one_call_path_and_write_what_the_general_p
                                                      "a.b-c_1"]
 
 
+def test_crlf_token_chunks_take_the_one_call_path_once_the_stream_shows_crlf(tmp_path, monkeypatch):
+    # Gemini's and sse-starlette's data-only blocks with CRLF endings: the first chunk finds the form the general
+    # way, the rest go in one call with "crlf":true in the chunk line, writing what the general path writes
+    from sse_capture_addon import recorder
+    calls = []
+    one_call = recorder._token_chunk
+    monkeypatch.setattr(recorder, "_token_chunk",
+                        lambda *args: calls.append((args[4:], one_call(*args) is not None)) or one_call(*args))
+    chunks = [b'data: {"i":%d}\r\n\r\n' % i * (1 + i % 3) for i in range(12)] + [b"data: [DONE]\r\n\r\n",
+                                                                                 b'data: {"a":1}\n\n', b'data: {"b":2}\r\n\n']
+    fast = record(tmp_path, chunks, "fast.jsonl")
+    # all but the first CRLF one, [DONE] refused (not JSON), the LF one the LF way, the mixed one not at all
+    assert calls == [((True,), True)] * 11 + [((True,), False), ((), True)], calls
+    monkeypatch.setattr(recorder, "_token_chunk", None)
+    general = record(tmp_path, chunks, "general.jsonl")
+    assert fast.records[1:-1] == general.records[1:-1]
+    assert open(fast.path, "rb").read().split(b"\n")[1:-2] == open(general.path, "rb").read().split(b"\n")[1:-2]
+    assert [raw for _, raw in fast.chunks] == chunks and chunk_lines(fast)[1]["crlf"] is True
+
+
 def test_a_clock_that_gives_whole_seconds_records_token_chunks_too(tmp_path):
     ticks = itertools.count()
     rec = StreamRecorder(RecordingFile(str(tmp_path), "r.jsonl"), HEADER, max_event_size=1 << 20, clock=lambda: next(ticks))

@@ -229,6 +229,9 @@ def test_token_chunk_refuses_what_it_does_not_write():
     assert token_chunk(blocks, 1, 1e14, 1) == b'{"t":100000000000000.000000,"kind":"chunk","n":1,"blocks":1}\n' \
         b'{"t":100000000000000.000000,"kind":"event","event":"message","data":{}}\n'
     assert token_chunk(blocks, 1, 3, 1) == token_chunk(blocks, 1, 3.0, 1)  # an int time, as b"%.6f" % 3 formats it
+    assert token_chunk(blocks, 1, 2.5, 4, True) == blocks_chunk_line(b"2.500000", 4, 1, crlf=True) \
+        + b'{"t":2.500000,"kind":"event","event":"message","data":{}}\n'  # (blocks of a CRLF chunk, made LF)
+    assert token_chunk(blocks, 1, 2.5, 4, False) == token_chunk(blocks, 1, 2.5, 4)
     for args in [("data: {}\n\n", 1, 1.0, 1), (blocks, 1, "1", 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0)]:
         with pytest.raises(TypeError):
             token_chunk(*args)
