@@ -19,7 +19,7 @@ import json
 import os
 import stat
 from binascii import b2a_base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import eq
@@ -609,10 +609,45 @@ def died_tail(rec: Recording) -> DiedTail | None:
     """For a recording without an end line (its proxy died), what the end line would have said of the
     unterminated tail its client had received, from its raw chunks read again. None when the chunks cannot
     say: none were kept, the proxy had stopped parsing, they do not decode."""
-    if not rec.header.get("raw_chunks") or any(r["kind"] == "error" and r.get("what") in ("decode", "parse")
-                                               for r in rec.records):
+    return died_tail_of(rec.header, rec.records)
+
+
+def died_tail_at(path: str | os.PathLike) -> DiedTail | None:
+    """``died_tail`` of the recording at ``path``, read line by line: a dead proxy's recording of an hours-long
+    stream is read in bounded memory, where ``read_recording`` holds every line (7-8 times the file's size)."""
+    lines = iter_lines(path)
+    _, header = next(lines)
+    return died_tail_of(header, (record for _, record in lines if record["kind"] != "end"))
+
+
+class _StoppedParsing(Exception):
+    pass
+
+
+def raw_chunks(records: Iterable[dict], parsed: bool = False) -> Iterator[tuple[float, bytes]]:
+    """``(t, raw bytes)`` of each chunk line of ``records`` in one pass (a list, or an iterator read once), holding
+    no more than a chunk's lines. With ``parsed``, ``_StoppedParsing`` at an error line saying the proxy stopped
+    decoding or parsing."""
+    held: list[dict] = []  # the last chunk line, and as many of the lines after it as it is made of
+    for r in records:
+        kind = r["kind"]
+        if kind == "chunk":
+            if held:
+                yield held[0]["t"], chunk_bytes(held, 0)
+            held = [r]
+        elif parsed and kind == "error" and r.get("what") in ("decode", "parse"):
+            raise _StoppedParsing
+        elif held and len(held) <= held[0].get("blocks", 0):
+            held.append(r)
+    if held:
+        yield held[0]["t"], chunk_bytes(held, 0)
+
+
+def died_tail_of(header: dict, records: Iterable[dict]) -> DiedTail | None:
+    """``died_tail`` of a recording given as its header and its records (a list, or an iterator read once)."""
+    if not header.get("raw_chunks"):
         return None
-    encoding = ", ".join(v for k, v in rec.header["response"]["headers"] if k.lower() == "content-encoding")
+    encoding = ", ".join(v for k, v in header["response"]["headers"] if k.lower() == "content-encoding")
     parser = SSEParser(message_batches=True)  # as the recorder's, for the same count of items
     compressed = decoded = items = 0
 
@@ -625,13 +660,13 @@ def died_tail(rec: Recording) -> DiedTail | None:
 
     try:
         decoder = make_decoder(encoding or None)
-        for _, data in rec.chunks:
+        for _, data in raw_chunks(records, parsed=True):
             compressed += len(data)
             if decoder:
                 decoder.decode_to(data, parse)
             else:
                 parser.feed(data)
-    except (DecodeError, ValueError):  # (UnsupportedEncoding is a ValueError)
+    except (DecodeError, ValueError, _StoppedParsing):  # (UnsupportedEncoding is a ValueError)
         return None
     return DiedTail(parser.close(), parser.tail_truncated, parser.bom)
 

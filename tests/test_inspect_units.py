@@ -328,6 +328,35 @@ def test_stats_memory_does_not_grow_with_the_recording(tmp_path):
     assert big_peak < small_peak + 1_000_000, (small_peak, big_peak)
 
 
+
+def test_the_unterminated_tail_of_a_dead_proxys_recording_is_found_in_bounded_memory(tmp_path):
+    """show, lint, diff and timeline read a recording without an end line (its proxy died) again from its raw chunks
+    to find the tail its client got. That second pass read the whole file into memory: 720 MB for a 105 MB
+    recording of an hours-long stream, where the first pass (the events) stays flat."""
+    from sse_capture_addon.inspect.reader import RecordingStream, unterminated_tail
+
+    def make(n: int):
+        chunks = [b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                  b'"delta":{"type":"text_delta","text":" tok%d"}}\n\n' % i for i in range(n)]
+        return record_body(tmp_path / f"died{n}.jsonl", *chunks, b"event: message_stop\ndata: {",
+                           times=[i * 0.01 for i in range(1, n + 2)], died=True)
+
+    def peak(path) -> tuple[int, object]:
+        stream = RecordingStream(path)
+        for _ in stream:
+            pass
+        assert stream.ending == "proxy_died"
+        tracemalloc.start()
+        tail = unterminated_tail(stream)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, tail
+
+    small_peak, small_tail = peak(make(1_000))
+    big_peak, big_tail = peak(make(20_000))   # ~3.5 MB
+    assert small_tail.text == big_tail.text == "event: message_stop\ndata: {"
+    assert big_peak < small_peak + 1_000_000, (small_peak, big_peak)
+
 def test_the_rules_file_example_in_the_docs_loads(tmp_path):
     from harness import ROOT
     from sse_capture_addon.inspect.lint import LintOptions, choose_protocol

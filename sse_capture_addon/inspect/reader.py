@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, died_tail,
-                         find_recordings, header_pending, iter_lines, open_regular, read_recording, writer_alive)
+from ..recording import (DEFAULT_MAX_LINE, IN_PROGRESS, PROXY_DIED, LineCheck, RecordingError, died_tail_at,
+                         find_recordings, header_pending, iter_lines, open_regular, writer_alive)
 from ..sse import Event, NoDispatch, Oversized, tail_parser
 
 #: Kinds that are an event on the wire (``oversized`` events were delivered, only their data not kept).
@@ -91,7 +91,8 @@ def tail_loss(text: str, last_id: str = "", retry: int | None = None, truncated:
 def unterminated_tail(stream: RecordingStream) -> Tail | None:
     """The tail the end line of ``stream`` (read to its end) reports, when a client loses something by it (see
     ``tail_loss``). A tail kept only as its size (``tail_redacted``/``tail_dropped``) is taken for an event. A
-    recording whose proxy died has no end line: its raw chunks say what the tail was (the file is read again)."""
+    recording whose proxy died has no end line: its raw chunks say what the tail was (the file is read again,
+    line by line)."""
     end = stream.end
     if end:
         text, truncated = end.get("tail"), bool(end.get("tail_truncated"))
@@ -102,7 +103,7 @@ def unterminated_tail(stream: RecordingStream) -> Tail | None:
             return None
     elif stream.finished and stream.ending == PROXY_DIED:
         try:
-            died = died_tail(read_recording(stream.path))
+            died = died_tail_at(stream.path)
         except RecordingError:
             return None
         if died is None or not died.tail:
