@@ -408,12 +408,14 @@ def cat_command(file, speed, max_pause, raw):
       sse-capture cat rec.jsonl --speed max | grep '^data:'
       sse-capture cat rec.jsonl | my-sse-client --stdin
     """
-    from .inspect.cat import play, plan_for
+    from .inspect.cat import Stream, play
 
-    plan = plan_for(recording_file(file), speed=speed, max_pause=max_pause, raw=raw)
-    for warning in plan.warnings:
-        echo(fmt.warn(f"sse-capture: {fmt.printable(warning)}"), err=True)
-    play(plan, sys.stdout.buffer)
+    stream = Stream(recording_file(file), raw=raw)
+    try:
+        play(stream, sys.stdout.buffer, speed=speed, max_pause=max_pause)
+    finally:  # (some are known only once the file is read through)
+        for warning in stream.warnings:
+            echo(fmt.warn(f"sse-capture: {fmt.printable(warning)}"), err=True)
 
 
 # --- timeline ------------------------------------------------------------------------------------------------

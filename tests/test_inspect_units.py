@@ -557,6 +557,40 @@ def test_cat_raw_of_a_stream_that_sent_nothing_writes_nothing(tmp_path):
     assert r.code == 2 and "made with sse_capture_redact_keys, which stores no raw bytes" in r.err
 
 
+
+def test_cat_streams_a_long_recording_in_bounded_memory(tmp_path):
+    """cat read the whole recording and built every write before the first one: 836 MB of memory for a 105 MB
+    recording of an hours-long stream (and 15 s before `cat | head` printed a line). It now reads the file as it
+    writes, the end line first (line endings, tail), in both modes; the bytes are the same."""
+    import subprocess
+    import sys
+
+    from harness import CHECKOUT_ENV, ROOT
+
+    def make(n: int):
+        chunks = [b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                  b'"delta":{"type":"text_delta","text":" tok%d"}}\n\n' % i for i in range(n)]
+        return record_body(tmp_path / f"r{n}.jsonl", *chunks, b"data: tail",
+                           times=[i * 0.01 for i in range(1, n + 2)])
+
+    def peak(path, *args) -> tuple[int, bytes]:
+        """The peak RSS (KiB) of `sse-capture cat --speed max` on path, and what it wrote"""
+        # (VmHWM, not ru_maxrss: that one keeps the RSS of the pytest process forked to start it)
+        code = ("import re, sys\nfrom sse_capture_addon.cli import main\nsys.argv = sys.argv[1:]\n"
+                "try:\n    main()\nfinally:\n"
+                "    print(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1], file=sys.stderr)")
+        r = subprocess.run([sys.executable, "-c", code, "sse-capture", "cat", "--speed", "max", *args, str(path)],
+                           capture_output=True, env=CHECKOUT_ENV, cwd=ROOT, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return int(r.stderr.split()[-1]), r.stdout
+
+    small, big = make(1_000), make(40_000)   # ~8 MB
+    for args in ((), ("--raw",)):
+        small_peak, _ = peak(small, *args)
+        big_peak, out = peak(big, *args)
+        assert out.endswith(b' tok39999"}}\n\ndata: tail') and out.count(b"\n\n") == 40_000
+        assert big_peak < small_peak + 10_000, (args, small_peak, big_peak)
+
 @pytest.mark.parametrize("length, width", [(5000, 40), (5000, 160), (100, 30), (41, 40), (10**6, 20)])
 def test_shorten_says_how_many_characters_it_left_out(length, width):
     from sse_capture_addon.inspect.fmt import shorten

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, chunk_bytes, decode_data, died_tail
@@ -254,51 +255,79 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], end_t
                  with_tail: bool = True) -> list[Piece]:
     """The records as SSE, each at its time, then the unterminated tail at ``end_t`` (the recorded ending's)."""
     end = rec.end
-    ser = _Serializer(_newline(end))
-    pieces: list[Piece] = []
-    redacted = oversized = 0
     tail, truncated, bom = None, False, False
     if end is not None:
         tail, truncated, bom = end.get("tail"), bool(end.get("tail_truncated")), bool(end.get("bom"))
     elif rec.ending == PROXY_DIED and (died := died_tail(rec)) is not None:  # no end line: the raw chunks say
         tail, truncated, bom = died
-    if not with_tail:
-        tail = None
-    carried, rest = tail_lines(records, tail) if tail else ({}, "")
-    for i, r in enumerate(records):
+    return list(iter_event_pieces(records, end, tail if with_tail else None, truncated, bom, warnings,
+                                  lambda: end_t))
+
+
+#: Lines that send nothing, or a comment or ignored field that the unterminated tail may carry (see tail_lines)
+_TAIL_KINDS = frozenset({"comment", "ignored", "chunk", "error"})
+
+
+def iter_event_pieces(records: Iterable[dict], end: dict | None, tail: str | None, truncated: bool, bom: bool,
+                      warnings: list[str], end_t: Callable[[], float]) -> Iterator[Piece]:
+    """``event_pieces`` one at a time, from records read once (``cat`` streams a file through it in bounded
+    memory): only the lines after the last event are held, for ``tail_lines``. The warnings are added as they are
+    known, the counts at the end; ``end_t`` is asked for once the records are through."""
+    ser = _Serializer(_newline(end))
+    counts = {"redacted": 0, "oversized": 0}
+    held: list[dict] = []
+    bom_bytes = b"\xef\xbb\xbf" if bom else b""
+
+    def piece(r: dict) -> Piece | None:
         kind = r["kind"]
-        if i in carried:
-            pieces.append(Piece(r["t"], carried[i].encode("utf-8", "surrogatepass")))
-        elif kind == "event":
-            redacted += bool(r.get("redacted"))
-            pieces.append(Piece(r["t"], ser.event(r, decode_data(r["data"])).encode("utf-8", "surrogatepass"), 1))
-        elif kind == "oversized":
-            oversized += 1
-            pieces.append(Piece(r["t"], ser.event(r, r.get("data_prefix", "")).encode("utf-8", "surrogatepass"), 1))
-        elif kind == "comment":
-            pieces.append(Piece(r["t"], ser.comment(r).encode("utf-8", "surrogatepass")))
-        elif kind == "no_dispatch":
-            pieces.append(Piece(r["t"], ser.no_dispatch(r).encode("utf-8", "surrogatepass")))
-        elif kind == "ignored":
-            pieces.append(Piece(r["t"], ser.ignored(r).encode("utf-8", "surrogatepass")))
-        elif kind == "error" and r.get("what") in ("decode", "parse"):
+        if kind == "event":
+            counts["redacted"] += bool(r.get("redacted"))
+            return Piece(r["t"], ser.event(r, decode_data(r["data"])).encode("utf-8", "surrogatepass"), 1)
+        if kind == "oversized":
+            counts["oversized"] += 1
+            return Piece(r["t"], ser.event(r, r.get("data_prefix", "")).encode("utf-8", "surrogatepass"), 1)
+        if kind == "comment":
+            return Piece(r["t"], ser.comment(r).encode("utf-8", "surrogatepass"))
+        if kind == "no_dispatch":
+            return Piece(r["t"], ser.no_dispatch(r).encode("utf-8", "surrogatepass"))
+        if kind == "ignored":
+            return Piece(r["t"], ser.ignored(r).encode("utf-8", "surrogatepass"))
+        if kind == "error" and r.get("what") in ("decode", "parse"):
             warnings.append(f"the recording stopped parsing events at t={r['t']}: {r['message']} "
                             "(byte-exact replay sends everything)")
-    if redacted:
-        warnings.append(f"{redacted} event(s) had JSON keys redacted when recorded; they are replayed redacted")
-    if oversized:
-        warnings.append(f"{oversized} oversized event(s) were recorded without their data; "
+        return None
+
+    def first(p: Piece) -> Piece:
+        nonlocal bom_bytes
+        if bom_bytes:
+            p, bom_bytes = replace(p, data=bom_bytes + p.data), b""
+        return p
+
+    for r in records:
+        if r["kind"] in _TAIL_KINDS:
+            held.append(r)
+            continue
+        for h in [*held, r]:
+            if (p := piece(h)) is not None:
+                yield first(p)
+        held = []
+    carried, rest = tail_lines(held, tail) if tail else ({}, "")
+    for i, h in enumerate(held):
+        p = Piece(h["t"], carried[i].encode("utf-8", "surrogatepass")) if i in carried else piece(h)
+        if p is not None:
+            yield first(p)
+    if counts["redacted"]:
+        warnings.append(f"{counts['redacted']} event(s) had JSON keys redacted when recorded; they are replayed "
+                        "redacted")
+    if counts["oversized"]:
+        warnings.append(f"{counts['oversized']} oversized event(s) were recorded without their data; "
                         "each is replayed with the data prefix that was kept")
     if tail and truncated:
         warnings.append("the unterminated tail was truncated when recorded")
     if rest:
-        pieces.append(Piece(end_t, rest.encode("utf-8", "surrogatepass")))
-    if bom:
-        if pieces:
-            pieces[0] = replace(pieces[0], data=b"\xef\xbb\xbf" + pieces[0].data)
-        else:
-            pieces.append(Piece(0.0, b"\xef\xbb\xbf"))
-    return pieces
+        yield first(Piece(end_t(), rest.encode("utf-8", "surrogatepass")))
+    if bom_bytes:
+        yield Piece(0.0, bom_bytes)
 
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
@@ -349,23 +378,8 @@ def retime(pieces: list[Piece], end_t: float, ttfb: float, timing: Timing) -> tu
 
     Returns (writes, head delay, end offset). Each offset comes from its own recorded time (minus the
     pause time the cap removed before it), never from a running sum of gaps."""
-    speed, cap = timing.speed, timing.max_pause
-
-    def scaled(t: float) -> float:
-        return t / speed if math.isfinite(speed) else 0.0
-
+    offset = offsets(timing)
     writes: list[Write] = []
-    removed = 0.0  # recorded pause time cut out by the cap so far
-    prev = 0.0
-
-    def offset(t: float) -> float:
-        nonlocal removed, prev
-        t = max(t, prev)
-        if cap is not None and t - prev > cap:
-            removed += t - prev - cap
-        prev = t
-        return scaled(t - removed)
-
     # the pieces of each write are joined once at the end: appending bytes to bytes copies the whole write
     # every time, quadratic when everything is due at once (speed max)
     parts: list[list[bytes]] = []
@@ -381,5 +395,28 @@ def retime(pieces: list[Piece], end_t: float, ttfb: float, timing: Timing) -> tu
         if len(data) > 1:
             write.data = b"".join(data)
     end_at = offset(end_t)
-    head_delay = scaled(min(ttfb, cap) if cap is not None else ttfb)
+    cap = timing.max_pause
+    head_delay = _scaled(min(ttfb, cap) if cap is not None else ttfb, timing.speed)
     return writes, head_delay, end_at
+
+
+def _scaled(t: float, speed: float) -> float:
+    return t / speed if math.isfinite(speed) else 0.0
+
+
+def offsets(timing: Timing) -> Callable[[float], float]:
+    """Recorded times, given in order, -> scaled offsets from the stream start. Each offset comes from its own
+    recorded time (minus the pause time the cap removed before it), never from a running sum of gaps."""
+    speed, cap = timing.speed, timing.max_pause
+    removed = 0.0  # recorded pause time cut out by the cap so far
+    prev = 0.0
+
+    def offset(t: float) -> float:
+        nonlocal removed, prev
+        t = max(t, prev)
+        if cap is not None and t - prev > cap:
+            removed += t - prev - cap
+        prev = t
+        return _scaled(t - removed, speed)
+
+    return offset
