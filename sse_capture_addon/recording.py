@@ -581,6 +581,9 @@ class Recording:
     writer_alive: bool = False
     #: (line number, bytes) of a last line cut short (see ``iter_lines``), left out of ``records``
     torn: tuple[int, int] | None = None
+    #: False for a recording ``scan_recording`` read: ``records`` is left empty, ``kinds`` says what it holds
+    records_read: bool = True
+    kinds: frozenset[str] = frozenset()
 
     @property
     def ending(self) -> str:
@@ -818,6 +821,27 @@ def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) ->
             rec.end = obj
         else:
             rec.records.append(obj)
+    rec.torn = torn[0] if torn else None
+    if rec.end is None:
+        rec.writer_alive = writer_alive(path)
+    return rec
+
+
+def scan_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:
+    """A recording read and validated as ``read_recording`` reads it, but for its records, which are left out
+    (``records_read`` is False): its header, end line and the kinds of its lines, in memory that does not grow with
+    the file. ``read_recording`` gives the records when they are needed."""
+    torn: list[tuple[int, int]] = []
+    it = iter_lines(path, max_line, on_torn=lambda lineno, size: torn.append((lineno, size)))
+    _, header = next(it)
+    rec = Recording(path=os.fspath(path), header=header, records_read=False)
+    kinds = set()
+    for _, obj in it:
+        if obj["kind"] == "end":
+            rec.end = obj
+        else:
+            kinds.add(obj["kind"])
+    rec.kinds = frozenset(kinds)
     rec.torn = torn[0] if torn else None
     if rec.end is None:
         rec.writer_alive = writer_alive(path)

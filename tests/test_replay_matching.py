@@ -166,6 +166,37 @@ def test_a_recording_reached_by_several_paths_is_loaded_once(tmp_path):
     assert [r.header["stream_id"] for r in loaded] == ["b", "a"]
 
 
+
+def test_replay_holds_no_recordings_records_until_it_serves_one(tmp_path):
+    """sse-capture serve/replay read every recording of a directory whole at start-up and kept it: 1.7 GB of memory
+    (and a minute) before serving a directory of 2,000 recordings (288 MB). They are still checked line by line at
+    start-up (a bad line is refused then), and a recording's lines are read again when it is first served."""
+    import tracemalloc
+
+    from sse_capture_addon.replay.schedule import build_plan
+    from sse_capture_addon.replay.settings import Plans, ReplaySettings
+
+    directory = tmp_path / "recs"
+
+    def peak(n: int) -> int:
+        write_recording(directory / f"r{n}.jsonl", [ev(i * 0.01, {"type": "delta", "text": f"tok{i}"}, "delta")
+                                                    for i in range(n)], url=f"https://api.test/v1/chat/{n}")
+        tracemalloc.start()
+        [loaded] = load_recordings([directory])
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, loaded
+
+    small_peak, _ = peak(1_000)
+    (directory / "r1000.jsonl").unlink()
+    big_peak, big = peak(40_000)
+    assert big_peak < small_peak + 1_000_000, (small_peak, big_peak)
+    plan = Plans(ReplaySettings())[big]
+    assert plan.events == 40_000 and plan.writes == build_plan(read_recording(big.path)).writes
+    (directory / "bad.jsonl").write_bytes(open(big.path, "rb").read().replace(b'"tok39998"', b'"tok'))
+    with pytest.raises(RecordingError, match=":40000: invalid JSON"):  # still refused at start-up
+        load_recordings([directory])
+
 @pytest.fixture
 def proxy_writing(tmp_path):
     """recs/ with a finished recording and two a capture proxy is writing (it holds their locks): one whose

@@ -176,8 +176,9 @@ def replay_headers(recorded: list[list[str]], keep_encoding: bool) -> list[tuple
 
 def check_raw_chunks(rec: Recording) -> None:
     # (a stream whose server sent nothing has no chunk line: its bytes, none, are known)
-    sent_nothing = not rec.records and (rec.end is None or rec.end["bytes"] == 0)
-    if not rec.header.get("raw_chunks") or not (sent_nothing or any(r["kind"] == "chunk" for r in rec.records)):
+    kinds = {r["kind"] for r in rec.records} if rec.records_read else rec.kinds
+    sent_nothing = not kinds and (rec.end is None or rec.end["bytes"] == 0)
+    if not rec.header.get("raw_chunks") or not (sent_nothing or "chunk" in kinds):
         if rec.header.get("redacted_keys") and not rec.header.get("raw_chunks"):
             how = ("it was made with sse_capture_redact_keys, which stores no raw bytes (they cannot be redacted); "
                    "replay its events, without byte-exact mode")

@@ -12,7 +12,8 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..recording import IN_PROGRESS, Recording, RecordingError, find_recordings, header_pending, read_recording
+from ..recording import (IN_PROGRESS, Recording, RecordingError, find_recordings, header_pending, read_recording,
+                         scan_recording)
 from ..shown import shown_path
 from .faults import FaultError, Faults, check_byte_exact, parse_swap
 from .matching import Booking
@@ -96,7 +97,12 @@ def load_recordings(args: Iterable[str | os.PathLike], warn: Callable[[str], Non
     A proxy may be writing into a directory being replayed: a file it still holds (just created, or its stream not
     ended yet) is left out, with a ``warn``ing, as ``ls`` leaves it out; replayed, its stream would hang at its
     last line so far. Named as a file, it is replayed as far as it goes, held open after that (its stream had not
-    ended either), with a warning; one without its header line yet is a ``RecordingError``."""
+    ended either), with a warning; one without its header line yet is a ``RecordingError``.
+
+    Every file is read through and checked, but only a file named itself is kept whole (its plan is then built
+    at once when first served, in a few seconds for hundreds of thousands of events); a directory's recordings
+    are kept as their header and end line, their lines read again when one is served: a directory of thousands
+    of recordings needs no more memory than one of them."""
     seen: set[str] = set()
     left_out: set[str] = set()  # (still loaded if a later argument names the file itself)
     recordings = []
@@ -107,7 +113,8 @@ def load_recordings(args: Iterable[str | os.PathLike], warn: Callable[[str], Non
             if real in seen:
                 continue
             try:
-                rec = read_recording(path)
+                # one of a directory's recordings is read whole when it is first served (see Plans)
+                rec = read_recording(path) if named else scan_recording(path)
                 pending = "still being written by a proxy" if rec.ending == IN_PROGRESS else None
             except RecordingError:
                 if not header_pending(path):
@@ -141,7 +148,9 @@ def check_recordings(settings: ReplaySettings, recordings: Iterable[Recording]) 
 
 class Plans:
     """The plan of each recording under the settings, built on first use: a long one takes milliseconds, which
-    every other stream playing in the event loop would wait."""
+    every other stream playing in the event loop would wait. A recording ``load_recordings`` scanned has its records
+    read then (and only the plan kept), so that a directory of thousands of recordings, or a recording of hours,
+    does not sit in memory whole from start-up on."""
 
     def __init__(self, settings: ReplaySettings):
         self.settings = settings
@@ -151,7 +160,8 @@ class Plans:
         plan = self._plans.get(id(rec))
         if plan is None:
             s = self.settings
-            plan = self._plans[id(rec)] = build_plan(rec, s.timing, s.faults, s.byte_exact)
+            whole = rec if rec.records_read else read_recording(rec.path)
+            plan = self._plans[id(rec)] = build_plan(whole, s.timing, s.faults, s.byte_exact)
         return plan
 
     def booked(self, booking: Booking) -> Plan:
