@@ -557,7 +557,6 @@ def test_cat_raw_of_a_stream_that_sent_nothing_writes_nothing(tmp_path):
     assert r.code == 2 and "made with sse_capture_redact_keys, which stores no raw bytes" in r.err
 
 
-
 def test_cat_streams_a_long_recording_in_bounded_memory(tmp_path):
     """cat read the whole recording and built every write before the first one: 836 MB of memory for a 105 MB
     recording of an hours-long stream (and 15 s before `cat | head` printed a line). It now reads the file as it
