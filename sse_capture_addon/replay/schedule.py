@@ -269,6 +269,9 @@ def event_pieces(rec: Recording, records: list[dict], warnings: list[str], end_t
 _TAIL_KINDS = frozenset({"comment", "ignored", "chunk", "error"})
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def iter_event_pieces(records: Iterable[dict], end: dict | None, tail: str | None, truncated: bool, bom: bool,
                       warnings: list[str], end_t: Callable[[], float]) -> Iterator[Piece]:
     """``event_pieces`` one at a time, from records read once (``cat`` streams a file through it in bounded
@@ -277,7 +280,7 @@ def iter_event_pieces(records: Iterable[dict], end: dict | None, tail: str | Non
     ser = _Serializer(_newline(end))
     counts = {"redacted": 0, "oversized": 0}
     held: list[dict] = []
-    bom_bytes = b"\xef\xbb\xbf" if bom else b""
+    started = False
 
     def piece(r: dict) -> Piece | None:
         kind = r["kind"]
@@ -299,9 +302,17 @@ def iter_event_pieces(records: Iterable[dict], end: dict | None, tail: str | Non
         return None
 
     def first(p: Piece) -> Piece:
-        nonlocal bom_bytes
-        if bom_bytes:
-            p, bom_bytes = replace(p, data=bom_bytes + p.data), b""
+        nonlocal started
+        if started:
+            return p
+        started = True
+        if bom:
+            return replace(p, data=_BOM + p.data)
+        if p.data.startswith(_BOM):
+            # a U+FEFF that did not start the stream (a tail after lines that are not recorded, such as an unknown
+            # field's): sent first, a client would drop it as a byte order mark. A blank line first, which
+            # dispatches nothing, keeps it a character
+            return replace(p, data=ser.nl.encode() + p.data)
         return p
 
     for r in records:
@@ -327,8 +338,8 @@ def iter_event_pieces(records: Iterable[dict], end: dict | None, tail: str | Non
         warnings.append("the unterminated tail was truncated when recorded")
     if rest:
         yield first(Piece(end_t(), rest.encode("utf-8", "surrogatepass")))
-    if bom_bytes:
-        yield Piece(0.0, bom_bytes)
+    if bom and not started:
+        yield Piece(0.0, _BOM)
 
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
