@@ -179,7 +179,7 @@ class SSEReplay:
             self._extra(flow, info)
             return
         rec = booking.recording
-        plan = self.plans.booked(booking)
+        plan = await self.plans.booked(booking)
         for warning in plan.warnings:
             log.warning(f"sse-replay: {shown_path(rec.path)}: {printable(warning)}")
         token = secrets.token_urlsafe(16)

@@ -222,7 +222,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
             click.echo(f"no recording for {printable(label(request))}: 404" + (f"; {printable(why)}" if why else ""),
                        err=True)
             return None
-        plan = plans.booked(booking)
+        plan = await plans.booked(booking)
         for warning in plan.warnings:
             click.echo(f"{shown_path(booking.recording.path)}: {printable(warning)}", err=True)
         return Playback(plan, label=label(request), booking=booking)

@@ -197,6 +197,62 @@ def test_replay_holds_no_recordings_records_until_it_serves_one(tmp_path):
     with pytest.raises(RecordingError, match=":40000: invalid JSON"):  # still refused at start-up
         load_recordings([directory])
 
+def test_a_long_recordings_plan_is_built_off_the_event_loop_once(tmp_path, monkeypatch):
+    """Building the plan of a recording of hours takes seconds: it is done in a worker thread, once for all the
+    requests waiting for it, while the event loop goes on serving the other streams; a request that gives up
+    meanwhile gives its booking back."""
+    import asyncio
+    import threading
+    import time
+
+    from sse_capture_addon.replay import settings as replay_settings
+    from sse_capture_addon.replay.settings import Plans, ReplaySettings
+
+    rec = read_recording(write_recording(tmp_path / "r.jsonl", [ev(0.1, "a"), ev(0.2, "b")]))
+    built_in = []
+    real = replay_settings.build_plan
+
+    def slow_build(*args, **kwargs):
+        built_in.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replay_settings, "build_plan", slow_build)
+    monkeypatch.setattr(Plans, "INLINE_RECORDS", 1)  # (this one has 2 records: "long")
+
+    class Booking:
+        recording, given_back = rec, 0
+
+        def give_back(self):
+            self.given_back += 1
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        plans, ticks, t0 = Plans(ReplaySettings()), [], loop.time()
+
+        async def tick():
+            while True:
+                ticks.append(loop.time())
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        a, b, quitter = Booking(), Booking(), Booking()
+        gone = asyncio.create_task(plans.booked(quitter))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        plan_a, plan_b = await asyncio.gather(plans.booked(a), plans.booked(b))
+        ticker.cancel()
+        again = await plans.booked(Booking())  # built: no thread, no wait
+        return plan_a, plan_b, again, (a, b, quitter), ticks, t0
+
+    plan_a, plan_b, again, (a, b, quitter), ticks, t0 = asyncio.run(run())
+    assert plan_a is plan_b is again and plan_a.events == 2
+    assert built_in == [False]  # once, in a worker thread
+    gaps = [y - x for x, y in zip([t0] + ticks, ticks)]
+    assert ticks[-1] - t0 >= 0.25 and max(gaps) < 0.15, gaps  # the event loop was never held for the 0.3 s
+    assert (a.given_back, b.given_back, quitter.given_back) == (0, 0, 1)
+
+
 @pytest.fixture
 def proxy_writing(tmp_path):
     """recs/ with a finished recording and two a capture proxy is writing (it holds their locks): one whose

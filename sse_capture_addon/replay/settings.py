@@ -7,6 +7,7 @@ only turns an ``OptionValueError`` into its own kind of error, so they accept an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterable
@@ -152,9 +153,13 @@ class Plans:
     read then (and only the plan kept), so that a directory of thousands of recordings, or a recording of hours,
     does not sit in memory whole from start-up on."""
 
+    #: a recording of more records than this has its plan built in a worker thread (see ``booked``)
+    INLINE_RECORDS = 5000
+
     def __init__(self, settings: ReplaySettings):
         self.settings = settings
         self._plans: dict[int, Plan] = {}  # id(recording) -> plan
+        self._building: dict[int, asyncio.Future] = {}  # id(recording) -> its plan being built in a thread
 
     def __getitem__(self, rec: Recording) -> Plan:
         plan = self._plans.get(id(rec))
@@ -164,11 +169,24 @@ class Plans:
             plan = self._plans[id(rec)] = build_plan(whole, s.timing, s.faults, s.byte_exact)
         return plan
 
-    def booked(self, booking: Booking) -> Plan:
-        """The plan of the booked recording. A plan that cannot be built gives the booking back, or the
-        endpoint's next requests would wait for it."""
+    async def booked(self, booking: Booking) -> Plan:
+        """The plan of the booked recording. The first time, unless the recording is short, it is built in a worker
+        thread: for a recording of hours that takes seconds, during which every other stream being played would
+        wait (the thread shares the interpreter, but the event loop gets its turns). A plan that cannot be built
+        gives the booking back, or the endpoint's next requests would wait for it."""
+        rec = booking.recording
         try:
-            return self[booking.recording]
-        except Exception:
+            plan = self._plans.get(id(rec))
+            if plan is not None:
+                return plan
+            if rec.records_read and len(rec.records) <= self.INLINE_RECORDS:
+                return self[rec]
+            building = self._building.get(id(rec))
+            if building is None:
+                building = self._building[id(rec)] = asyncio.get_running_loop().run_in_executor(
+                    None, self.__getitem__, rec)
+                building.add_done_callback(lambda _: self._building.pop(id(rec), None))
+            return await asyncio.shield(building)  # (another request may be waiting for the same plan)
+        except BaseException:  # a cancelled request too
             booking.give_back()
             raise
