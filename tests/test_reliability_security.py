@@ -514,6 +514,8 @@ HOSTILE_FILES = {
     "redacted_headers_number": (_lines({**HEADER, "redacted_headers": 5}), 1, "redacted_headers"),
     "deep_nesting": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":' + b"[" * 100_000
                             + b"]" * 100_000 + b"}"), 2, "invalid JSON"),
+    "data_too_deep_to_write": (_lines(HEADER, b'{"t":0.1,"kind":"event","event":"m","data":' + b"[" * 300
+                                      + b"]" * 300 + b"}"), 2, "nested too deeply to re-serialise"),
     "nan": (_lines(HEADER, b'{"t":NaN,"kind":"event","event":"m","data":"x"}'), 2, "invalid JSON"),
     "invalid_utf8": (_lines(HEADER, b'{"t":0,"kind":"event","event":"m","data":"\xff\xfe"}'), 2, "invalid JSON"),
     "empty_line": (_lines(HEADER) + b"\n" + _lines(END), 2, "empty line"),
