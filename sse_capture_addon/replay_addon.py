@@ -79,7 +79,8 @@ class SSEReplay:
                           "Fault: reset the connection right after event N (0: right after the response head).")
         loader.add_option("sse_replay_stall_after", Optional[int], None,
                           "Fault: after event N send nothing more and keep the stream open.")
-        loader.add_option("sse_replay_drop", Sequence[str], [], "Fault: leave out events of this type.")
+        loader.add_option("sse_replay_drop", Sequence[str], [],
+                          "Fault: leave out events of this type, or (#N) event N as show numbers it.")
         loader.add_option("sse_replay_stop_mid_event", Optional[int], None,
                           "Fault: send the first half of event N, then end the response.")
         loader.add_option("sse_replay_rechunk", Optional[int], None,

@@ -48,7 +48,8 @@ def replay_options(func):
                      help="Serve RECORDING for every request whose URL matches URL_REGEX. Repeatable."),
         click.option("--cut-after", type=int, metavar="N", help="Fault: reset the connection after event N."),
         click.option("--stall-after", type=int, metavar="N", help="Fault: send nothing more after event N."),
-        click.option("--drop", multiple=True, metavar="TYPE", help="Fault: leave out events of TYPE. Repeatable."),
+        click.option("--drop", multiple=True, metavar="TYPE|#N",
+                     help="Fault: leave out events of TYPE, or event N as show numbers it. Repeatable."),
         click.option("--stop-mid-event", type=int, metavar="N", help="Fault: send half of event N, then end."),
         click.option("--rechunk", type=int, metavar="N", help="Fault: re-chunk the bytes into N-byte chunks."),
         click.option("--swap", metavar="A,B", help="Fault: events A and B trade places."),
@@ -252,7 +253,7 @@ def serve(recordings, speed, max_pause, byte_exact, reuse, ignore_params, match_
 _CLI_OPTION = {"sse_replay_speed": "--speed", "sse_replay_max_pause": "--max-pause", "sse_replay_swap": "--swap",
                "sse_replay_bytes": "--bytes", "sse_replay_cut_after": "--cut-after",
                "sse_replay_stall_after": "--stall-after", "sse_replay_stop_mid_event": "--stop-mid-event",
-               "sse_replay_rechunk": "--rechunk"}
+               "sse_replay_rechunk": "--rechunk", "sse_replay_drop": "--drop"}
 
 
 def _usage_error(e: OptionValueError) -> click.ClickException:

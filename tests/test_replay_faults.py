@@ -47,6 +47,25 @@ def test_drop_leaves_out_events_of_a_type_and_keeps_later_ids(chat):
     assert plan.ending == COMPLETE
 
 
+def test_drop_by_number_leaves_out_that_event_as_show_numbers_it(tmp_path, chat):
+    """An OpenAI stream's final data: [DONE] is an unnamed event like every chunk before it: dropping it by type
+    would drop them all. "#N" drops the event show lists as #N (numbered before any fault, so after a swap too)."""
+    rec = read_recording(write_recording(tmp_path / "openai.jsonl", [ev(0.1, '{"a":1}'), ev(0.2, '{"a":2}'),
+                                                                      ev(0.3, "[DONE]")]))
+    plan = build_plan(rec, faults=Faults(drop_types={"#3"}))
+    assert [data for _, data, _ in parse_events(sent(plan))] == ['{"a":1}', '{"a":2}'] and plan.ending == COMPLETE
+    plan = build_plan(rec, faults=Faults(drop_types={"#1", "#3"}, swap=(1, 2)))
+    assert [data for _, data, _ in parse_events(sent(plan))] == ['{"a":2}']
+    plan = build_plan(chat, faults=Faults(drop_types={"#2", "done"}))  # by number and by type at once
+    assert [json.loads(data)["i"] for _, data, _ in parse_events(sent(plan))] == [0, 2, 3, 4]
+    warnings = build_plan(rec, faults=Faults(drop_types={"#9"})).warnings
+    assert warnings == ["drop #9 not applied: the recording has 3 events"]
+    for bad in ("#0", "#x", "#", "#-1", "#01"):
+        with pytest.raises(FaultError, match="drop takes an event type, or # and an event number >= 1") as e:
+            Faults(drop_types={bad})
+        assert e.value.field == "drop"
+
+
 def test_drop_still_sends_the_retry_a_dropped_event_carried(tmp_path):
     """A retry sets how long the client waits before it reconnects, for the rest of the stream: dropping the
     event that carried it must not change that (a browser would fall back to its default, ~3 s)."""

@@ -570,6 +570,7 @@ SHARED_BAD_VALUES = [  # serve's and the addon's options for one bad value of ea
     (["--rechunk", "0"], {"sse_replay_rechunk": 0}),
     (["--cut-after", "1", "--stop-mid-event", "2"], {"sse_replay_cut_after": 1, "sse_replay_stop_mid_event": 2}),
     (["--bytes", "--drop", "done"], {"sse_replay_bytes": True, "sse_replay_drop": ["done"]}),
+    (["--drop", "#0"], {"sse_replay_drop": ["#0"]}),
 ]
 
 

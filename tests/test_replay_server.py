@@ -250,6 +250,13 @@ def test_serve_warns_about_a_fault_the_recording_cannot_take(tmp_path):
     assert f"{rec}: cut_after=11 not applied: the recording has 4 events" in served.output
 
 
+def test_serve_drops_an_event_by_the_number_show_gives_it(tmp_path):
+    rec = chat_recording(tmp_path / "chat.jsonl", n=3, gap=0.01)  # 3 deltas, then done: #4
+    with serve_process(rec, "--speed", "max", "--drop", "#4") as served:
+        r = httpx.get(f"{served.base}/sse/chat", timeout=10)
+    assert [event for event, _, _ in parse_events(r.content)] == ["delta"] * 3
+
+
 @pytest.mark.parametrize("contents", [[], ["notes.txt"]])
 def test_serve_refuses_a_directory_without_recordings(tmp_path, contents):
     directory = tmp_path / "recs"

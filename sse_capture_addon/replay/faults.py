@@ -8,7 +8,8 @@ an earlier one is dropped or swapped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 EVENT_KINDS = ("event", "oversized")
@@ -26,10 +27,11 @@ class FaultError(ValueError):
 class Faults:
     cut_after: int | None = None        # reset the connection right after event N (0: right after the head)
     stall_after: int | None = None      # after event N send nothing more, keep the stream open
-    drop_types: frozenset[str] = frozenset()  # leave out events of these types
+    drop_types: frozenset[str] = frozenset()  # leave out events of these types, and "#N": event N
     stop_mid_event: int | None = None   # send the first half of event N's bytes, then end the body
     rechunk: int | None = None          # split every write into N-byte chunks
     swap: tuple[int, int] | None = None  # events A and B trade places (each keeps the other's time slot)
+    drop_events: frozenset[int] = field(init=False, default=frozenset())  # the N of drop_types' "#N"
 
     def __post_init__(self):
         for name in ("cut_after", "stall_after"):
@@ -48,7 +50,13 @@ class Faults:
         stops = [n for n in ("cut_after", "stall_after", "stop_mid_event") if getattr(self, n) is not None]
         if len(stops) > 1:
             raise FaultError(stops[0], f"{' and '.join(stops)} each end the stream; choose one")
-        object.__setattr__(self, "drop_types", frozenset(self.drop_types))
+        numbers = {t for t in self.drop_types if t.startswith("#")}
+        for t in numbers:
+            if not _EVENT_NUMBER.fullmatch(t):
+                raise FaultError("drop", f"drop takes an event type, or # and an event number >= 1 (as show "
+                                         f"numbers them), got {t!r}")
+        object.__setattr__(self, "drop_types", frozenset(self.drop_types) - numbers)
+        object.__setattr__(self, "drop_events", frozenset(int(t[1:]) for t in numbers))
 
     @property
     def stop(self) -> tuple[str, int] | None:
@@ -59,7 +67,10 @@ class Faults:
 
     @property
     def on_events(self) -> bool:
-        return bool(self.stop or self.drop_types or self.swap)
+        return bool(self.stop or self.drop_types or self.drop_events or self.swap)
+
+
+_EVENT_NUMBER = re.compile(r"#[1-9][0-9]*")
 
 
 def parse_swap(text: str) -> tuple[int, int]:
@@ -117,9 +128,12 @@ def apply_to_records(records: list[dict], faults: Faults, warnings: list[str]) -
             numbered = numbered[: i + 1]
             stop = Stop(fault, numbered[i][1]["t"], fault == "stop_mid_event")
 
-    if faults.drop_types:
+    for n in sorted(faults.drop_events):
+        if n > total:
+            warnings.append(f"drop #{n} not applied: the recording has {total} events")
+    if faults.drop_types or faults.drop_events:
         def dropped(n: int, r: dict) -> bool:
-            return bool(n) and r["event"] in faults.drop_types
+            return bool(n) and (r["event"] in faults.drop_types or n in faults.drop_events)
 
         if stop is not None and stop.half_last and dropped(*numbered[-1]):
             warnings.append(f"stop_mid_event={faults.stop_mid_event} not applied: that event is dropped")
