@@ -32,7 +32,7 @@
    simple_blocks(parser, buf, crlf) -> list | None
 
    SSEParser's fast path for a chunk of whole blocks as token streams send them: an "event:" line and/or an
-   "id:" line (either order, each at most once; an id without NUL), then one "data:" line and a blank line (LF
+   "id:" line (either order, each at most once; an id without NUL), then "data:" lines and a blank line (LF
    endings, UTF-8; crlf: the chunk had CRLF endings, made LF): their Events, each with the last event ID its
    block leaves (starting from parser.last_event_id; when "id:" lines change it, parser.last_event_id and
    parser._id_buffer are set, as the Python parser would), or when parser.message_batches and every block is
@@ -419,21 +419,21 @@ static PyObject *exact_lines(PyObject *module, PyObject *const *args, Py_ssize_t
     return lines_after("", 0, args[0], count, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]));
 }
 
-/* The arguments (blocks: bytes, count: int, t: float, n: int, crlf: bool = False) of token_chunk and typed_chunk,
-   and the chunk line blocks_chunk_line writes for them in chunk_head (with crlf, for a chunk that was blocks with
-   CRLF line endings); t_text is t as "%.6f" formats it (PyMem_Free it). 0 when t is
+/* The arguments (blocks: bytes, count: int, t: float, n: int) of token_chunk and typed_chunk, and token_chunk's
+   crlf: bool = False (takes_crlf; typed_chunk reads LF blocks only), and the chunk line blocks_chunk_line writes
+   for them in chunk_head (with crlf, for a chunk that was blocks with CRLF line endings); t_text is t as "%.6f" formats it (PyMem_Free it). 0 when t is
    out of the range the C path formats (then nothing is set and no exception either), -1 on an exception. */
-static int chunk_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *count, char **t_text,
-                      char *chunk_head, int *chunk_len)
+static int chunk_args(const char *name, PyObject *const *args, Py_ssize_t nargs, int takes_crlf, Py_ssize_t *count,
+                      char **t_text, char *chunk_head, int *chunk_len)
 {
     Py_ssize_t n;
     double t;
     int crlf = 0;
-    if (nargs < 4 || nargs > 5 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[3])
-        || (nargs == 5 && (crlf = PyObject_IsTrue(args[4])) < 0)) {
+    if (nargs < 4 || nargs > 4 + takes_crlf || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])
+        || !PyLong_Check(args[3]) || (nargs == 5 && (crlf = PyObject_IsTrue(args[4])) < 0)) {
         if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "%s(blocks: bytes, count: int, t: float, n: int, crlf: bool = False)",
-                         name);
+            PyErr_Format(PyExc_TypeError, "%s(blocks: bytes, count: int, t: float, n: int%s)", name,
+                         takes_crlf ? ", crlf: bool = False" : "");
         return -1;
     }
     *count = PyLong_AsSsize_t(args[1]);
@@ -466,7 +466,7 @@ static PyObject *token_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_ssize_t count;
     int chunk_len, head_len, ok;
     char *t_text, chunk_head[CHUNK_HEAD_MAX], head[96];
-    if ((ok = chunk_args("token_chunk", args, nargs, &count, &t_text, chunk_head, &chunk_len)) <= 0)
+    if ((ok = chunk_args("token_chunk", args, nargs, 1, &count, &t_text, chunk_head, &chunk_len)) <= 0)
         return ok < 0 ? NULL : Py_NewRef(Py_None);
     head_len = snprintf(head, sizeof head, "{\"t\":%s,\"kind\":\"event\",\"event\":\"message\",\"data\":", t_text);
     PyMem_Free(t_text);
@@ -489,7 +489,7 @@ static PyObject *typed_chunk(PyObject *module, PyObject *const *args, Py_ssize_t
     char *t_text, chunk_head[CHUNK_HEAD_MAX], *w, *w_end;
     PyObject *out;
     Scan s;
-    if ((ok = chunk_args("typed_chunk", args, nargs, &count, &t_text, chunk_head, &chunk_len)) <= 0)
+    if ((ok = chunk_args("typed_chunk", args, nargs, 0, &count, &t_text, chunk_head, &chunk_len)) <= 0)
         return ok < 0 ? NULL : Py_NewRef(Py_None);
     t_len = (Py_ssize_t)strlen(t_text);
     p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
@@ -1172,7 +1172,7 @@ static PyMethodDef methods[] = {
      "time t; None when a TYPE is not plain printable ASCII or is 'message', or a DATA is not exact JSON."},
     {"simple_blocks", (PyCFunction)(void (*)(void))simple_blocks, METH_FASTCALL,
      "simple_blocks(parser, buf, crlf) -> list | None: the Events (or one MessageBatch) of a chunk of whole "
-     "one-data-line blocks, counting its lines in parser.line_endings; None when the chunk is anything else."},
+     "blocks of data lines, counting its lines in parser.line_endings; None when the chunk is anything else."},
     {"set_types", set_types, METH_VARARGS, "set_types(Event, MessageBatch): the classes simple_blocks makes."},
     {NULL, NULL, 0, NULL},
 };

@@ -825,33 +825,27 @@ def iter_lines(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE,
 
 def read_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:
     """Read and validate a whole recording."""
-    torn: list[tuple[int, int]] = []
-    it = iter_lines(path, max_line, on_torn=lambda lineno, size: torn.append((lineno, size)))
-    _, header = next(it)
-    rec = Recording(path=os.fspath(path), header=header)
-    for _, obj in it:
-        if obj["kind"] == "end":
-            rec.end = obj
-        else:
-            rec.records.append(obj)
-    rec.torn = torn[0] if torn else None
-    if rec.end is None:
-        rec.writer_alive = writer_alive(path)
-    return rec
+    return _read(path, max_line, keep_records=True)
 
 
 def scan_recording(path: str | os.PathLike, max_line: int = DEFAULT_MAX_LINE) -> Recording:
     """A recording read and validated as ``read_recording`` reads it, but for its records, which are left out
     (``records_read`` is False): its header, end line and the kinds of its lines, in memory that does not grow with
     the file. ``read_recording`` gives the records when they are needed."""
+    return _read(path, max_line, keep_records=False)
+
+
+def _read(path: str | os.PathLike, max_line: int, keep_records: bool) -> Recording:
     torn: list[tuple[int, int]] = []
     it = iter_lines(path, max_line, on_torn=lambda lineno, size: torn.append((lineno, size)))
     _, header = next(it)
-    rec = Recording(path=os.fspath(path), header=header, records_read=False)
+    rec = Recording(path=os.fspath(path), header=header, records_read=keep_records)
     kinds = set()
     for _, obj in it:
         if obj["kind"] == "end":
             rec.end = obj
+        elif keep_records:
+            rec.records.append(obj)
         else:
             kinds.add(obj["kind"])
     rec.kinds = frozenset(kinds)

@@ -215,7 +215,8 @@ def test_typed_chunk_refuses_what_it_does_not_write():
         assert typed_chunk(other, 1, 1.0, 1) is None, other
     for t in (float("nan"), float("inf"), 1e300):
         assert typed_chunk(blocks, 1, t, 1) is None
-    for args in [("event: t\ndata: {}\n\n", 1, 1.0, 1), (blocks, 1, "1", 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0)]:
+    for args in [("event: t\ndata: {}\n\n", 1, 1.0, 1), (blocks, 1, "1", 1), (blocks, 1.0, 1.0, 1), (blocks, 1, 1.0),
+                 (blocks, 1, 1.0, 1, True)]:  # (no crlf: it reads LF blocks only, and would say crlf of them)
         with pytest.raises(TypeError):
             typed_chunk(*args)
 

@@ -12,20 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-import orjson
-
-from ..recording import Recording, RecordingError, died_tail_at, iter_lines, raw_chunks, writer_alive
-from ..replay.schedule import Piece, Timing, check_raw_chunks, iter_event_pieces, offsets, recorded_ending
-from .listing import _last_line
-
-
-def _end_line(path: str) -> dict | None:
-    """The end line as the file's last line holds it, or None (validated when the lines are read in order)."""
-    try:
-        last = orjson.loads(_last_line(path))
-    except (orjson.JSONDecodeError, RecordingError):
-        return None
-    return last if isinstance(last, dict) and last.get("kind") == "end" else None
+from ..recording import Recording, died_tail_at, iter_lines, raw_chunks, writer_alive
+from ..replay.schedule import (Piece, Timing, check_raw_chunks, iter_event_pieces, offsets, recorded_ending,
+                               recorded_tail)
+from .listing import end_line_of
 
 
 class Stream:
@@ -34,7 +24,7 @@ class Stream:
     def __init__(self, path: str, raw: bool = False):
         self.path = path
         self.warnings: list[str] = []
-        self.end = _end_line(path)
+        self.end = end_line_of(path)
         self.last_t = 0.0
         self._seen: list[dict] = []  # the first record, for check_raw_chunks
         self._lines = iter_lines(path)
@@ -68,13 +58,9 @@ class Stream:
             if not chunks:
                 check_raw_chunks(Recording(self.path, self.header, self._seen, self.end))
             return
-        end = self.end
-        tail, truncated, bom = None, False, False
-        if end is not None:
-            tail, truncated, bom = end.get("tail"), bool(end.get("tail_truncated")), bool(end.get("bom"))
-        elif not writer_alive(self.path) and (died := died_tail_at(self.path)) is not None:  # the proxy died
-            tail, truncated, bom = died
-        yield from iter_event_pieces(self._records(), end, tail, truncated, bom, self.warnings,
+        tail, truncated, bom = recorded_tail(
+            self.end, lambda: None if writer_alive(self.path) else died_tail_at(self.path))  # (the proxy died)
+        yield from iter_event_pieces(self._records(), self.end, tail, truncated, bom, self.warnings,
                                      lambda: self.end_t)
 
 

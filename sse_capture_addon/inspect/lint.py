@@ -144,8 +144,12 @@ class _Linter:
         self.stall(self.silences.until_end(end["t"] if end else self.last_t), live=ending == IN_PROGRESS)
         if ending == IN_PROGRESS:
             return  # what is missing may still come
-        if ending == "client_disconnected":  # (a stopped generation): what the stream still owed was never sent
-            emit = self.as_warnings(emit, "the client went away first")
+        client_left = ending == "client_disconnected"  # (a stopped generation): what it still owed was never sent
+
+        def owed(emit_: Emit) -> Emit:
+            return self.as_warnings(emit_, "the client went away first") if client_left else emit_
+
+        emit = owed(emit)
         emit_rule = self.once(emit)
         for rule in self.protocol.rules:
             if not (self.ended_by_error and isinstance(rule, Block)):  # the error closed what was open
@@ -156,10 +160,8 @@ class _Linter:
         if tail := unterminated_tail(stream):
             what = "an event (no blank line after it), which clients drop" if tail.lost == AN_EVENT else \
                 f"a block (no blank line after it), so clients never set {tail.lost}"
-            emit_tail = self.emit_at(self.index, end["t"] if end else self.last_t)
-            if ending == "client_disconnected":
-                emit_tail = self.as_warnings(emit_tail, "the client went away first")
-            emit_tail("unterminated-event", ERROR, f"the stream ended in the middle of {what}: {tail.describe()}")
+            owed(self.emit_at(self.index, end["t"] if end else self.last_t))(
+                "unterminated-event", ERROR, f"the stream ended in the middle of {what}: {tail.describe()}")
         if end is None:
             return
         endings = {k: v for k, v in (end.get("line_endings") or {}).items() if v}

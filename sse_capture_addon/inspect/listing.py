@@ -57,15 +57,21 @@ def _last_line(path: str, block: int = 1 << 16, max_line: int = DEFAULT_MAX_LINE
         return b"".join(reversed(blocks))
 
 
-def summarize(path: str) -> Summary:
-    header = header_of(path)
-    end = None
+def end_line_of(path: str) -> dict | None:
+    """The recording's end line, read from the end of the file (checked as a record), or None when its last line
+    is not one."""
     try:
         last = orjson.loads(_last_line(path))
         if isinstance(last, dict) and last.get("kind") == "end":
-            end = validate_record(path, 0, last)
+            return validate_record(path, 0, last)
     except (orjson.JSONDecodeError, RecordingError, OSError):
         pass
+    return None
+
+
+def summarize(path: str) -> Summary:
+    header = header_of(path)
+    end = end_line_of(path)
     if end is not None:
         events, duration, ending, message = end["events"] + end.get("oversized", 0), end["t"], end["reason"], \
             end.get("message")

@@ -22,7 +22,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from ..recording import IN_PROGRESS, PROXY_DIED, Recording, RecordingError, chunk_bytes, decode_data, died_tail
+from ..recording import (IN_PROGRESS, PROXY_DIED, DiedTail, Recording, RecordingError, chunk_bytes, decode_data,
+                         died_tail)
 from ..sse import Comment, Ignored, tail_parser
 from . import faults as faults_mod
 from .faults import Faults
@@ -255,14 +256,17 @@ def _newline(end: dict | None) -> str:
 def event_pieces(rec: Recording, records: list[dict], warnings: list[str], end_t: float,
                  with_tail: bool = True) -> list[Piece]:
     """The records as SSE, each at its time, then the unterminated tail at ``end_t`` (the recorded ending's)."""
-    end = rec.end
-    tail, truncated, bom = None, False, False
-    if end is not None:
-        tail, truncated, bom = end.get("tail"), bool(end.get("tail_truncated")), bool(end.get("bom"))
-    elif rec.ending == PROXY_DIED and (died := died_tail(rec)) is not None:  # no end line: the raw chunks say
-        tail, truncated, bom = died
-    return list(iter_event_pieces(records, end, tail if with_tail else None, truncated, bom, warnings,
+    tail, truncated, bom = recorded_tail(rec.end, lambda: died_tail(rec) if rec.ending == PROXY_DIED else None)
+    return list(iter_event_pieces(records, rec.end, tail if with_tail else None, truncated, bom, warnings,
                                   lambda: end_t))
+
+
+def recorded_tail(end: dict | None, died: Callable[[], DiedTail | None]) -> tuple[str | None, bool, bool]:
+    """(unterminated tail, truncated, bom) as the end line says, or without one as ``died`` finds them in the raw
+    chunks of a recording whose proxy died (None: nothing to say)."""
+    if end is not None:
+        return end.get("tail"), bool(end.get("tail_truncated")), bool(end.get("bom"))
+    return died() or (None, False, False)
 
 
 #: Lines that send nothing, or a comment or ignored field that the unterminated tail may carry (see tail_lines)
